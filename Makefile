@@ -1,0 +1,48 @@
+# The project's own commands. `make demo` and `make test` set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint format bench clean stack-up stack-down
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv, install the package and tools, fetch the Kafka broker jars (idempotent)
+	$(BIN)/inter1-pipeline stack fetch
+
+demo: setup ## Run the pipeline end to end on the embedded defaults
+	$(BIN)/inter1-pipeline demo
+
+test: setup ## Run the whole test suite (starts its own Kafka broker)
+	$(BIN)/python -m pytest
+
+lint: setup ## ruff, ruff format --check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup ## Run the benchmarks (prints measured ratios; not tests)
+	$(BIN)/python bench/run_all.py
+
+stack-up: setup ## Start the local Kafka broker
+	$(BIN)/inter1-pipeline stack up
+
+stack-down: ## Stop the local Kafka broker
+	$(BIN)/inter1-pipeline stack down
+
+clean: stack-down ## Remove local state (.stack) and the virtualenv
+	rm -rf .stack $(VENV)

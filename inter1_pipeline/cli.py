@@ -1,0 +1,86 @@
+"""Root of the ``inter1-pipeline`` command.
+
+Subcommands are imported only when invoked, so ``--help`` stays fast and a command's
+heavy dependencies (PyAV, chDB) load only for the commands that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from runtime.errors import ExitCode, PipelineError
+from runtime.logs import configure_logging
+from runtime.settings import LogSettings, load
+
+__all__ = ["main"]
+
+# name -> one-line help shown in the listing; the command object is
+# inter1_pipeline.commands.<name with - as _>.<same>.
+_COMMANDS: dict[str, str] = {
+    "stack": "Start, stop or inspect the local Kafka broker.",
+    "topics": "Create or update the declared Kafka topics.",
+    "schemas": "Check the Avro schemas for compatibility.",
+    "produce": "Chunk video sources and publish them to Kafka.",
+    "simulate": "Serve the local Inter-1 Stream API simulator.",
+    "migrate": "Apply the ClickHouse DDL migrations.",
+    "query": "Run a SQL query against ClickHouse.",
+    "demo": "Run the pipeline end to end on the embedded defaults.",
+}
+
+
+class _LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        attr = cmd_name.replace("-", "_")
+        module_name = f"inter1_pipeline.commands.{attr}"
+        command = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module_name}.{attr} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, _COMMANDS[name]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="inter1-pipeline")
+def cli() -> None:
+    """Inter-1 streaming pipeline: video chunks on Kafka -> Inter-1 sessions -> Avro events
+    -> ClickHouse.
+
+    Settings come from the environment (and a .env file); see the README for the list.
+    """
+    settings = load(LogSettings)
+    configure_logging(settings.level, settings.format)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; pipeline errors become one line and a meaningful exit code."""
+    try:
+        return cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except PipelineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)

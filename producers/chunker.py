@@ -1,0 +1,165 @@
+"""Cut a session's packets into keyframe-aligned, self-contained fMP4 chunks.
+
+A chunk starts at a video keyframe and closes at the first keyframe at least
+``target_duration_s`` later. Its media range runs from its first keyframe to the next
+chunk's first keyframe (the last chunk: to the end of its last frame), so the ranges of
+a session tile its media time without gaps or overlaps. Audio packets go to the chunk
+whose range holds their start time; a closed chunk waits briefly for late-interleaved
+audio before it is emitted. A chunk bigger than the record limit is re-muxed with
+size-capped fragments and split into parts (see :func:`producers.fmp4.split_parts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+
+from producers.fmp4 import mux_chunk, split_parts, top_level_boxes
+from producers.reader import MediaPacket
+from runtime.logs import get_logger
+
+__all__ = ["Chunk", "Chunker"]
+
+_log = get_logger("producers.chunker")
+
+_EPSILON_S = 1e-6
+_AUDIO_WAIT_S = 1.0  # how far video may run ahead before a closed chunk stops waiting for audio
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk: ``parts`` concatenated are the fMP4 bytes; part 0 starts with the init header."""
+
+    seq: int
+    media_start_s: float
+    media_duration_s: float
+    keyframe_start: bool
+    parts: tuple[bytes, ...]
+
+    @property
+    def byte_size(self) -> int:
+        """Total payload bytes over all parts."""
+        return sum(len(part) for part in self.parts)
+
+
+@dataclass
+class _Open:
+    start_s: float
+    keyframe_start: bool
+    packets: list[tuple[int, av.Packet[Any]]] = field(default_factory=list)
+    end_s: float | None = None  # set when closed by the next chunk's keyframe
+    video_end_s: float = 0.0
+
+
+class Chunker:
+    """Turns a :class:`MediaPacket` stream into :class:`Chunk` objects (synchronous, one
+    stream per instance)."""
+
+    def __init__(
+        self,
+        templates: Sequence[av.stream.Stream],
+        *,
+        target_duration_s: float,
+        max_part_bytes: int,
+    ) -> None:
+        self._templates = templates
+        self._has_audio = len(templates) > 1
+        self._target_s = target_duration_s
+        self._max_part_bytes = max_part_bytes
+        self._seq = 0
+        self._last_dts: dict[int, int] = {}
+        self.open_gop = False
+        self._current: _Open | None = None
+        self._closed: _Open | None = None
+        self._early: list[tuple[int, av.Packet[Any]]] = []
+
+    def chunks(self, packets: Iterable[MediaPacket]) -> Iterator[Chunk]:
+        """Consume ``packets`` and yield chunks as soon as each is complete."""
+        self._current, self._closed, self._early = None, None, []
+        for media in packets:
+            if not self._monotonic(media):
+                continue
+            if media.kind == "video":
+                yield from self._on_video(media)
+            else:
+                yield from self._on_audio(media)
+        if self._closed is not None:
+            yield self._emit(self._closed)
+        current = self._current
+        if current is not None and any(index == 0 for index, _ in current.packets):
+            current.end_s = current.video_end_s
+            yield self._emit(current)
+
+    def _on_video(self, media: MediaPacket) -> Iterator[Chunk]:
+        current = self._current
+        if current is None:
+            current = self._current = _Open(media.pts_s, media.keyframe, packets=self._early)
+        elif media.keyframe and media.pts_s - current.start_s >= self._target_s - _EPSILON_S:
+            if self._closed is not None:
+                yield self._emit(self._closed)
+            current.end_s = media.pts_s
+            self._closed, current = current, _Open(media.pts_s, True)
+            self._current = current
+        elif media.pts_s < current.start_s - _EPSILON_S and not self.open_gop:
+            # A frame shown before the chunk's keyframe: an open GOP (e.g. x265 defaults).
+            # Its leading frames decode only after the previous chunk; coverage is unchanged.
+            self.open_gop = True
+            _log.warning("open_gop", hint="use --transcode for strictly self-contained chunks")
+        current.packets.append((0, media.packet))
+        current.video_end_s = max(current.video_end_s, media.end_s)
+        closed = self._closed
+        if closed is not None:
+            assert closed.end_s is not None
+            if not self._has_audio or media.pts_s - closed.end_s > _AUDIO_WAIT_S:
+                self._closed = None
+                yield self._emit(closed)
+
+    def _on_audio(self, media: MediaPacket) -> Iterator[Chunk]:
+        closed = self._closed
+        if closed is not None:
+            assert closed.end_s is not None
+            if media.pts_s < closed.end_s:
+                closed.packets.append((1, media.packet))
+                return
+            self._closed = None
+            yield self._emit(closed)
+        if self._current is not None:
+            self._current.packets.append((1, media.packet))
+        else:
+            self._early.append((1, media.packet))  # audio before the first video packet
+
+    def _monotonic(self, media: MediaPacket) -> bool:
+        """Drop packets whose decode time does not advance (the MP4 muxer rejects them)."""
+        index = 0 if media.kind == "video" else 1
+        dts = media.packet.dts  # a kind's packets share one time base for the whole session
+        if dts is None:
+            return False
+        last = self._last_dts.get(index)
+        if last is not None and dts <= last:
+            return False
+        self._last_dts[index] = dts
+        return True
+
+    def _emit(self, chunk: _Open) -> Chunk:
+        assert chunk.end_s is not None
+        payload = mux_chunk(self._templates, chunk.packets)
+        parts: list[bytes] = [payload]
+        if len(payload) > self._max_part_bytes:
+            init_size = sum(
+                size for kind, _, size in top_level_boxes(payload) if kind not in {b"moof", b"mdat"}
+            )
+            room = max(1024, int((self._max_part_bytes - init_size) * 0.9))
+            payload = mux_chunk(self._templates, chunk.packets, frag_size_bytes=room)
+            parts = split_parts(payload, self._max_part_bytes)
+        result = Chunk(
+            seq=self._seq,
+            media_start_s=chunk.start_s,
+            media_duration_s=max(0.0, chunk.end_s - chunk.start_s),
+            keyframe_start=chunk.keyframe_start,
+            parts=tuple(parts),
+        )
+        self._seq += 1
+        return result

@@ -1,0 +1,148 @@
+"""Publishing records to the chunk topic with a bounded number of sends in flight.
+
+:class:`KafkaPublisher` wraps the project's idempotent ``acks=all`` producer;
+:class:`DryRunPublisher` acknowledges everything at once (``produce --dry-run``, benches).
+Both return a delivery future per record; :meth:`send` waits while too many are in flight,
+which pushes back on the demuxing thread through the session's bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from aiokafka.errors import KafkaError
+
+from producers.exceptions import PublishError
+from runtime.kafka import make_producer
+from runtime.settings import KafkaSettings
+
+__all__ = ["DryRunPublisher", "KafkaPublisher", "Publisher"]
+
+
+class Publisher(Protocol):
+    """Where session records go."""
+
+    topic: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
+        """Hand one record over; returns a future resolved when it is acknowledged."""
+        ...
+
+
+class KafkaPublisher:
+    """Sends to Kafka through an idempotent ``acks=all`` aiokafka producer.
+
+    At most ``max_in_flight`` records and ``max_in_flight_bytes`` bytes are unacknowledged
+    at any time (a single record bigger than the byte budget goes alone), which keeps
+    memory bounded whatever the chunk size.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        max_in_flight: int = 32,
+        max_in_flight_bytes: int = 64 * 1024 * 1024,
+        settings: KafkaSettings | None = None,
+    ) -> None:
+        self.topic = topic
+        self._max_in_flight = max_in_flight
+        self._max_in_flight_bytes = max_in_flight_bytes
+        self._settings = settings
+        self._producer: Any = None
+        self._in_flight = 0
+        self._in_flight_bytes = 0
+        self._capacity: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        """Connect (idempotent)."""
+        if self._producer is not None:
+            return
+        producer = make_producer(self._settings)
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise PublishError(f"cannot connect to Kafka: {exc}") from exc
+        self._producer = producer
+        self._capacity = asyncio.Event()
+
+    async def stop(self) -> None:
+        """Flush what is in flight and disconnect (idempotent)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def __aenter__(self) -> KafkaPublisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def send(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
+        """Queue one record, waiting while the in-flight budget is used up."""
+        if self._producer is None or self._capacity is None:
+            raise RuntimeError("KafkaPublisher.start() was not called")
+        size = len(value)
+        while not self._fits(size):
+            self._capacity.clear()
+            await self._capacity.wait()
+        self._in_flight += 1
+        self._in_flight_bytes += size
+        try:
+            future: asyncio.Future[Any] = await self._producer.send(
+                self.topic, value=value, key=key
+            )
+        except KafkaError as exc:
+            self._release(size)
+            raise PublishError(f"Kafka refused a record for {self.topic}: {exc}") from exc
+        except BaseException:
+            self._release(size)
+            raise
+        future.add_done_callback(lambda _: self._release(size))
+        return future
+
+    def _fits(self, size: int) -> bool:
+        if self._in_flight == 0:
+            return True
+        return (
+            self._in_flight < self._max_in_flight
+            and self._in_flight_bytes + size <= self._max_in_flight_bytes
+        )
+
+    def _release(self, size: int) -> None:
+        self._in_flight -= 1
+        self._in_flight_bytes -= size
+        if self._capacity is not None:
+            self._capacity.set()
+
+
+class DryRunPublisher:
+    """Acknowledges every record immediately and only counts them."""
+
+    def __init__(self, topic: str = "dry-run") -> None:
+        self.topic = topic
+        self.records = 0
+        self.bytes = 0
+        self.largest = 0
+
+    async def start(self) -> None:
+        """Nothing to connect."""
+
+    async def stop(self) -> None:
+        """Nothing to flush."""
+
+    async def send(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
+        """Count the record and return an already-resolved future."""
+        self.records += 1
+        self.bytes += len(value)
+        self.largest = max(self.largest, len(value))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future

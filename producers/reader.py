@@ -1,0 +1,314 @@
+"""Read one source as a stream of packets on the session's media timeline.
+
+The reader opens the source, lets :mod:`producers.probe` choose stream copy or transcoding
+per stream, and yields :class:`MediaPacket` objects whose
+timestamps start at 0 at the session's first video keyframe and stay continuous across
+``--loop`` plays. ``--realtime`` paces a file to the wall clock. Runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Literal
+
+import av
+
+from producers.exceptions import (
+    NoVideoStreamError,
+    SourceError,
+    SourceUnavailableError,
+    TruncatedMediaError,
+)
+from producers.probe import MediaInfo, StreamPlan, media_info, pick_audio, plan_streams
+from producers.sources import SourceSpec, classify_os_error, open_source
+from producers.transcode import AudioTranscoder, VideoTranscoder
+
+__all__ = ["MediaPacket", "MediaReader", "ReaderOptions"]
+
+_EXACT_DURATION_FORMATS = ("mov", "mp4", "matroska", "webm")
+_TRUNCATION_TOLERANCE_S = 0.5
+_PACE_SLICE_S = 0.2
+_MAX_EARLY_AUDIO = 2000
+# Audio may start this much before the first video keyframe (AAC priming, interleaving).
+_AUDIO_LEAD_S = 0.1
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    """How to read: pacing, looping (``loop`` plays in total, 0 = forever), transcoding."""
+
+    realtime: bool = False
+    loop: int = 1
+    transcode: bool = False
+    chunk_duration_s: float = 2.0
+    timeout_s: float = 15.0
+
+
+@dataclass
+class _PlayState:
+    """Where one pass over the input stands."""
+
+    session_start_s: float
+    video_index: int
+    time_bases: dict[int, float]  # stream index -> seconds per tick
+    origin: float | None = None  # source time of the pass's first video keyframe
+    video_end: float | None = None  # session time where the pass's video ends
+    early_audio: list[av.Packet[Any]] = field(default_factory=list)
+    shifts: dict[int, int] = field(default_factory=dict)
+
+    def offset_s(self) -> float:
+        """Seconds to add to a source time to get the session time."""
+        assert self.origin is not None
+        return self.session_start_s - self.origin
+
+    def shift(self, index: int) -> int:
+        """:meth:`offset_s` in ticks of stream ``index``."""
+        ticks = self.shifts.get(index)
+        if ticks is None:
+            ticks = self.shifts[index] = round(self.offset_s() / self.time_bases[index])
+        return ticks
+
+
+@dataclass
+class MediaPacket:
+    """A packet ready to mux: ``packet`` times are session times in its own time base."""
+
+    kind: Literal["video", "audio"]
+    packet: av.Packet[Any]
+    pts_s: float
+    end_s: float
+    keyframe: bool
+
+
+class MediaReader:
+    """Iterates one source's packets (copy or transcoded) on the session timeline."""
+
+    def __init__(self, spec: SourceSpec, options: ReaderOptions, stop: threading.Event) -> None:
+        self.spec = spec
+        self.options = options
+        self._stop = stop
+        self._input: av.container.InputContainer | None = None
+        self._plan: StreamPlan | None = None
+        self._video_in: av.VideoStream | None = None
+        self._audio_in: av.AudioStream | None = None
+        self._vt: VideoTranscoder | None = None
+        self._at: AudioTranscoder | None = None
+        self.video_template: av.VideoStream | None = None
+        self.audio_template: av.AudioStream | None = None
+        self.info: MediaInfo | None = None
+        self._fps = 25.0
+
+    def open(self) -> MediaInfo:
+        """Open and probe the source; raises a :class:`SourceError` when it cannot be used."""
+        container = open_source(self.spec, timeout_s=self.options.timeout_s)
+        self._input = container
+        try:
+            plan = plan_streams(
+                container,
+                self.spec.display,
+                transcode=self.options.transcode,
+                chunk_duration_s=self.options.chunk_duration_s,
+            )
+        except BaseException:
+            self.close()
+            raise
+        self._plan = plan
+        self._video_in, self._audio_in = plan.video_in, plan.audio_in
+        self._vt, self._at = plan.video_encoder, plan.audio_encoder
+        self.video_template, self.audio_template = plan.video_template, plan.audio_template
+        self._fps = plan.fps
+        duration = None
+        if self.spec.is_file and container.duration and self.options.loop > 0:
+            duration = container.duration / 1_000_000 * self.options.loop
+        self.info = media_info(plan, duration)
+        return self.info
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def packets(self) -> Generator[MediaPacket, None, None]:
+        """All packets of all plays, then the encoders' tails. Stops early on the stop event."""
+        if self._input is None or self.info is None:
+            raise RuntimeError("MediaReader.open() must succeed before packets()")
+        session_start_s = 0.0
+        wall_start = time.monotonic()
+        play = 0
+        while not self._stop.is_set():
+            if play > 0:
+                self._reopen()
+            play_end = yield from self._play(session_start_s, wall_start)
+            play += 1
+            if play_end is None or not self.spec.is_file:
+                break
+            session_start_s = play_end
+            if 0 < self.options.loop <= play:
+                break
+        yield from self._flush_encoders()
+
+    def _reopen(self) -> None:
+        assert self._input is not None
+        self._input.close()
+        self._input = open_source(self.spec, timeout_s=self.options.timeout_s)
+        self._video_in = self._input.streams.video[0]
+        if self._audio_in is not None:
+            self._audio_in = pick_audio(self._input, self.spec.display)
+
+    def _play(
+        self, session_start_s: float, wall_start: float
+    ) -> Generator[MediaPacket, None, float | None]:
+        """One pass over the input. Returns the session time where the video ended."""
+        container = self._input
+        video, audio = self._video_in, self._audio_in
+        assert container is not None
+        assert video is not None
+        streams = [s for s in (video, audio) if s is not None]
+        state = _PlayState(
+            session_start_s,
+            video_index=video.index,
+            time_bases={s.index: float(s.time_base or 0) for s in streams},
+        )
+        try:
+            for packet in container.demux(streams):
+                if self._stop.is_set():
+                    return state.video_end
+                if packet.pts is None or packet.size == 0:
+                    continue
+                yield from self._route(packet, state, wall_start)
+        except av.error.InvalidDataError as exc:
+            raise TruncatedMediaError(self.spec.display, f"corrupt data ({exc.strerror})") from exc
+        except av.error.ExitError as exc:
+            raise SourceUnavailableError(
+                self.spec.display, f"no data for {self.options.timeout_s:g} s"
+            ) from exc
+        except av.error.FFmpegError as exc:
+            if isinstance(exc, OSError):
+                raise classify_os_error(self.spec, exc) from exc
+            raise SourceError(self.spec.display, f"read failed ({exc.strerror})") from exc
+        if state.origin is None:
+            raise NoVideoStreamError(self.spec.display, "no decodable video frames")
+        self._check_complete(container, state.origin, session_start_s, state.video_end)
+        return state.video_end
+
+    def _route(
+        self, packet: av.Packet[Any], state: _PlayState, wall_start: float
+    ) -> Iterator[MediaPacket]:
+        """Rebase one demuxed packet onto the session timeline (or hold/drop it)."""
+        if packet.stream_index != state.video_index:
+            if state.origin is None:
+                if len(state.early_audio) < _MAX_EARLY_AUDIO:
+                    state.early_audio.append(packet)
+                return
+            yield from self._audio(packet, state)
+            return
+        if state.origin is None:
+            if not packet.is_keyframe:
+                return  # a live stream joined mid-GOP: wait for the first keyframe
+            assert packet.pts is not None
+            state.origin = packet.pts * state.time_bases[packet.stream_index]
+            for held in state.early_audio:
+                yield from self._audio(held, state)
+            state.early_audio.clear()
+        for media in self._video(packet, state):
+            state.video_end = max(state.video_end or 0.0, media.end_s)
+            self._pace(media.pts_s, wall_start)
+            yield media
+
+    def _check_complete(
+        self,
+        container: av.container.InputContainer,
+        origin: float,
+        session_start_s: float,
+        video_end: float | None,
+    ) -> None:
+        """Files whose header states the duration must deliver (nearly) all of it."""
+        if not self.spec.is_file or not container.duration or video_end is None:
+            return
+        if not any(name in _EXACT_DURATION_FORMATS for name in container.format.name.split(",")):
+            return
+        declared = container.duration / 1_000_000 - max(
+            0.0, origin - (container.start_time or 0) / 1_000_000
+        )
+        got = video_end - session_start_s
+        if got < declared - _TRUNCATION_TOLERANCE_S:
+            raise TruncatedMediaError(
+                self.spec.display, f"truncated: media ends at {got:.2f} s of {declared:.2f} s"
+            )
+
+    def _video(self, packet: av.Packet[Any], state: _PlayState) -> Iterator[MediaPacket]:
+        frame_s = 1.0 / self._fps
+        offset_s = state.offset_s()
+        if self._vt is None:
+            tb = state.time_bases[packet.stream_index]
+            shift = state.shift(packet.stream_index)
+            assert packet.pts is not None
+            packet.pts += shift
+            packet.dts = packet.pts if packet.dts is None else packet.dts + shift
+            start = packet.pts * tb
+            length = packet.duration * tb if packet.duration else frame_s
+            yield MediaPacket("video", packet, start, start + length, packet.is_keyframe)
+            return
+        for frame in packet.decode():
+            if not isinstance(frame, av.VideoFrame) or frame.pts is None or frame.time_base is None:
+                continue
+            when = float(frame.pts * frame.time_base) + offset_s
+            for out in self._vt.encode(frame, when):
+                yield self._encoded("video", out, frame_s)
+
+    def _audio(self, packet: av.Packet[Any], state: _PlayState) -> Iterator[MediaPacket]:
+        tb = state.time_bases[packet.stream_index]
+        assert packet.pts is not None
+        start = packet.pts * tb + state.offset_s()
+        if start < -_AUDIO_LEAD_S:
+            return  # well before the first video keyframe
+        if self._at is None:
+            shift = state.shift(packet.stream_index)
+            packet.pts += shift
+            packet.dts = packet.pts if packet.dts is None else packet.dts + shift
+            start = packet.pts * tb
+            length = packet.duration * tb if packet.duration else 0.0
+            yield MediaPacket("audio", packet, start, start + length, True)
+            return
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            return  # a damaged audio packet is skipped, not fatal
+        for frame in frames:
+            if not isinstance(frame, av.AudioFrame):
+                continue
+            for out in self._at.encode(frame, start):
+                yield self._encoded("audio", out, 0.0)
+
+    def _encoded(
+        self, kind: Literal["video", "audio"], packet: av.Packet[Any], default_s: float
+    ) -> MediaPacket:
+        tb = packet.time_base or Fraction(1, 90000)
+        assert packet.pts is not None
+        start = float(packet.pts * tb)
+        length = float(packet.duration * tb) if packet.duration else default_s
+        return MediaPacket(kind, packet, start, start + length, packet.is_keyframe)
+
+    def _flush_encoders(self) -> Iterator[MediaPacket]:
+        if self._vt is not None:
+            for out in self._vt.flush():
+                yield self._encoded("video", out, 1.0 / self._fps)
+        if self._at is not None:
+            for out in self._at.encode(None, 0.0):
+                yield self._encoded("audio", out, 0.0)
+
+    def _pace(self, media_s: float, wall_start: float) -> None:
+        if not self.options.realtime:
+            return
+        while not self._stop.is_set():
+            wait = wall_start + media_s - time.monotonic()
+            if wait <= 0:
+                return
+            self._stop.wait(min(wait, _PACE_SLICE_S))
+
+    def close(self) -> None:
+        """Release the input and the encoders (safe to call twice)."""
+        if self._input is not None:
+            self._input.close()
+            self._input = None

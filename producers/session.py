@@ -1,0 +1,325 @@
+"""One video session: a source read in a thread, chunked, published; ended exactly once.
+
+The demuxing thread hands finished chunks to the event loop through a small bounded
+queue (backpressure: it blocks while the queue is full). The coroutine publishes them,
+keeping a bounded window of unacknowledged sends. Whatever happens after the
+SessionStarted record (completion, a source error, Ctrl-C/SIGTERM, a Kafka failure,
+cancellation), exactly one SessionEnded record follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka.errors import KafkaError
+
+from producers.chunker import Chunk, Chunker
+from producers.exceptions import (
+    InternalProducerError,
+    ProducerError,
+    PublishError,
+    SourceError,
+)
+from producers.probe import MediaInfo
+from producers.publisher import Publisher
+from producers.reader import MediaReader, ReaderOptions
+from producers.records import (
+    SessionMeta,
+    SessionTotals,
+    chunk_records,
+    session_ended,
+    session_started,
+    utc_now,
+)
+from producers.sources import SourceSpec
+from runtime.errors import PipelineError
+from runtime.logs import get_logger
+
+__all__ = [
+    "RecordEncoder",
+    "SessionConfig",
+    "SessionObserver",
+    "SessionResult",
+    "SessionRunner",
+]
+
+_QUEUE_CHUNKS = 2
+_DELIVERY_WINDOW = 8
+_PUT_POLL_S = 0.25
+# The Avro envelope around a chunk payload (ids, times, framing) stays far below this.
+ENVELOPE_RESERVE_BYTES = 1024
+
+
+class RecordEncoder(Protocol):
+    """What the session needs of ``schemas.codec.Codec``."""
+
+    def encode(
+        self, record_name: str, datum: dict[str, Any], *, topic: str | None = None
+    ) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Per-session settings shared by every source of one producer run."""
+
+    reader: ReaderOptions
+    max_record_bytes: int
+    producer_id: str
+    meta: SessionMeta = field(default_factory=SessionMeta)
+
+
+@dataclass
+class SessionResult:
+    """How a source went. ``reason`` is None when no session was started (open failed)."""
+
+    source: str
+    session_id: str
+    reason: str | None = None
+    error: PipelineError | None = None
+    info: MediaInfo | None = None
+    totals: SessionTotals = field(default_factory=SessionTotals)
+
+    @property
+    def ok(self) -> bool:
+        """True when the source was read to its end and everything was published."""
+        return self.reason == "completed"
+
+
+class SessionObserver(Protocol):
+    """Told when a session starts and how far its media has been published."""
+
+    def started(self, session_id: str, label: str, info: MediaInfo) -> None: ...
+
+    def progress(self, session_id: str, media_end_s: float) -> None: ...
+
+
+class SessionRunner:
+    """Reads one source and publishes its session. Call :meth:`run` once."""
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        session_id: str,
+        *,
+        config: SessionConfig,
+        publisher: Publisher,
+        encoder: RecordEncoder,
+        stop: asyncio.Event,
+        observer: SessionObserver | None = None,
+    ) -> None:
+        self.spec = spec
+        self.session_id = session_id
+        self._config = config
+        self._publisher = publisher
+        self._encoder = encoder
+        self._stop = stop
+        self._thread_stop = threading.Event()
+        self._observer = observer
+        self._key = session_id.encode("utf-8")
+        self._pending: deque[asyncio.Future[Any]] = deque()
+        self.result = SessionResult(source=spec.display, session_id=session_id)
+        self._started = False
+        self._ended = False
+        self._pumping = False  # the demux thread owns (and closes) the reader once started
+        self._log = get_logger("producers.session", session_id=session_id, source=spec.display)
+
+    async def run(self) -> SessionResult:
+        """Open the source, publish the session, and return how it went."""
+        reader = MediaReader(self.spec, self._config.reader, self._thread_stop)
+        try:
+            info = await asyncio.to_thread(reader.open)
+        except PipelineError as exc:
+            self.result.error = exc
+            self._log.warning("source_open_failed", error=str(exc))
+            return self.result
+        self.result.info = info
+        if self._stop.is_set():  # stopped while the source was opening: no session
+            reader.close()
+            return self.result
+        try:
+            await self._publish_started(info)
+            reason, error = await self._stream(reader)
+            await self._end(reason, error)
+        except PublishError as exc:
+            self.result.error = exc
+            await self._end("publish_error", exc, publish=False)
+        except asyncio.CancelledError:
+            await self._end("stopped", None)
+            raise
+        except Exception as exc:  # a bug: still end the session, report it, spare the others
+            self._log.exception("session_failed")
+            failure = InternalProducerError(f"{self.spec.display}: internal error ({exc!r})")
+            self.result.error = failure
+            await self._end("source_error", failure)
+        finally:
+            self._thread_stop.set()
+            if not self._pumping:
+                reader.close()
+        return self.result
+
+    async def _publish_started(self, info: MediaInfo) -> None:
+        datum = session_started(
+            self.session_id,
+            self.spec,
+            info,
+            self._config.meta,
+            chunk_target_duration_s=self._config.reader.chunk_duration_s,
+            producer_id=self._config.producer_id,
+            started_at=utc_now(),
+        )
+        await self._send("SessionStarted", datum)
+        self._started = True
+        if self._observer is not None:
+            self._observer.started(self.session_id, self.spec.display, info)
+        self._log.info(
+            "session_started",
+            mime_type=info.mime_type,
+            transcoded=info.transcoded,
+            audio_transcoded=info.audio_transcoded,
+        )
+
+    async def _stream(self, reader: MediaReader) -> tuple[str, PipelineError | None]:
+        """Publish chunks until the source ends, fails, or a stop is requested."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
+        thread = threading.Thread(
+            target=self._pump,
+            args=(reader, loop, queue),
+            name=f"demux-{self.session_id[:8]}",
+            daemon=True,
+        )
+        thread.start()
+        self._pumping = True
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        try:
+            while True:
+                get = asyncio.ensure_future(queue.get())
+                await asyncio.wait({get, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if not get.done():
+                    get.cancel()
+                    return "stopped", None
+                kind, item = get.result()
+                if kind == "chunk":
+                    await self._publish_chunk(item)
+                elif kind == "error":
+                    return "source_error", item
+                else:
+                    return ("stopped", None) if self._stop.is_set() else ("completed", None)
+        finally:
+            stop_wait.cancel()
+            self._thread_stop.set()
+
+    def _pump(
+        self,
+        reader: MediaReader,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[tuple[str, Any]],
+    ) -> None:
+        """Thread body: demux, chunk, hand each chunk to the loop (blocking while full)."""
+        templates = [t for t in (reader.video_template, reader.audio_template) if t is not None]
+        # The whole encoded record must fit the limit: payload + envelope + session id.
+        reserve = ENVELOPE_RESERVE_BYTES + len(self._key)
+        limit = max(4096, self._config.max_record_bytes - reserve)
+        chunker = Chunker(
+            templates,
+            target_duration_s=self._config.reader.chunk_duration_s,
+            max_part_bytes=limit,
+        )
+        try:
+            for chunk in chunker.chunks(reader.packets()):
+                if not self._put(loop, queue, ("chunk", chunk)):
+                    return
+            self._put(loop, queue, ("done", None))
+        except SourceError as exc:
+            self._put(loop, queue, ("error", exc))
+        except Exception as exc:  # a PyAV failure we did not classify: still end the session
+            self._log.exception("demux_failed")
+            error = SourceError(
+                self.spec.display, f"cannot process media ({type(exc).__name__}: {exc})"
+            )
+            self._put(loop, queue, ("error", error))
+        finally:
+            reader.close()
+
+    def _put(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[tuple[str, Any]],
+        item: tuple[str, Any],
+    ) -> bool:
+        try:
+            future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        except RuntimeError:  # the loop is gone
+            return False
+        while True:
+            try:
+                future.result(timeout=_PUT_POLL_S)
+                return not self._thread_stop.is_set()
+            except concurrent.futures.TimeoutError:
+                if self._thread_stop.is_set():
+                    future.cancel()
+                    return False
+            except concurrent.futures.CancelledError:
+                return False
+
+    async def _publish_chunk(self, chunk: Chunk) -> None:
+        topic = self._publisher.topic
+        for datum in chunk_records(self.session_id, chunk, utc_now()):
+            value = self._encoder.encode("VideoChunk", datum, topic=topic)
+            self._pending.append(await self._publisher.send(self._key, value))
+            while len(self._pending) > _DELIVERY_WINDOW:
+                await self._delivered(self._pending.popleft())
+        self.result.totals.add(chunk)
+        if self._observer is not None:
+            self._observer.progress(self.session_id, chunk.media_start_s + chunk.media_duration_s)
+
+    async def _send(self, name: str, datum: dict[str, Any]) -> None:
+        value = self._encoder.encode(name, datum, topic=self._publisher.topic)
+        self._pending.append(await self._publisher.send(self._key, value))
+
+    async def _delivered(self, future: asyncio.Future[Any]) -> None:
+        try:
+            await future
+        except KafkaError as exc:
+            raise PublishError(f"Kafka did not acknowledge a record: {exc}") from exc
+
+    async def _flush(self) -> None:
+        while self._pending:
+            await self._delivered(self._pending.popleft())
+
+    async def _end(self, reason: str, error: PipelineError | None, *, publish: bool = True) -> None:
+        """Publish the one SessionEnded record (a second call does nothing)."""
+        if self._ended or not self._started:
+            return
+        self._ended = True
+        self.result.reason = reason
+        if error is not None and self.result.error is None:
+            self.result.error = error
+        totals = self.result.totals
+        log = self._log.bind(
+            reason=reason, chunks=totals.chunks, media_s=round(totals.media_seconds, 3)
+        )
+        try:
+            if publish:
+                await self._flush()
+            else:
+                self._pending.clear()
+            message = str(error) if error is not None else None
+            await self._send(
+                "SessionEnded", session_ended(self.session_id, reason, message, totals, utc_now())
+            )
+            await self._flush()
+        except (ProducerError, KafkaError) as exc:
+            if reason != "publish_error":
+                self.result.reason = "publish_error"
+                self.result.error = (
+                    exc if isinstance(exc, ProducerError) else PublishError(str(exc))
+                )
+            log.error("session_end_not_published", error=str(exc))
+            return
+        log.info("session_ended", error=str(error) if error else None)

@@ -1,0 +1,127 @@
+"""Settings from the environment (and a ``.env`` file), grouped by concern and validated at start.
+
+Every setting is an environment variable; the names are part of the public surface
+(see the README's settings table). Secrets are ``SecretStr`` and never printed.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runtime.errors import ConfigError
+
+__all__ = [
+    "ClickHouseSettings",
+    "Inter1Settings",
+    "KafkaSettings",
+    "LogSettings",
+    "SchemaSettings",
+    "StackSettings",
+    "load",
+]
+
+_COMMON = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+)
+
+
+class StackSettings(BaseSettings):
+    """Where local state lives (broker data, jar cache, embedded ClickHouse, logs)."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="PIPELINE_")
+
+    state_dir: Path = Field(default=Path(".stack"), description="PIPELINE_STATE_DIR")
+    kafka_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    kafka_heap_mb: int = Field(default=512, ge=128)
+    kafka_start_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka. Empty bootstrap servers means: the local stack's broker."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="KAFKA_")
+
+    bootstrap_servers: str = ""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    client_id: str = "inter1-pipeline"
+    topic_prefix: str = ""
+    max_record_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+
+class ClickHouseSettings(BaseSettings):
+    """One URL: ``chdb:///path`` (embedded engine) or ``http(s)://user:pass@host:port/db``."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="CLICKHOUSE_")
+
+    url: SecretStr = SecretStr("")
+    """Empty means the embedded engine under ``$PIPELINE_STATE_DIR/clickhouse``."""
+
+
+class SchemaSettings(BaseSettings):
+    """Avro framing: single-object encoding by default, Confluent wire format with a registry."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="SCHEMA_REGISTRY_")
+
+    url: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FULL", "NONE"] = (
+        "BACKWARD"
+    )
+
+
+class Inter1Settings(BaseSettings):
+    """The Inter-1 Stream API. No key and no URL means: the local simulator."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="INTER1_")
+
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    api_version: Literal["v1", "v2"] = "v1"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must start with http://, https://, ws:// or wss://")
+        return value
+
+
+class LogSettings(BaseSettings):
+    """Log level and format (``auto``: console on a terminal, JSON otherwise)."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="LOG_")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+_T = TypeVar("_T", bound=BaseSettings)
+
+
+@cache
+def load(kind: type[_T]) -> _T:
+    """Read one settings group from the environment, turning validation errors into ConfigError.
+
+    The error names the environment variable and what was wrong with it.
+    """
+    try:
+        return kind()
+    except ValidationError as exc:
+        prefix = str(kind.model_config.get("env_prefix", ""))
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid setting(s): {problems}") from None

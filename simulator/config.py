@@ -1,0 +1,110 @@
+"""The simulator's configuration: small frozen groups (keys, session limits, load, analysis)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from simulator.faults import FaultPlan
+from simulator.protocol import STREAM_MODELS
+
+__all__ = [
+    "DEFAULT_KEYS",
+    "AnalysisConfig",
+    "KeyGrant",
+    "LoadConfig",
+    "SessionLimits",
+    "SimulatorConfig",
+]
+
+STREAM_SCOPE = "interhumanai.stream"
+FAULT_KEY_PREFIX = "sim-fault:"
+
+
+@dataclass(frozen=True)
+class KeyGrant:
+    """What one API key may do: its scopes and the v2 models it may select."""
+
+    scopes: frozenset[str] = frozenset({STREAM_SCOPE})
+    models: frozenset[str] = frozenset(STREAM_MODELS)
+
+    @property
+    def can_stream(self) -> bool:
+        """Whether the key carries the stream scope."""
+        return STREAM_SCOPE in self.scopes
+
+
+DEFAULT_KEYS: dict[str, KeyGrant] = {
+    "sim-key": KeyGrant(),
+    "sim-key-noscope": KeyGrant(scopes=frozenset()),
+    "sim-key-inter-2-only": KeyGrant(models=frozenset({"inter-2"})),
+}
+"""Keys accepted when none are configured (plus ``sim-fault:<spec>`` keys, see faults.py)."""
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Limits advertised in ``session.ready`` and enforced."""
+
+    idle_timeout_s: float = 300.0
+    max_duration_s: float = 3600.0
+    min_segment_size_bytes: int = 1
+    max_segment_size_bytes: int = 32 * 1024 * 1024
+    max_segment_duration_s: float | None = None
+    max_drain_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """Simulated model cost and the backpressure rules.
+
+    Attributes:
+        processing_ratio: simulated model seconds per media second analysed (0 = instant).
+        queue_windows: windows that may wait for the model; a window beyond that is shed.
+        max_lag_s: a window whose analysis would start more than this long after its
+            media arrived is shed (the service does not queue behind live media).
+        capacity: concurrent sessions; the next one gets ``ih1003`` and close 1013.
+    """
+
+    processing_ratio: float = 0.05
+    queue_windows: int = 2
+    max_lag_s: float = 8.0
+    capacity: int = 200
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Windowing and decode budget.
+
+    Attributes:
+        video_sample_fps: decoded frames per second downscaled for motion and brightness.
+        video_gap_ms: a stretch without video packets longer than this is a video gap.
+        keyframes_only: decode only keyframes (several times cheaper; motion is then
+            measured between keyframes).
+    """
+
+    window_ms: int = 8000
+    hop_ms: int = 3000
+    video_sample_fps: float = 4.0
+    video_gap_ms: int = 1000
+    keyframes_only: bool = False
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything a :class:`~simulator.server.Simulator` needs. ``port=0`` picks a free port."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    keys: dict[str, KeyGrant] = field(default_factory=lambda: dict(DEFAULT_KEYS))
+    allow_fault_keys: bool = True
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    limits: SessionLimits = field(default_factory=SessionLimits)
+    load: LoadConfig = field(default_factory=LoadConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    def grant_for(self, key: str) -> KeyGrant | None:
+        """The grant of ``key``, or None when the key is unknown (401)."""
+        grant = self.keys.get(key)
+        if grant is None and self.allow_fault_keys and key.startswith(FAULT_KEY_PREFIX):
+            return KeyGrant()
+        return grant

@@ -1,0 +1,101 @@
+"""Wire-level facts of the Inter-1 Stream protocol: paths, error codes, close codes, envelopes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "AUDIBLE_SIGNALS",
+    "AUDIO_MODEL",
+    "ERRORS",
+    "GOAL_DIMENSIONS",
+    "INCLUDE_FLAGS",
+    "SIGNAL_TYPES",
+    "STREAM_MODELS",
+    "STREAM_PATHS",
+    "ErrorSpec",
+    "envelope",
+    "error_data",
+]
+
+STREAM_PATHS: dict[str, str] = {"/v1/stream/analyze": "v1", "/v2/stream/analyze": "v2"}
+"""Request path -> API version."""
+
+INCLUDE_FLAGS: tuple[str, ...] = ("conversation_quality_overall", "conversation_quality_timeline")
+GOAL_DIMENSIONS: tuple[str, ...] = ("clarity", "authority", "energy", "rapport", "learning")
+STREAM_MODELS: tuple[str, ...] = ("inter-2", "inter-2-audio")
+"""Models ``/v2/stream/analyze`` serves (``inter-2-deep`` is an upload-only model)."""
+AUDIO_MODEL = "inter-2-audio"
+SIGNAL_TYPES: tuple[str, ...] = (
+    "agreement",
+    "confidence",
+    "confusion",
+    "disagreement",
+    "disengagement",
+    "engagement",
+    "frustration",
+    "hesitation",
+    "interest",
+    "skepticism",
+    "stress",
+    "tension",
+    "uncertainty",
+)
+AUDIBLE_SIGNALS: frozenset[str] = frozenset(
+    {"agreement", "confidence", "frustration", "hesitation", "interest", "uncertainty"}
+)
+"""The subset ``inter-2-audio`` reports."""
+
+_DOCS = "https://docs.interhuman.ai/errors#"
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """One protocol error: code, default message, close code (None: the session stays open)."""
+
+    code: str
+    message: str
+    close_code: int | None
+
+
+ERRORS: dict[str, ErrorSpec] = {
+    spec.code: spec
+    for spec in (
+        ErrorSpec("ih1001", "Internal error; the session cannot continue.", 1011),
+        ErrorSpec("ih1003", "No analysis backend is available; retry later.", 1013),
+        ErrorSpec("ih2003", "The credential lacks the interhumanai.stream scope.", 4003),
+        ErrorSpec("ih4005", "Unknown or unavailable model.", 1008),
+        ErrorSpec("ih5001", "The stream carries no usable video.", 1007),
+        ErrorSpec("ih5004", "Malformed media segment.", 1007),
+        ErrorSpec("ih6001", "Invalid session configuration.", None),
+        ErrorSpec("ih6002", "Media frame too large.", 1009),
+        ErrorSpec("ih6003", "Session idle timeout.", 1000),
+        ErrorSpec("ih6004", "Session reached its maximum duration.", 1000),
+    )
+}
+
+
+def error_data(code: str, message: str | None = None, segment: int | None = None) -> dict[str, Any]:
+    """The ``data`` of an ``error`` envelope for ``code`` (unknown codes are sent as given)."""
+    spec = ERRORS.get(code)
+    text = message or (spec.message if spec else "Simulated error.")
+    data: dict[str, Any] = {"code": code, "message": text, "link": _DOCS + code}
+    if segment is not None:
+        data["segment"] = segment
+    return data
+
+
+def envelope(kind: str, data: dict[str, Any], correlation_id: str) -> str:
+    """Serialise one server envelope ``{type, timestamp, correlation_id, data}``."""
+    return json.dumps(
+        {
+            "type": kind,
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "correlation_id": correlation_id,
+            "data": data,
+        },
+        separators=(",", ":"),
+    )

@@ -1,0 +1,178 @@
+"""Sliding analysis windows and the simulated model's queue (where shedding happens).
+
+Windows cover 8 s and advance every 3 s of media time. Each window *owns* the media it
+adds to the timeline: the first owns ``[0, 8)``, the next ``[8, 11)``, then ``[11, 14)``...
+and the last owns the remainder up to the end of the media. Owned slices partition the
+media received, so analysed + dropped always adds up exactly to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from simulator.features import FeatureBin
+
+__all__ = ["AnalysisQueue", "Window", "WindowPlanner"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One analysis window: covered range, owned slice (ms) and its features."""
+
+    index: int
+    start_ms: int
+    end_ms: int
+    owned_start_ms: int
+    owned_end_ms: int
+    bins: tuple[FeatureBin, ...]
+    arrival: float
+    degraded_ms: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def owned_ms(self) -> int:
+        """Length of the owned slice in ms."""
+        return self.owned_end_ms - self.owned_start_ms
+
+
+@dataclass
+class WindowPlanner:
+    """Cuts the stream of completed feature bins into windows."""
+
+    window_ms: int
+    hop_ms: int
+    bins: list[FeatureBin] = field(default_factory=list)
+    gaps_ms: list[tuple[int, int]] = field(default_factory=list)
+    next_index: int = 0
+    owned_until_ms: int = 0
+
+    def add(
+        self,
+        bins: list[FeatureBin],
+        gaps_ms: list[tuple[int, int]],
+        arrival: float,
+        final_ms: int | None = None,
+    ) -> list[Window]:
+        """Add completed bins; return the windows now ready (all of them once ``final_ms``)."""
+        self.bins.extend(bins)
+        self.gaps_ms = gaps_ms
+        ready: list[Window] = []
+        complete_ms = len(self.bins) * 1000 if final_ms is None else final_ms
+        while True:
+            start = self.next_index * self.hop_ms
+            end = start + self.window_ms
+            if end <= complete_ms:
+                ready.append(self._window(start, end, arrival))
+                continue
+            if final_ms is not None and self.owned_until_ms < final_ms:
+                ready.append(self._window(max(0, final_ms - self.window_ms), final_ms, arrival))
+            return ready
+
+    def _window(self, start: int, end: int, arrival: float) -> Window:
+        owned_start = self.owned_until_ms
+        cover = tuple(self.bins[start // 1000 : -(-end // 1000)])
+        degraded = tuple(
+            (max(a, owned_start), min(b, end))
+            for a, b in self.gaps_ms
+            if a < end and b > owned_start
+        )
+        window = Window(self.next_index, start, end, owned_start, end, cover, arrival, degraded)
+        self.next_index += 1
+        self.owned_until_ms = end
+        return window
+
+
+Emit = Callable[[Window], Awaitable[None]]
+Drop = Callable[[Window, str], Awaitable[None]]
+
+
+class AnalysisQueue:
+    """The simulated model: each window costs ``ratio x owned seconds`` of model time.
+
+    A window is shed (``drop(window, reason)``) instead of queued when ``queue_windows``
+    windows already wait for the model (``backpressure``) or when its analysis would start
+    more than ``max_lag_s`` after its media arrived (``lag``). Analysed windows are passed
+    to ``emit`` in order, each once its simulated model time has elapsed.
+    """
+
+    def __init__(
+        self, *, ratio: float, queue_windows: int, max_lag_s: float, emit: Emit, drop: Drop
+    ) -> None:
+        self._ratio = ratio
+        self._queue_windows = queue_windows
+        self._max_lag_s = max_lag_s
+        self._emit = emit
+        self._drop = drop
+        self._pending: deque[tuple[float, float, Window]] = deque()
+        self._busy_until = 0.0
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closed_reason: str | None = None
+
+    def start(self) -> None:
+        """Start the model task (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="sim-model")
+
+    async def submit(self, window: Window) -> None:
+        """Queue ``window`` for analysis, or shed it."""
+        if self._closed_reason is not None:
+            await self._drop(window, self._closed_reason)
+            return
+        now = time.monotonic()
+        start = max(now, self._busy_until)
+        waiting = sum(1 for s, _, _ in self._pending if s > now)
+        if start > now and waiting >= self._queue_windows:
+            await self._drop(window, "backpressure")
+            return
+        if start - window.arrival > self._max_lag_s:
+            await self._drop(window, "lag")
+            return
+        done = start + self._ratio * window.owned_ms / 1000.0
+        self._busy_until = done
+        self._pending.append((start, done, window))
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for queued windows; those not done within ``timeout_s`` are dropped."""
+        deadline = time.monotonic() + timeout_s
+        for start, done, window in list(self._pending):
+            if done > deadline:
+                self._pending.remove((start, done, window))
+                await self._drop(window, "drain_timeout")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - time.monotonic()))
+
+    async def abandon(self, reason: str) -> None:
+        """Stop the model; every window not yet emitted (or submitted later) is dropped."""
+        self._closed_reason = self._closed_reason or reason
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while self._pending:
+            _, _, window = self._pending.popleft()
+            await self._drop(window, reason)
+        self._idle.set()
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            _, done, _ = self._pending[0]
+            delay = done - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            _, _, window = self._pending[0]
+            await self._emit(window)
+            self._pending.popleft()

@@ -1,0 +1,1 @@
+"""ClickHouse side of the pipeline: the client factory, DDL migrations and queries."""

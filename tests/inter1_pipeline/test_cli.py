@@ -1,0 +1,69 @@
+"""The one entry point: every subcommand has --help; errors exit with meaningful codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SUBCOMMANDS = ["demo", "migrate", "produce", "query", "schemas", "simulate", "stack", "topics"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "inter1_pipeline", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def test_root_help_lists_every_subcommand() -> None:
+    result = _run("--help")
+    assert result.returncode == 0
+    listed = [
+        line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()
+    ]
+    assert listed == SUBCOMMANDS
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_each_subcommand_has_help(name: str) -> None:
+    result = _run(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: python -m inter1_pipeline {name}")
+
+
+def test_unknown_subcommand_is_a_usage_error() -> None:
+    result = _run("frobnicate")
+    assert result.returncode == 2
+    assert "No such command 'frobnicate'" in result.stderr
+
+
+def test_query_against_bad_url_exits_unavailable_without_password(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "CLICKHOUSE_URL": "http://analyst:hunter2@127.0.0.1:1/db",
+        "LOG_FORMAT": "json",
+    }
+    result = _run("query", "SELECT 1", env=env)
+    assert result.returncode == 69
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: cannot reach ClickHouse at http://analyst:***@127.0.0.1:1/db: "
+    )
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_query_prints_rows_and_rejects_bad_sql(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIPELINE_STATE_DIR": str(tmp_path)}
+    ok = _run("query", "SELECT number AS n FROM system.numbers LIMIT 3", "--format", "tsv", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == "n\n0\n1\n2\n"
+    bad = _run("query", "SELECT * FROM no_such_table", env=env)
+    assert bad.returncode == 65
+    assert "UNKNOWN_TABLE" in bad.stderr

@@ -1,0 +1,73 @@
+"""`inter1-pipeline demo` end to end against the test session's real broker and chDB."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.kafka
+@pytest.mark.clickhouse
+def test_demo_round_trips_every_schema_once(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_TOPIC_PREFIX": f"demo-{uuid.uuid4().hex[:8]}.",
+        "PIPELINE_STATE_DIR": str(tmp_path),
+        "LOG_FORMAT": "json",
+    }
+    env.pop("CLICKHOUSE_URL", None)
+    env.pop("SCHEMA_REGISTRY_URL", None)
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "inter1_pipeline", "demo"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == f"kafka: {kafka_bootstrap}"
+    prefix = env["KAFKA_TOPIC_PREFIX"]
+    assert lines[1:6] == [
+        f"topics: {prefix}inter1.video-chunks created",
+        f"topics: {prefix}inter1.events created",
+        f"topics: {prefix}inter1.usage created",
+        f"topics: {prefix}inter1.dead-letter created",
+        f"topics: {prefix}inter1.session-state created",
+    ]
+    assert lines[6] == f"clickhouse: chdb://{tmp_path}/clickhouse (1 migration(s) applied)"
+    assert lines[7] == (
+        "published: 19 records (DeadLetter 1, Inter1Event 14, SessionEnded 1, "
+        "SessionStarted 1, UsageRecord 1, VideoChunk 1)"
+    )
+    assert lines[8] == "consumed: 19 records, every one decoded equal to what was sent"
+    assert re.fullmatch(
+        r"clickhouse: record_log holds each record once after \d+ retried batch insert\(s\): "
+        r"DeadLetter 1, Inter1Event 14, SessionEnded 1, SessionStarted 1, UsageRecord 1, "
+        r"VideoChunk 1",
+        lines[9],
+    )
+    assert re.fullmatch(
+        r"demo: ok in [\d.]+s: 19 records published, 19 consumed, 19 rows in ClickHouse",
+        lines[10],
+    )
+
+    # Second run: topics and schema already there, the same records land once more each.
+    second = run()
+    assert second.returncode == 0, second.stderr
+    again = second.stdout.splitlines()
+    assert again[1:6] == [line.replace(" created", " unchanged") for line in lines[1:6]]
+    assert again[6] == f"clickhouse: chdb://{tmp_path}/clickhouse (0 migration(s) applied)"
+    assert again[7:9] == lines[7:9]

@@ -1,0 +1,268 @@
+"""Reading and chunking real generated media: counts, sequence, coverage, self-contained chunks."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import pytest
+from structlog.testing import capture_logs
+
+from producers.chunker import Chunk, Chunker
+from producers.probe import MediaInfo
+from producers.reader import MediaReader, ReaderOptions
+from producers.sources import parse_source
+from producers.synthetic import MediaSpec, write_media
+
+MediaFactory = Callable[[str], Path]
+
+
+def chunk_file(
+    path: Path, *, max_part_bytes: int = 8 << 20, **options: object
+) -> tuple[MediaInfo, list[Chunk]]:
+    reader = MediaReader(parse_source(str(path)), ReaderOptions(**options), threading.Event())  # type: ignore[arg-type]
+    info = reader.open()
+    try:
+        templates = [t for t in (reader.video_template, reader.audio_template) if t is not None]
+        chunker = Chunker(templates, target_duration_s=2.0, max_part_bytes=max_part_bytes)
+        return info, list(chunker.chunks(reader.packets()))
+    finally:
+        reader.close()
+
+
+@dataclass
+class Decoded:
+    video_times: list[float]
+    audio_samples: int
+    audio_rate: int
+
+
+def decode(data: bytes) -> Decoded:
+    """Decode fMP4 bytes alone with PyAV (as a fresh Inter-1 session would receive them)."""
+    with av.open(io.BytesIO(data)) as container:
+        times = [float(f.time) for f in container.decode(video=0) if f.time is not None]
+    samples, rate = 0, 0
+    with av.open(io.BytesIO(data)) as container:
+        if container.streams.audio:
+            rate = container.streams.audio[0].codec_context.sample_rate
+            samples = sum(f.samples for f in container.decode(audio=0))
+    return Decoded(times, samples, rate)
+
+
+def source_video_times(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        return sorted(float(f.time) for f in container.decode(video=0) if f.time is not None)
+
+
+def assert_tiled(chunks: list[Chunk], total_s: float, frame_s: float) -> None:
+    """Sequence 0..n-1, ranges back to back from 0, durations summing to the media duration."""
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert chunks[0].media_start_s == 0.0
+    for before, after in itertools.pairwise(chunks):
+        assert after.media_start_s == pytest.approx(
+            before.media_start_s + before.media_duration_s, abs=1e-9
+        )
+    assert sum(c.media_duration_s for c in chunks) == pytest.approx(total_s, abs=frame_s)
+
+
+# name, expected (start, duration) per chunk, mime type, transcoded, audio transcoded
+CASES = [
+    (
+        "h264_aac.mp4",
+        [(0.0, 2.0), (2.0, 2.0)],
+        'video/mp4; codecs="avc1.42c00b,mp4a.40.2"',
+        False,
+        False,
+    ),
+    (
+        "h264_aac_gop12.mov",
+        [(0.0, 2.4), (2.4, 1.6)],
+        'video/mp4; codecs="avc1.42c00b,mp4a.40.2"',
+        False,
+        False,
+    ),
+    (
+        "h264_opus.mkv",
+        [(0.0, 2.0), (2.0, 2.0)],
+        'video/mp4; codecs="avc1.42c00b,opus"',
+        False,
+        False,
+    ),
+    (
+        "vp8_opus.webm",
+        [(0.0, 2.0), (2.0, 2.0)],
+        'video/mp4; codecs="avc1.64000b,opus"',
+        True,
+        False,
+    ),
+    (
+        "vp9_opus.webm",
+        [(0.0, 2.0), (2.0, 1.0)],
+        'video/mp4; codecs="avc1.64000b,opus"',
+        True,
+        False,
+    ),
+    (
+        "h264_aac.ts",
+        [(0.0, 2.0), (2.0, 2.0)],
+        'video/mp4; codecs="avc1.42c00b,mp4a.40.2"',
+        False,
+        True,
+    ),
+    (
+        "h264_pcm.mov",
+        [(0.0, 2.0), (2.0, 2.0)],
+        'video/mp4; codecs="avc1.42c00b,mp4a.40.2"',
+        False,
+        True,
+    ),
+    (
+        "h264_bframes.mp4",
+        [(0.0, 2.0), (2.0, 2.0)],
+        'video/mp4; codecs="avc1.64000b,mp4a.40.2"',
+        False,
+        False,
+    ),
+    ("h264_silent.mp4", [(0.0, 2.0), (2.0, 1.0)], 'video/mp4; codecs="avc1.42c00b"', False, False),
+    ("hevc_aac.mp4", [(0.0, 2.0), (2.0, 2.0)], 'video/mp4; codecs="hvc1,mp4a.40.2"', False, False),
+    ("av1_opus.mkv", [(0.0, 2.0), (2.0, 2.0)], 'video/mp4; codecs="av01,opus"', False, False),
+]
+
+
+@pytest.mark.parametrize(("name", "expected", "mime", "transcoded", "audio_transcoded"), CASES)
+def test_chunks_tile_media_and_decode_alone(  # noqa: PLR0917 - parametrized test arguments
+    media: MediaFactory,
+    name: str,
+    expected: list[tuple[float, float]],
+    mime: str,
+    transcoded: bool,
+    audio_transcoded: bool,
+) -> None:
+    path = media(name)
+    info, chunks = chunk_file(path)
+
+    assert (info.mime_type, info.transcoded, info.audio_transcoded) == (
+        mime,
+        transcoded,
+        audio_transcoded,
+    )
+    assert (info.width, info.height, info.frame_rate) == (160, 120, 25.0)
+    assert [(round(c.media_start_s, 6), round(c.media_duration_s, 6)) for c in chunks] == expected
+    source_times = source_video_times(path)
+    frame_s = 1 / 25
+    assert_tiled(chunks, source_times[-1] - source_times[0] + frame_s, frame_s)
+    total_frames = 0
+    for chunk in chunks:
+        assert len(chunk.parts) == 1
+        assert chunk.keyframe_start
+        assert chunk.parts[0][4:8] == b"ftyp"
+        decoded = decode(chunk.parts[0])
+        # Timestamps continue from the session start; every frame of the range is there.
+        assert decoded.video_times[0] == pytest.approx(chunk.media_start_s, abs=1e-3)
+        assert len(decoded.video_times) == round(chunk.media_duration_s / frame_s)
+        total_frames += len(decoded.video_times)
+        if name != "h264_silent.mp4":
+            # Audio of the chunk's range travels with it (give or take AAC priming).
+            audio_s = decoded.audio_samples / decoded.audio_rate
+            assert audio_s == pytest.approx(chunk.media_duration_s, abs=0.1)
+    assert total_frames == len(source_times)
+
+
+def test_stream_copy_keeps_every_audio_packet(media: MediaFactory) -> None:
+    path = media("h264_aac.mp4")
+    _, chunks = chunk_file(path)
+    with av.open(str(path)) as container:
+        source = [p.size for p in container.demux(audio=0) if p.size]
+    published: list[int] = []
+    for chunk in chunks:
+        with av.open(io.BytesIO(chunk.parts[0])) as container:
+            published += [p.size for p in container.demux(audio=0) if p.size]
+    assert published == source
+
+
+def test_loop_keeps_media_time_continuous(media: MediaFactory) -> None:
+    info, chunks = chunk_file(media("h264_aac.mp4"), loop=3)
+
+    assert info.duration_s == 12.0
+    assert [(c.seq, c.media_start_s, c.media_duration_s) for c in chunks] == [
+        (seq, seq * 2.0, 2.0) for seq in range(6)
+    ]
+    for chunk in chunks:
+        decoded = decode(chunk.parts[0])
+        assert decoded.video_times[0] == pytest.approx(chunk.media_start_s, abs=1e-3)
+        assert len(decoded.video_times) == 50
+
+
+def test_transcode_on_request(media: MediaFactory) -> None:
+    info, chunks = chunk_file(media("h264_aac_gop12.mov"), transcode=True)
+
+    assert (info.transcoded, info.audio_transcoded, info.video_codec, info.audio_codec) == (
+        True,
+        True,
+        "h264",
+        "aac",
+    )
+    # The encoder's GOP is the chunk duration, so chunks are exactly 2 s now.
+    assert [(c.media_start_s, c.media_duration_s) for c in chunks] == [(0.0, 2.0), (2.0, 2.0)]
+    assert [len(decode(c.parts[0]).video_times) for c in chunks] == [50, 50]
+
+
+def test_transcode_of_mpeg4_avi(media: MediaFactory) -> None:
+    path = media("mpeg4_mp3.avi")
+    info, chunks = chunk_file(path)
+
+    assert (info.video_codec, info.audio_codec, info.transcoded, info.audio_transcoded) == (
+        "h264",
+        "mp3",
+        True,
+        False,
+    )
+    source_times = source_video_times(path)
+    assert_tiled(chunks, source_times[-1] - source_times[0] + 0.04, 0.04)
+    assert sum(len(decode(c.parts[0]).video_times) for c in chunks) == len(source_times)
+
+
+def test_long_gop_is_split_into_record_sized_parts(media: MediaFactory) -> None:
+    limit = 64 * 1024
+    _, chunks = chunk_file(media("h264_longgop.mp4"), max_part_bytes=limit)
+
+    # GOP 4 s: one chunk per GOP, the second one shorter (6 s of media).
+    assert [(c.seq, c.media_start_s, c.media_duration_s) for c in chunks] == [
+        (0, 0.0, 4.0),
+        (1, 4.0, 2.0),
+    ]
+    _, whole = chunk_file(media("h264_longgop.mp4"))
+    assert [len(c.parts) for c in whole] == [1, 1]
+    for chunk, unsplit in zip(chunks, whole, strict=True):
+        assert len(chunk.parts) >= -(-unsplit.byte_size // limit) > 1
+        assert all(len(part) <= limit for part in chunk.parts)
+        assert chunk.parts[0][4:8] == b"ftyp"
+        assert all(part[4:8] == b"moof" for part in chunk.parts[1:])
+        # Part 0 alone starts a decodable stream; all parts together give the whole GOP.
+        first = decode(chunk.parts[0]).video_times
+        assert first[0] == pytest.approx(chunk.media_start_s, abs=1e-3)
+        joined = decode(b"".join(chunk.parts)).video_times
+        assert len(joined) == round(chunk.media_duration_s * 25)
+        assert joined == decode(unsplit.parts[0]).video_times
+
+
+def test_open_gop_source_is_reported(tmp_path: Path) -> None:
+    path = write_media(
+        tmp_path / "open_gop.mp4",
+        MediaSpec(
+            duration_s=4.0,
+            gop=25,
+            video_codec="libx265",
+            video_options=(("x265-params", "keyint=25:min-keyint=25:scenecut=0:log-level=none"),),
+        ),
+    )
+    with capture_logs() as logs:
+        _, chunks = chunk_file(path)
+
+    assert [(c.media_start_s, c.media_duration_s) for c in chunks] == [(0.0, 2.0), (2.0, 2.0)]
+    assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == ["open_gop"]

@@ -1,0 +1,177 @@
+"""Helpers for the simulator tests: generated clips, an SDK session driver.
+
+Every session is driven through the official ``interhumanai`` SDK against a real
+:class:`simulator.server.Simulator` on a free local port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from interhumanai import CloseInfo, InterhumanClient, StreamClient
+
+from simulator.clips import ClipSpec, make_clip, split_fragments
+from simulator.config import AnalysisConfig, LoadConfig, SessionLimits, SimulatorConfig
+from simulator.server import Simulator
+
+CLIP_A = ClipSpec(seconds=14.0)
+"""A moving bar with a tone spoken 2 s on / 1 s off."""
+CLIP_B = ClipSpec(seconds=14.0, speed=1, tone_db=-30.0, speech_pattern=(0.5, 1.5))
+"""Barely moving, quiet, mostly pauses: a different clip."""
+CLIP_GAP = ClipSpec(seconds=14.0, video_gap=(6.0, 9.0))
+CLIP_NO_VIDEO = ClipSpec(seconds=6.0, fps=0)
+
+
+@functools.cache
+def clip_bytes(spec: ClipSpec) -> bytes:
+    """The encoded clip (cached per test session)."""
+    return make_clip(spec)
+
+
+@dataclass
+class SessionRun:
+    """What one driven session produced."""
+
+    events: list[Any]
+    close: CloseInfo
+    session_id: str | None = None
+    errors: list[Exception] = field(default_factory=list)
+
+    @property
+    def types(self) -> list[str]:
+        """Event types in order."""
+        return [e.type for e in self.events]
+
+    def data(self, kind: str) -> list[dict[str, Any]]:
+        """The ``data`` of every event of ``kind`` (JSON mode, enums as strings)."""
+        return [
+            e.data.model_dump(mode="json", exclude_none=True) for e in self.events if e.type == kind
+        ]
+
+    def comparable(self) -> list[tuple[str, Any]]:
+        """Events without timestamps and correlation ids (for determinism checks)."""
+        return [
+            (e.type, e.data.model_dump(mode="json") if hasattr(e, "data") else e.raw.get("data"))
+            for e in self.events
+        ]
+
+
+class Driver:
+    """Opens SDK stream sessions against one simulator."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+
+    def client(self, key: str = "sim-key") -> InterhumanClient:
+        """An SDK client pointed at the simulator."""
+        return InterhumanClient(access_token=key, base_url=self.sim.http_url)
+
+    async def run(
+        self,
+        frames: Sequence[bytes],
+        *,
+        key: str = "sim-key",
+        api_version: str = "v1",
+        model: str | None = None,
+        configs: Sequence[dict[str, Any]] = (),
+        close: bool = True,
+        before_close: Callable[[StreamClient], Awaitable[None]] | None = None,
+    ) -> SessionRun:
+        """Send ``configs`` then ``frames``, request a graceful close, collect every event."""
+        stream = self.client(key).stream(api_version=api_version, model=model)  # type: ignore[arg-type]
+        await stream.connect()
+        await stream.wait_for_session_ready()
+        for config in configs:
+            await stream.update_config(**config)
+        try:
+            for frame in frames:
+                await stream.send_video(frame)
+            if before_close is not None:
+                await before_close(stream)
+            if close:
+                await stream.request_close()
+        except Exception as exc:  # the server may close first (fatal errors, faults)
+            return await self._collect(stream, [exc])
+        return await self._collect(stream, [])
+
+    async def _collect(self, stream: StreamClient, errors: list[Exception]) -> SessionRun:
+        events = [event async for event in stream]
+        close = await stream.wait_closed()
+        ids = {e.correlation_id for e in events if hasattr(e, "correlation_id")}
+        return SessionRun(events, close, ids.pop() if len(ids) == 1 else None, errors)
+
+    async def usage(self, session_id: str | None = None, *, ended: bool = True) -> dict[str, Any]:
+        """GET /usage or /usage/{session_id} as JSON (with ``_status``).
+
+        With ``ended`` a session's record is read once the server has finished it: the client
+        may see the close before the server has settled its accounting.
+        """
+        path = "/usage" if session_id is None else f"/usage/{session_id}"
+        async with httpx.AsyncClient(base_url=self.sim.http_url) as http:
+            for _ in range(200):
+                response = await http.get(path)
+                body: dict[str, Any] = response.json()
+                if session_id is None or not ended or body.get("state") != "active":
+                    break
+                await asyncio.sleep(0.05)
+        body["_status"] = response.status_code
+        return body
+
+
+def frames_of(spec: ClipSpec, chunk_bytes: int = 16384) -> list[bytes]:
+    """The clip cut into binary frames."""
+    return split_fragments(clip_bytes(spec), chunk_bytes)
+
+
+def instant_config(**changes: Any) -> SimulatorConfig:
+    """Tests default to an instant model so event sequences never depend on timing."""
+    base = SimulatorConfig(
+        load=LoadConfig(processing_ratio=0.0, max_lag_s=3600.0),
+        limits=SessionLimits(max_drain_s=20.0),
+        analysis=AnalysisConfig(),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+CLIP_RAMP = ClipSpec(seconds=20.0, speed=1, ramp=10.0, speech_pattern=(3.0, 1.0))
+"""Motion that speeds up over 20 s: signals change probability and engagement changes state."""
+
+
+def compact(event: Any) -> tuple[Any, ...]:  # noqa: PLR0911 - one return per event kind
+    """A short, exact summary of one event for sequence assertions."""
+    kind = event.type
+    if not hasattr(event, "data"):
+        return (kind,)
+    data = event.data.model_dump(mode="json", exclude_none=True)
+    if kind in ("signal.detected", "signal.updated"):
+        return (kind, data["signal_type"], data["probability"], data["start"])
+    if kind == "signal.ended":
+        return (kind, data["signal_type"], data["end"])
+    if kind == "engagement.updated":
+        return (kind, data["state"], data["start"])
+    if kind in ("coverage.dropped", "coverage.degraded"):
+        return (kind, tuple((r["start"], r["end"]) for r in data["ranges"]))
+    if kind == "conversation_quality.updated":
+        overall = data.get("overall", {}).get("quality_index")
+        timeline = tuple((t["start"], t["end"]) for t in data.get("timeline", []))
+        return (kind, overall, timeline)
+    if kind == "error":
+        return (kind, data["code"])
+    if kind == "session.ended":
+        return (kind, data["reason"])
+    return (kind,)
+
+
+def without_closing(run: SessionRun) -> list[tuple[Any, ...]]:
+    """Compact events minus ``session.closing``, whose position depends on arrival timing."""
+    return [compact(e) for e in run.events if e.type != "session.closing"]
+
+
+SimulatorFactory = Callable[..., Awaitable[Driver]]
+"""Type of the ``start_simulator`` fixture."""

@@ -1,0 +1,75 @@
+"""``inter1-pipeline simulate`` as users run it: a real process, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from interhumanai import InterhumanClient
+from sim_helpers import CLIP_A, compact, frames_of
+
+_CLI = [sys.executable, "-c", "from inter1_pipeline.cli import main; main()"]
+_ENV = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+
+
+async def _read_url(stream: asyncio.StreamReader) -> str:
+    while True:
+        line = (await stream.readline()).decode()
+        assert line, "the simulator exited before announcing its URL"
+        found = re.search(r"Inter-1 simulator on (http://\S+) ", line)
+        if found:
+            return found.group(1)
+
+
+async def test_cli_serves_custom_keys_and_faults_until_sigterm(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *_CLI, "simulate", "--port", "0", "--api-key", "team-key", "--ratio", "0",
+        "--fault", "error=ih1001@0",
+        stderr=asyncio.subprocess.PIPE, env=_ENV, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        url = await asyncio.wait_for(_read_url(proc.stderr), 60)
+        stream = InterhumanClient(access_token="team-key", base_url=url).stream()
+        await stream.connect()
+        await stream.wait_for_session_ready()
+        for frame in frames_of(CLIP_A):
+            await stream.send_video(frame)
+        await stream.request_close()
+        events = [compact(e) async for e in stream]
+        refused = InterhumanClient(access_token="sim-key", base_url=url).stream()
+        try:
+            await refused.connect()
+            default_key_accepted = True
+        except Exception:
+            default_key_accepted = False
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+
+    assert events[:2] == [("session.ready",), ("error", "ih1001")]
+    assert events[-1] == ("session.ended", "client_closed")
+    assert not default_key_accepted  # --api-key replaces the default key set
+    assert proc.returncode == 0
+    log = err.decode()
+    assert '"event": "session ended"' in log
+    assert '"event": "simulator stopped"' in log
+    assert "team-key" not in log
+
+
+async def test_cli_rejects_a_bad_fault_spec(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *_CLI, "simulate", "--port", "0", "--fault", "explode",
+        stderr=asyncio.subprocess.PIPE, env=_ENV, cwd=tmp_path,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+
+    assert proc.returncode == 78
+    assert err.decode().strip().splitlines()[-1] == (
+        "error: unknown fault 'explode'; expected drop@S, close=1011|1013@S, stall=SECONDS@S, "
+        "slow=RATIO, unknown_event@S or error=CODE@S"
+    )
