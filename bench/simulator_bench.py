@@ -41,6 +41,12 @@ class Step:
     cpu_cores: float
     completed: int
     p99_delivery_s: float
+    max_send_late_s: float
+
+    @property
+    def client_bound(self) -> bool:
+        """The bench's own clients could not send in real time: the step proves nothing."""
+        return self.max_send_late_s > 1.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -58,7 +64,10 @@ def decode_baseline(clip: bytes, seconds: float) -> float:
     return seconds / (time.process_time() - start)
 
 
-async def _session(url: str, clip: bytes, seconds: float, delays: list[float]) -> bool:
+async def _session(
+    url: str, clip: bytes, seconds: float, delays: list[float], lateness: list[float]
+) -> bool:
+    """One live session: send the clip paced in real time, time each window's delivery."""
     stream = InterhumanClient(access_token="sim-key", base_url=url).stream()
     await stream.connect()
     await stream.wait_for_session_ready()
@@ -68,17 +77,16 @@ async def _session(url: str, clip: bytes, seconds: float, delays: list[float]) -
 
     async def consume() -> None:
         async for event in stream:
-            data = getattr(event, "data", None)
-            media_end = getattr(data, "end", None) if event.type == "signal.ended" else None
-            if event.type == "conversation_quality.updated" and data is not None:
-                media_end = data.timeline[-1].end if data.timeline else None
-            if media_end is not None:
-                delays.append(time.monotonic() - started - media_end)
+            if event.type == "conversation_quality.updated":
+                window_end = event.data.timeline[-1].end  # type: ignore[union-attr,index]
+                delays.append(time.monotonic() - started - window_end)
 
     reader = asyncio.create_task(consume())
     await stream.update_config(include=["conversation_quality_timeline"])
     for i in range(chunks):
-        await asyncio.sleep(max(0.0, started + i * seconds / chunks - time.monotonic()))
+        due = started + i * seconds / chunks
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        lateness.append(time.monotonic() - due)
         await stream.send_video(clip[i * size : (i + 1) * size])
     await stream.request_close()
     await reader
@@ -90,8 +98,9 @@ async def run_step(url: str, pid: int, clip: bytes, seconds: float, sessions: in
         before = (await http.get("/usage")).json()["totals"]
         cpu_before, wall_before = _cpu_seconds(pid), time.monotonic()
         delays: list[float] = []
+        lateness: list[float] = []
         results = await asyncio.gather(
-            *(_session(url, clip, seconds, delays) for _ in range(sessions)),
+            *(_session(url, clip, seconds, delays, lateness) for _ in range(sessions)),
             return_exceptions=True,
         )
         cpu = (_cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
@@ -107,7 +116,78 @@ async def run_step(url: str, pid: int, clip: bytes, seconds: float, sessions: in
         cpu_cores=cpu,
         completed=sum(1 for r in results if r is True),
         p99_delivery_s=p99,
+        max_send_late_s=max(lateness, default=0.0),
     )
+
+
+async def _start_simulator(keyframes_only: bool) -> tuple[asyncio.subprocess.Process, str]:
+    """``inter1-pipeline simulate --ratio 0.3`` in its own process, and its URL."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from inter1_pipeline.cli import main; main()",
+        "simulate", "--port", "0", "--ratio", "0.3", "--capacity", "10000",
+        *(["--keyframes-only"] if keyframes_only else []),
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    while True:
+        line = (await proc.stderr.readline()).decode()
+        if not line:
+            raise SystemExit("simulator did not start")
+        found = re.search(r"Inter-1 simulator on (http://\S+) ", line)
+        if found:
+            return proc, found.group(1)
+
+
+class _Ramp:
+    """Doubles the session count until the first shed, then bisects; stays in budget."""
+
+    def __init__(self, url: str, pid: int, clip: bytes, seconds: float, started: float) -> None:
+        self.url, self.pid, self.clip, self.seconds, self.started = url, pid, clip, seconds, started
+        self.steps: list[Step] = []
+
+    async def attempt(self, count: int) -> bool | None:
+        """Run one step; True clean, False shed, None out of budget or client-bound."""
+        if time.monotonic() - self.started + self.seconds * 2 > _DEADLINE_S:
+            print("stopping: time budget")
+            return None
+        step = await run_step(self.url, self.pid, self.clip, self.seconds, count)
+        self.steps.append(step)
+        print(
+            f"{step.sessions:4d} sessions: dropped {step.dropped_ms / 1000:7.1f} s of "
+            f"{step.media_ms / 1000:8.1f} s, simulator CPU {step.cpu_cores:4.2f} cores, "
+            f"p99 window delivery {step.p99_delivery_s:5.2f} s after its media, "
+            f"clients up to {step.max_send_late_s:4.2f} s late, "
+            f"{step.completed}/{step.sessions} closed 1000"
+        )
+        if step.client_bound:
+            print("stopping: the bench clients fell behind real time (client-bound)")
+            return None
+        return not step.dropped_ms and step.completed == step.sessions
+
+    async def run(self, max_sessions: int) -> Step | None:
+        """The clean step with the most sessions."""
+        low, high, sessions = 0, 0, 1
+        while sessions <= max_sessions:
+            outcome = await self.attempt(sessions)
+            if outcome is None:
+                break
+            if not outcome:
+                high = sessions
+                break
+            low, sessions = sessions, sessions * 2
+        while high and high - low > max(1, low // 8):
+            middle = (low + high) // 2
+            outcome = await self.attempt(middle)
+            if outcome is None:
+                break
+            low, high = (middle, high) if outcome else (low, middle)
+        clean = [
+            s
+            for s in self.steps
+            if not s.dropped_ms and s.completed == s.sessions and not s.client_bound
+        ]
+        return max(clean, key=lambda s: s.sessions) if clean else None
 
 
 async def main() -> None:
@@ -129,46 +209,13 @@ async def main() -> None:
     print(f"clip: {spec.width}x{spec.height} {spec.fps} fps, {mbit:.2f} Mbit/s, {args.seconds:g} s")
     print(f"baseline: PyAV decode alone = {per_core:.1f}x real time per CPU core")
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from inter1_pipeline.cli import main; main()",
-        "simulate", "--port", "0", "--ratio", "0.3", "--capacity", "10000",
-        *(["--keyframes-only"] if args.keyframes_only else []),
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"},
-    )  # fmt: skip
-    assert proc.stderr is not None
-    url = ""
-    while not url:
-        line = (await proc.stderr.readline()).decode()
-        if not line:
-            raise SystemExit("simulator did not start")
-        found = re.search(r"Inter-1 simulator on (http://\S+) ", line)
-        url = found.group(1) if found else ""
-
-    steps: list[Step] = []
-    sessions = 1
+    proc, url = await _start_simulator(args.keyframes_only)
     try:
-        while sessions <= args.max_sessions:
-            if time.monotonic() - bench_start + args.seconds * 2 > _DEADLINE_S:
-                print("stopping: time budget")
-                break
-            step = await run_step(url, proc.pid, clip, args.seconds, sessions)
-            steps.append(step)
-            print(
-                f"{step.sessions:4d} sessions: dropped {step.dropped_ms / 1000:7.1f} s of "
-                f"{step.media_ms / 1000:8.1f} s, simulator CPU {step.cpu_cores:4.2f} cores, "
-                f"p99 delivery {step.p99_delivery_s:5.2f} s after media, "
-                f"{step.completed}/{step.sessions} closed 1000"
-            )
-            if step.dropped_ms or step.completed < step.sessions:
-                break
-            sessions *= 2
+        best = await _Ramp(url, proc.pid, clip, args.seconds, bench_start).run(args.max_sessions)
     finally:
         proc.terminate()
         await proc.wait()
 
-    clean = [s for s in steps if not s.dropped_ms and s.completed == s.sessions]
-    best = max(clean, key=lambda s: s.sessions) if clean else None
     if best is None:
         print("result: no step ran without shedding")
         return
@@ -178,10 +225,9 @@ async def main() -> None:
         f"coverage.dropped, simulator CPU {best.cpu_cores:.2f} cores "
         f"({per_session_cpu * 100:.1f}% of a core per session)"
     )
-    decode_share = 1.0 / per_core
     print(
-        f"ratio: simulator CPU per session / decode-only baseline CPU per stream = "
-        f"{per_session_cpu / decode_share:.2f}"
+        "ratio: simulator CPU per session / decode-only baseline CPU per stream = "
+        f"{per_session_cpu * per_core:.2f}"
     )
     print(f"bench wall time: {time.monotonic() - bench_start:.0f} s")
 

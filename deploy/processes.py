@@ -7,17 +7,18 @@ import os
 import socket
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 __all__ = ["free_port", "pid_running", "port_free", "port_open", "process_cmdline", "tail_lines"]
 
 
-def _reap(pid: int) -> bool:
-    """Reap ``pid`` if it is an exited child of this process; True when it was reaped."""
+def _child_status(pid: int) -> Literal["reaped", "alive", "not-a-child"]:
+    """Reap ``pid`` if it is an exited child of this process; waitpid is the authority there."""
     try:
         reaped, _status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return False
-    return reaped == pid
+        return "not-a-child"
+    return "reaped" if reaped == pid else "alive"
 
 
 def _state(pid: int) -> str | None:
@@ -26,7 +27,10 @@ def _state(pid: int) -> str | None:
         try:
             # "pid (comm) S ...": the state letter follows the last ')'.
             stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-            return stat.rsplit(")", 1)[1].split()[0]
+            state = stat.rsplit(")", 1)[1].split()[0]
+            if state == "Z" and len(os.listdir(f"/proc/{pid}/task")) > 1:
+                return "R"  # the main thread exited, other threads still run
+            return state
         except (OSError, IndexError):
             return None
     try:
@@ -42,14 +46,15 @@ def _state(pid: int) -> str | None:
 
 
 def pid_running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (zombies count as gone; our exited children are reaped)."""
-    if _reap(pid):
-        return False
-    state = _state(pid)
-    if state in ("Z", "X"):
-        _reap(pid)  # it exited after the first waitpid: reap it now if it is our child
-        return False
-    return state is not None
+    """Whether ``pid`` is a live process.
+
+    Our own children count as running until reaped (reaping them here); other processes
+    count as gone once they are zombies (where no init reaps orphans, they stay zombies).
+    """
+    ownership = _child_status(pid)
+    if ownership != "not-a-child":
+        return ownership == "alive"
+    return _state(pid) not in (None, "Z", "X")
 
 
 def process_cmdline(pid: int) -> list[str]:

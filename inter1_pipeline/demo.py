@@ -7,6 +7,8 @@
    encoded, published, consumed, decoded, compared with what was sent, and landed in
    ClickHouse's ``record_log`` with a dedup token; a retried insert of the same batch is sent
    too and must not add rows; offsets are committed after the insert.
+5. Live: a generated clip through the producer, its chunks read back and analysed over one
+   Inter-1 session (the local simulator by default); see ``demo_session``.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from clickhouse_connect.driver.client import Client
 
 from deploy.kafka_broker import LocalBroker
 from deploy.topics import ensure_topics
 from runtime.errors import PipelineError
 from runtime.kafka import bootstrap_servers, make_admin, make_consumer, make_producer
 from runtime.redact import redact_url
+
+if TYPE_CHECKING:
+    from inter1_pipeline.demo_session import LiveReport
 from runtime.settings import KafkaSettings, StackSettings, load
 from runtime.topics import load_topic_specs, topic_name
 from schemas.catalog import RECORD_TOPICS
@@ -53,6 +59,7 @@ class DemoReport:
     consumed: int = 0
     rows_by_record: dict[str, int] = field(default_factory=dict)
     retried_inserts_deduplicated: int = 0
+    live: LiveReport | None = None
 
 
 def _record_key(datum: dict[str, Any]) -> bytes:
@@ -61,90 +68,101 @@ def _record_key(datum: dict[str, Any]) -> bytes:
 
 
 async def run_demo(
-    say: Say, *, keep_stack: bool = False, consume_timeout_s: float = 60.0
+    say: Say, *, keep_stack: bool = False, consume_timeout_s: float = 60.0, live: bool = True
 ) -> DemoReport:
     """Run the demo; raises :class:`DemoError` when any round trip does not match."""
     report = DemoReport()
     async with AsyncExitStack() as stack:
-        if not load(KafkaSettings).bootstrap_servers:
-            broker = LocalBroker.from_settings(load(StackSettings))
-            was_running = broker.status().running
-            say(
-                "kafka: starting the local broker (Apache Kafka 4.1, KRaft)..."
-                if not was_running
-                else "kafka: using the running local broker"
-            )
-            await broker.start()
-            if not was_running and not keep_stack:
-                stack.push_async_callback(broker.stop)
-        report.bootstrap = bootstrap_servers()
-        say(f"kafka: {report.bootstrap}")
-
-        admin = make_admin()
-        await admin.start()
-        stack.push_async_callback(admin.close)
-        for outcome in await ensure_topics(admin, load_topic_specs().values()):
-            say(f"topics: {outcome.name} {outcome.action}")
-
+        await _kafka(stack, say, report, keep_stack=keep_stack)
         url = clickhouse_url()
         report.clickhouse = redact_url(url)
         client = make_client(url)
         stack.callback(client.close)
         applied = migrate(client)
         say(f"clickhouse: {report.clickhouse} ({len(applied)} migration(s) applied)")
+        await _round_trip(stack, say, report, client, consume_timeout_s)
+        if live:
+            from inter1_pipeline.demo_session import produce_and_analyse
 
-        codec = get_codec()
-        producer = make_producer()
-        await producer.start()
-        stack.push_async_callback(producer.stop)
-        sent: dict[tuple[str, int, int], tuple[str, dict[str, Any]]] = {}
-        for name, datum in example_records():
-            topic = topic_name(RECORD_TOPICS[name])
-            meta = await producer.send_and_wait(
-                topic, codec.encode(name, datum, topic=topic), key=_record_key(datum)
-            )
-            sent[(topic, meta.partition, meta.offset)] = (name, datum)
-            report.published[name] = report.published.get(name, 0) + 1
-        say(
-            f"published: {sum(report.published.values())} records "
-            f"({', '.join(f'{n} {c}' for n, c in sorted(report.published.items()))})"
-        )
-
-        consumer = make_consumer(group_id="inter1-demo", consumer_timeout_ms=200)
-        await consumer.start()
-        stack.push_async_callback(consumer.stop)
-        batches = await _consume(consumer, sent, consume_timeout_s)
-        report.consumed = sum(len(b) for b in batches.values())
-        _check_equal(batches, sent)
-        say(f"consumed: {report.consumed} records, every one decoded equal to what was sent")
-
-        for tp, batch in sorted(batches.items()):
-            insert_batch(client, batch)
-            # Commit only after the rows are durable in ClickHouse.
-            await consumer.commit({tp: batch[-1].offset + 1})
-        # A retried insert (same batch, same token) must be dropped by the dedup window.
-        for batch in batches.values():
-            insert_batch(client, batch)
-            report.retried_inserts_deduplicated += 1
-
-        coords = [(t, p, o) for (t, p, o) in sent]
-        rows = client.query(
-            "SELECT record_name, count() FROM record_log "
-            "WHERE (topic, partition, offset) IN {coords:Array(Tuple(String, UInt32, UInt64))} "
-            "GROUP BY record_name ORDER BY record_name",
-            parameters={"coords": coords},
-        ).result_rows
-        report.rows_by_record = {str(name): int(count) for name, count in rows}
-        if report.rows_by_record != report.published:
-            raise DemoError(
-                f"ClickHouse holds {report.rows_by_record}, expected {report.published}"
-            )
-        say(
-            f"clickhouse: record_log holds each record once after "
-            f"{report.retried_inserts_deduplicated} retried batch insert(s): "
-            + ", ".join(f"{n} {c}" for n, c in sorted(report.rows_by_record.items()))
-        )
+            report.live = await produce_and_analyse(say, load(StackSettings).state_dir / "demo")
     return report
+
+
+async def _kafka(stack: AsyncExitStack, say: Say, report: DemoReport, *, keep_stack: bool) -> None:
+    """Use the configured cluster or start the local broker; ensure the topics."""
+    if not load(KafkaSettings).bootstrap_servers:
+        broker = LocalBroker.from_settings(load(StackSettings))
+        was_running = broker.status().running
+        say(
+            "kafka: starting the local broker (Apache Kafka 4.1, KRaft)..."
+            if not was_running
+            else "kafka: using the running local broker"
+        )
+        await broker.start()
+        if not was_running and not keep_stack:
+            stack.push_async_callback(broker.stop)
+    report.bootstrap = bootstrap_servers()
+    say(f"kafka: {report.bootstrap}")
+    admin = make_admin()
+    await admin.start()
+    stack.push_async_callback(admin.close)
+    for outcome in await ensure_topics(admin, load_topic_specs().values()):
+        say(f"topics: {outcome.name} {outcome.action}")
+
+
+async def _round_trip(
+    stack: AsyncExitStack, say: Say, report: DemoReport, client: Client, timeout_s: float
+) -> None:
+    """Every example record: publish, consume, compare, land in ClickHouse once."""
+    codec = get_codec()
+    producer = make_producer()
+    await producer.start()
+    stack.push_async_callback(producer.stop)
+    sent: dict[tuple[str, int, int], tuple[str, dict[str, Any]]] = {}
+    for name, datum in example_records():
+        topic = topic_name(RECORD_TOPICS[name])
+        meta = await producer.send_and_wait(
+            topic, codec.encode(name, datum, topic=topic), key=_record_key(datum)
+        )
+        sent[(topic, meta.partition, meta.offset)] = (name, datum)
+        report.published[name] = report.published.get(name, 0) + 1
+    say(f"published: {sum(report.published.values())} records ({_counts(report.published)})")
+
+    consumer = make_consumer(group_id="inter1-demo", consumer_timeout_ms=200)
+    await consumer.start()
+    stack.push_async_callback(consumer.stop)
+    batches = await _consume(consumer, sent, timeout_s)
+    report.consumed = sum(len(b) for b in batches.values())
+    _check_equal(batches, sent)
+    say(f"consumed: {report.consumed} records, every one decoded equal to what was sent")
+
+    for tp, batch in sorted(batches.items()):
+        insert_batch(client, batch)
+        # Commit only after the rows are durable in ClickHouse.
+        await consumer.commit({tp: batch[-1].offset + 1})
+    # A retried insert (same batch, same token) must be dropped by the dedup window.
+    for batch in batches.values():
+        insert_batch(client, batch)
+        report.retried_inserts_deduplicated += 1
+
+    rows = client.query(
+        "SELECT record_name, count() FROM record_log "
+        "WHERE (topic, partition, offset) IN {coords:Array(Tuple(String, UInt32, UInt64))} "
+        "GROUP BY record_name ORDER BY record_name",
+        parameters={"coords": list(sent)},
+    ).result_rows
+    report.rows_by_record = {str(name): int(count) for name, count in rows}
+    if report.rows_by_record != report.published:
+        raise DemoError(f"ClickHouse holds {report.rows_by_record}, expected {report.published}")
+    say(
+        f"clickhouse: record_log holds each record once after "
+        f"{report.retried_inserts_deduplicated} retried batch insert(s): "
+        f"{_counts(report.rows_by_record)}"
+    )
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
 
 
 def _check_equal(

@@ -10,6 +10,7 @@ from runtime.errors import ExitCode, PipelineError
 __all__ = [
     "EmptySourceError",
     "InternalProducerError",
+    "MissingToolError",
     "NoVideoStreamError",
     "NotMediaError",
     "ProducerError",
@@ -48,6 +49,12 @@ class UnsupportedSourceError(SourceError):
     """The source's kind or protocol is not supported by this build."""
 
     exit_code = ExitCode.USAGE
+
+
+class MissingToolError(UnsupportedSourceError):
+    """The source needs a program this machine lacks (the system ffmpeg, to relay SRT)."""
+
+    exit_code = ExitCode.CONFIG
 
 
 class EmptySourceError(SourceError):

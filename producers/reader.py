@@ -8,6 +8,7 @@ timestamps start at 0 at the session's first video keyframe and stay continuous 
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -24,10 +25,14 @@ from producers.exceptions import (
     TruncatedMediaError,
 )
 from producers.probe import MediaInfo, StreamPlan, media_info, pick_audio, plan_streams
+from producers.relay import FfmpegRelay, needs_relay
 from producers.sources import SourceSpec, classify_os_error, open_source
 from producers.transcode import AudioTranscoder, VideoTranscoder
+from runtime.logs import get_logger
 
 __all__ = ["MediaPacket", "MediaReader", "ReaderOptions"]
+
+_log = get_logger("producers.reader")
 
 _EXACT_DURATION_FORMATS = ("mov", "mp4", "matroska", "webm")
 _TRUNCATION_TOLERANCE_S = 0.5
@@ -35,6 +40,9 @@ _PACE_SLICE_S = 0.2
 _MAX_EARLY_AUDIO = 2000
 # Audio may start this much before the first video keyframe (AAC priming, interleaving).
 _AUDIO_LEAD_S = 0.1
+# A live network source whose peer drops the connection after sending media has ended
+# (FFmpeg's RTMP server, for one, closes the socket instead of signalling the end).
+_DISCONNECT_ERRNOS = frozenset({errno.EIO, errno.ECONNRESET, errno.EPIPE})
 
 
 @dataclass(frozen=True)
@@ -101,10 +109,18 @@ class MediaReader:
         self.audio_template: av.AudioStream | None = None
         self.info: MediaInfo | None = None
         self._fps = 25.0
+        self._relay: FfmpegRelay | None = None
 
     def open(self) -> MediaInfo:
         """Open and probe the source; raises a :class:`SourceError` when it cannot be used."""
-        container = open_source(self.spec, timeout_s=self.options.timeout_s)
+        if not self.spec.is_file and needs_relay(self.spec.target):
+            self._relay = FfmpegRelay(
+                self.spec.target,
+                self.spec.display,
+                timeout_s=self.options.timeout_s,
+                stop=self._stop,
+            )
+        container = open_source(self.spec, timeout_s=self.options.timeout_s, relay=self._relay)
         self._input = container
         try:
             plan = plan_streams(
@@ -177,20 +193,42 @@ class MediaReader:
                 if packet.pts is None or packet.size == 0:
                     continue
                 yield from self._route(packet, state, wall_start)
-        except av.error.InvalidDataError as exc:
-            raise TruncatedMediaError(self.spec.display, f"corrupt data ({exc.strerror})") from exc
-        except av.error.ExitError as exc:
-            raise SourceUnavailableError(
-                self.spec.display, f"no data for {self.options.timeout_s:g} s"
-            ) from exc
         except av.error.FFmpegError as exc:
-            if isinstance(exc, OSError):
-                raise classify_os_error(self.spec, exc) from exc
-            raise SourceError(self.spec.display, f"read failed ({exc.strerror})") from exc
+            if self._disconnected(exc, state):
+                return state.video_end
+            raise self._read_error(exc) from exc
+        if self._relay is not None and (failure := self._relay.failure()) is not None:
+            raise failure
         if state.origin is None:
             raise NoVideoStreamError(self.spec.display, "no decodable video frames")
         self._check_complete(container, state.origin, session_start_s, state.video_end)
         return state.video_end
+
+    def _read_error(self, exc: av.error.FFmpegError) -> SourceError:
+        """Classify a demux failure; a failed relay explains it best (e.g. a dropped stream)."""
+        if self._relay is not None and (failure := self._relay.failure()) is not None:
+            return failure
+        if isinstance(exc, av.error.InvalidDataError):
+            return TruncatedMediaError(self.spec.display, f"corrupt data ({exc.strerror})")
+        if isinstance(exc, av.error.ExitError):
+            return SourceUnavailableError(
+                self.spec.display, f"no data for {self.options.timeout_s:g} s"
+            )
+        if isinstance(exc, OSError):
+            return classify_os_error(self.spec, exc)
+        return SourceError(self.spec.display, f"read failed ({exc.strerror})")
+
+    def _disconnected(self, exc: av.error.FFmpegError, state: _PlayState) -> bool:
+        """A live network peer closing the connection after media is the stream's end."""
+        if self.spec.is_file or self.spec.kind in ("device", "stdin") or state.origin is None:
+            return False
+        if not isinstance(exc, OSError) or exc.errno not in _DISCONNECT_ERRNOS:
+            return False
+        self._log_disconnect(exc)
+        return True
+
+    def _log_disconnect(self, exc: OSError) -> None:
+        _log.warning("source_disconnected", source=self.spec.display, error=exc.strerror)
 
     def _route(
         self, packet: av.Packet[Any], state: _PlayState, wall_start: float
@@ -308,7 +346,9 @@ class MediaReader:
             self._stop.wait(min(wait, _PACE_SLICE_S))
 
     def close(self) -> None:
-        """Release the input and the encoders (safe to call twice)."""
+        """Release the input and reap the relay, if any (safe to call twice, any thread)."""
         if self._input is not None:
             self._input.close()
             self._input = None
+        if self._relay is not None:
+            self._relay.close()

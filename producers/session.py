@@ -132,8 +132,10 @@ class SessionRunner:
         """Open the source, publish the session, and return how it went."""
         reader = MediaReader(self.spec, self._config.reader, self._thread_stop)
         try:
-            info = await asyncio.to_thread(reader.open)
+            info = await self._open(reader)
         except PipelineError as exc:
+            if self._stop.is_set():  # stopped while connecting: nothing started, nothing failed
+                return self.result
             self.result.error = exc
             self._log.warning("source_open_failed", error=str(exc))
             return self.result
@@ -161,6 +163,18 @@ class SessionRunner:
             if not self._pumping:
                 reader.close()
         return self.result
+
+    async def _open(self, reader: MediaReader) -> MediaInfo:
+        """Open the source in a thread; a stop meanwhile tells the thread (a relay gives up)."""
+        opening = asyncio.ensure_future(asyncio.to_thread(reader.open))
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({opening, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not opening.done():
+                self._thread_stop.set()
+            return await opening
+        finally:
+            stop_wait.cancel()
 
     async def _publish_started(self, info: MediaInfo) -> None:
         datum = session_started(

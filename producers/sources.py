@@ -23,6 +23,7 @@ from producers.exceptions import (
     TruncatedMediaError,
     UnsupportedSourceError,
 )
+from producers.relay import FfmpegRelay, mask_secrets
 from runtime.redact import redact_url
 
 __all__ = ["SourceSpec", "open_source", "parse_source"]
@@ -90,7 +91,7 @@ def parse_source(text: str) -> SourceSpec:
             raise UnsupportedSourceError(redact_url(text), f"unsupported URL scheme {scheme!r}")
         if kind == "http" and urlsplit(text).path.lower().endswith(".m3u8"):
             kind = "hls"
-        return SourceSpec(text, kind, redact_url(text), live=True)
+        return SourceSpec(text, kind, mask_secrets(redact_url(text)), live=True)
     return SourceSpec(text, "file", text, live=False)
 
 
@@ -130,8 +131,16 @@ def sniff_container(head: bytes) -> str | None:
     return None
 
 
-def open_source(spec: SourceSpec, *, timeout_s: float = 15.0) -> av.container.InputContainer:
-    """Open ``spec`` for demuxing, raising a :class:`SourceError` subclass on failure."""
+def open_source(
+    spec: SourceSpec, *, timeout_s: float = 15.0, relay: FfmpegRelay | None = None
+) -> av.container.InputContainer:
+    """Open ``spec`` for demuxing, raising a :class:`SourceError` subclass on failure.
+
+    With ``relay`` (see :func:`producers.relay.needs_relay`), the relay is started and
+    its MPEG-TS output is demuxed instead of opening the URL in PyAV.
+    """
+    if relay is not None:
+        return _open_relayed(spec, relay)
     options: dict[str, str] = {}
     timeout: tuple[float, float] | None = None
     if spec.is_file:
@@ -154,6 +163,26 @@ def open_source(spec: SourceSpec, *, timeout_s: float = 15.0) -> av.container.In
         raise SourceUnavailableError(spec.display, f"no answer within {timeout_s:g} s") from exc
     except OSError as exc:
         raise classify_os_error(spec, exc) from exc
+
+
+def _open_relayed(spec: SourceSpec, relay: FfmpegRelay) -> av.container.InputContainer:
+    """Start ``relay`` and demux its MPEG-TS output; the relay's failure explains most errors."""
+    relay.start()
+    try:
+        # No PyAV timeout: the relay's protocol timeout and its read watchdog bound it.
+        return av.open(relay, "r", format="mpegts")
+    except (av.error.FFmpegError, OSError, EOFError) as exc:
+        failure = relay.failure()
+        relay.close()
+        if failure is not None:
+            raise failure from exc
+        if isinstance(exc, av.error.InvalidDataError):
+            raise classify_data_error(spec, exc) from exc
+        problem = f"stream ended while opening ({_reason(exc)})"
+        raise SourceUnavailableError(spec.display, problem) from exc
+    except BaseException:
+        relay.close()
+        raise
 
 
 def classify_data_error(spec: SourceSpec, exc: Exception) -> SourceError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import structlog
 
@@ -31,10 +31,32 @@ def _redact_secrets(
     return event_dict
 
 
+class _StderrLogger:
+    """Writes each rendered line to the *current* ``sys.stderr`` (which tests and
+    daemonizing code may swap after configuration)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+
+
+def _stderr_logger_factory(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stdlib handler bound to the current ``sys.stderr`` at each record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(
     level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto"
 ) -> None:
-    """Configure structlog (and the stdlib root logger it feeds) once per process."""
+    """Configure structlog, and route stdlib loggers (aiokafka, websockets) through it."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
@@ -42,27 +64,45 @@ def configure_logging(
         else structlog.processors.JSONRenderer()
     )
     numeric_level = logging.getLevelNamesMapping()[level]
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             _redact_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger_factory,
         cache_logger_on_first_use=False,
     )
-    # Library loggers (aiokafka, websockets) go through the stdlib; keep them quiet by default.
-    logging.basicConfig(level=max(numeric_level, logging.WARNING), stream=sys.stderr)
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _redact_secrets,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # Library loggers are chatty at INFO; they speak from WARNING up unless DEBUG is asked for.
+    root.setLevel(
+        numeric_level if numeric_level <= logging.DEBUG else max(numeric_level, logging.WARNING)
+    )
 
 
 def get_logger(name: str, **context: Any) -> structlog.stdlib.BoundLogger:
-    """A logger named for its component with bound context."""
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name).bind(
-        component=name, **context
-    )
-    return logger
+    """A lazily configured logger named for its component, with bound context.
+
+    Safe to create at import time: configuration is applied when it first logs.
+    """
+    return cast(structlog.stdlib.BoundLogger, structlog.get_logger(name, component=name, **context))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from simulator.faults import FaultPlan
-from simulator.protocol import STREAM_MODELS
+from simulator.protocol import GOAL_DIMENSIONS, INCLUDE_FLAGS, STREAM_MODELS
 
 __all__ = [
     "DEFAULT_KEYS",
@@ -51,6 +53,23 @@ class SessionLimits:
     max_segment_size_bytes: int = 32 * 1024 * 1024
     max_segment_duration_s: float | None = None
     max_drain_s: float = 30.0
+
+    def ready_data(self, models: list[str] | None) -> dict[str, Any]:
+        """The ``session.ready`` data advertising these limits (``models``: None on v1)."""
+        data: dict[str, Any] = {
+            "session_idle_timeout_seconds": math.ceil(self.idle_timeout_s),
+            "session_max_duration_seconds": math.ceil(self.max_duration_s),
+            "min_segment_size_bytes": self.min_segment_size_bytes,
+            "max_segment_size_bytes": self.max_segment_size_bytes,
+            "supported_session_config_options": {
+                "include": list(INCLUDE_FLAGS),
+                "goal_dimensions": list(GOAL_DIMENSIONS),
+                "model": models,
+            },
+        }
+        if self.max_segment_duration_s is not None:
+            data["max_segment_duration_seconds"] = self.max_segment_duration_s
+        return data
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from websockets.http11 import Request, Response
 from runtime.logs import get_logger
 from simulator.config import SimulatorConfig
 from simulator.exceptions import SimulatorNotStartedError
-from simulator.http import StreamRequest, key_id, route_http
 from simulator.protocol import STREAM_MODELS, envelope, error_data
+from simulator.routes import StreamRequest, key_id, route_http
 from simulator.session import StreamSession
 from simulator.usage import SessionUsage, UsageLedger
 

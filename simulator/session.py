@@ -20,14 +20,7 @@ from simulator.exceptions import MalformedMediaError, NoUsableVideoError
 from simulator.faults import FaultPlan
 from simulator.media import MediaProgress, MediaStream, sniff_container
 from simulator.options import ConfigRejected, apply_config
-from simulator.protocol import (
-    AUDIO_MODEL,
-    ERRORS,
-    GOAL_DIMENSIONS,
-    INCLUDE_FLAGS,
-    envelope,
-    error_data,
-)
+from simulator.protocol import AUDIO_MODEL, ERRORS, envelope, error_data
 from simulator.tracker import EventTracker, SessionOptions
 from simulator.usage import SessionUsage, utc_now
 from simulator.windows import AnalysisQueue, Window, WindowPlanner
@@ -103,7 +96,8 @@ class StreamSession:
         ]
         end = _End("gone", "internal_error", "ih1001", close_code=1011)
         try:
-            await self._send("session.ready", self._ready_data())
+            models = sorted(self._grant.models) if self._usage.api_version == "v2" else None
+            await self._send("session.ready", self._config.limits.ready_data(models))
             self._queue.start()
             await self._check_faults(0.0)
             end = await self._end
@@ -398,21 +392,3 @@ class StreamSession:
 
     async def _send_error(self, code: str, message: str | None, segment: int | None = None) -> None:
         await self._send("error", error_data(code, message, segment))
-
-    def _ready_data(self) -> dict[str, Any]:
-        limits = self._config.limits
-        models = sorted(self._grant.models) if self._usage.api_version == "v2" else None
-        data: dict[str, Any] = {
-            "session_idle_timeout_seconds": math.ceil(limits.idle_timeout_s),
-            "session_max_duration_seconds": math.ceil(limits.max_duration_s),
-            "min_segment_size_bytes": limits.min_segment_size_bytes,
-            "max_segment_size_bytes": limits.max_segment_size_bytes,
-            "supported_session_config_options": {
-                "include": list(INCLUDE_FLAGS),
-                "goal_dimensions": list(GOAL_DIMENSIONS),
-                "model": models,
-            },
-        }
-        if limits.max_segment_duration_s is not None:
-            data["max_segment_duration_seconds"] = limits.max_segment_duration_s
-        return data

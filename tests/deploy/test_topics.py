@@ -179,6 +179,16 @@ def test_cli_ensure_twice(kafka_bootstrap: str) -> None:
     )
     assert (second.returncode, second.stderr) == (0, "")
     assert second.stdout == "".join(f"{prefix}inter1.{name}: unchanged\n{notes}" for name in layout)
+    listed = subprocess.run(
+        [CLI, "topics", "list"], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert (listed.returncode, listed.stderr) == (0, "")
+    keys = ["chunks", "events", "usage", "dead_letter", "session_state"]
+    assert listed.stdout == "".join(
+        f"{key:<14} {prefix + 'inter1.' + name:<28} declared {count} x 1; "
+        f"on cluster: {count} partitions, replication 1\n"
+        for key, (name, count) in zip(keys, layout.items(), strict=True)
+    )
 
 
 def test_cli_ensure_unreachable_cluster() -> None:

@@ -8,7 +8,7 @@ from sim_helpers import CLIP_A, Driver, SimulatorFactory, compact, frames_of, wi
 from simulator.config import LoadConfig, SimulatorConfig
 from simulator.exceptions import FaultSpecError
 from simulator.faults import FaultPlan, parse_faults
-from simulator.http import StreamRequest, parse_stream_request
+from simulator.routes import StreamRequest, parse_stream_request
 
 
 async def test_drop_fault_aborts_the_connection(driver: Driver) -> None:

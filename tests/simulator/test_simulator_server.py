@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from interhumanai import InterhumanClient
 from sim_helpers import CLIP_A, SimulatorFactory, frames_of
 
 from simulator.config import AnalysisConfig, SimulatorConfig
@@ -55,3 +56,22 @@ async def test_keyframes_only_decoding_still_covers_all_media(
     assert usage["degraded_ms"] == 0
     assert run.types.count("engagement.updated") == 1
     assert run.close.code == 1000
+
+
+async def test_stop_closes_live_sessions_and_settles_their_usage() -> None:
+    sim = Simulator(SimulatorConfig(port=0))
+    await sim.start()
+    stream = InterhumanClient(access_token="sim-key", base_url=sim.http_url).stream()
+    await stream.connect()
+    ready = await stream.wait_for_session_ready()
+    for frame in frames_of(CLIP_A)[:3]:
+        await stream.send_video(frame)
+
+    await sim.stop()
+
+    assert (await stream.wait_closed()).code == 1001
+    usage = sim.ledger.sessions[ready.correlation_id].to_json()
+    assert usage["state"] == "ended"
+    assert usage["close_code"] == 1001
+    assert usage["analysed_ms"] + usage["dropped_ms"] == usage["media_received_ms"]
+    assert sim.active_sessions == 0

@@ -41,7 +41,9 @@ def test_unreachable_server_error_names_url_without_password() -> None:
     with pytest.raises(ClickHouseUnavailableError) as info:
         make_client("http://analyst:hunter2@127.0.0.1:1/analytics", connect_timeout_s=2)
     message = str(info.value)
-    assert message.startswith("cannot reach ClickHouse at http://analyst:***@127.0.0.1:1/analytics: ")
+    assert message.startswith(
+        "cannot reach ClickHouse at http://analyst:***@127.0.0.1:1/analytics: "
+    )
     assert "hunter2" not in message
     assert "\n" not in message
     assert info.value.retriable is True
