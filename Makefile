@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# System packages need root: use sudo when not already root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo test lint format bench clean stack-up stack-down
@@ -20,10 +22,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) ## Create .venv, install the package and tools, fetch the Kafka broker jars (idempotent)
 	$(BIN)/inter1-pipeline stack fetch
 	# System ffmpeg (relays SRT, serves the live-source tests) and GStreamer's RTSP server (tests).
-	command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq ffmpeg)
+	command -v ffmpeg >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg)
 	/usr/bin/python3 -c 'import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0"); \
 		from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find("rtph264pay")' 2>/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-gi \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends python3-gi \
 		gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 
 demo: setup ## Run the pipeline end to end on the embedded defaults

@@ -14,7 +14,7 @@ import click
 
 from runtime.errors import ExitCode, PipelineError
 from runtime.logs import configure_logging
-from runtime.settings import LogSettings, load
+from runtime.settings import LogSettings, load, validate_all
 
 __all__ = ["main"]
 
@@ -64,6 +64,7 @@ def cli() -> None:
     """
     settings = load(LogSettings)
     configure_logging(settings.level, settings.format)
+    validate_all()
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -26,6 +26,9 @@ __all__ = ["Chunk", "Chunker"]
 _log = get_logger("producers.chunker")
 
 _EPSILON_S = 1e-6
+# A keyframe this close to a full target duration counts as reaching it: RTSP timestamps
+# (90 kHz RTP clocks mapped through RTCP) can land a tick (11 µs) early.
+_CUT_TOLERANCE_S = 1e-3
 _AUDIO_WAIT_S = 1.0  # how far video may run ahead before a closed chunk stops waiting for audio
 
 
@@ -97,7 +100,7 @@ class Chunker:
         current = self._current
         if current is None:
             current = self._current = _Open(media.pts_s, media.keyframe, packets=self._early)
-        elif media.keyframe and media.pts_s - current.start_s >= self._target_s - _EPSILON_S:
+        elif media.keyframe and media.pts_s - current.start_s >= self._target_s - _CUT_TOLERANCE_S:
             if self._closed is not None:
                 yield self._emit(self._closed)
             current.end_s = media.pts_s

@@ -56,7 +56,7 @@ _STDERR_LINES = 20
 # The watchdog lets the relay's own protocol timeout fire first (its message is better).
 _WATCHDOG_MARGIN_S = 5.0
 _LOG_PREFIX = re.compile(r"^\[[\w:-]+ @ 0x[0-9a-fA-F]+\]\s*")
-_PASSPHRASE = re.compile(r"(?P<key>(?:passphrase|pbkeylen)=)[^&\s]+", re.IGNORECASE)
+_PASSPHRASE = re.compile(r"(?P<key>passphrase=)[^&\s]+", re.IGNORECASE)
 
 
 def _timeout_options(protocol: str, timeout_s: float) -> list[str]:

@@ -173,6 +173,10 @@ class SessionRunner:
             if not opening.done():
                 self._thread_stop.set()
             return await opening
+        except asyncio.CancelledError:  # the thread goes on: release what it opens
+            self._thread_stop.set()
+            opening.add_done_callback(lambda _: reader.close())
+            raise
         finally:
             stop_wait.cancel()
 

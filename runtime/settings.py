@@ -23,6 +23,7 @@ __all__ = [
     "SchemaSettings",
     "StackSettings",
     "load",
+    "validate_all",
 ]
 
 _COMMON = SettingsConfigDict(
@@ -125,3 +126,16 @@ def load(kind: type[_T]) -> _T:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid setting(s): {problems}") from None
+
+
+def validate_all() -> None:
+    """Read every settings group once, so a bad value fails at start, naming its variable."""
+    for kind in (
+        StackSettings,
+        KafkaSettings,
+        ClickHouseSettings,
+        SchemaSettings,
+        Inter1Settings,
+        LogSettings,
+    ):
+        load(kind)

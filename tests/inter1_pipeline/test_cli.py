@@ -67,3 +67,12 @@ def test_query_prints_rows_and_rejects_bad_sql(tmp_path: Path) -> None:
     bad = _run("query", "SELECT * FROM no_such_table", env=env)
     assert bad.returncode == 65
     assert "UNKNOWN_TABLE" in bad.stderr
+
+
+def test_invalid_setting_fails_at_start_naming_the_variable(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "INTER1_API_VERSION": "v9"}
+    result = _run("topics", "list", env=env)
+    assert result.returncode == 78
+    assert result.stderr.splitlines()[-1] == (
+        "error: invalid setting(s): INTER1_API_VERSION: Input should be 'v1' or 'v2'"
+    )

@@ -266,3 +266,25 @@ def test_open_gop_source_is_reported(tmp_path: Path) -> None:
 
     assert [(c.media_start_s, c.media_duration_s) for c in chunks] == [(0.0, 2.0), (2.0, 2.0)]
     assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == ["open_gop"]
+
+
+def test_keyframe_a_clock_tick_early_still_cuts(media: MediaFactory) -> None:
+    # RTSP timestamps (90 kHz RTP mapped through RTCP) can put a keyframe one tick early.
+    reader = MediaReader(
+        parse_source(str(media("h264_aac.mp4"))), ReaderOptions(), threading.Event()
+    )
+    reader.open()
+    try:
+        packets = list(reader.packets())
+        templates = [t for t in (reader.video_template, reader.audio_template) if t is not None]
+    finally:
+        reader.close()
+    [keyframe] = [p for p in packets if p.kind == "video" and p.keyframe and p.pts_s == 2.0]
+    keyframe.pts_s -= 1 / 90000
+
+    chunks = list(Chunker(templates, target_duration_s=2.0, max_part_bytes=8 << 20).chunks(packets))
+
+    assert [(c.seq, round(c.media_start_s, 3), round(c.media_duration_s, 3)) for c in chunks] == [
+        (0, 0.0, 2.0),
+        (1, 2.0, 2.0),
+    ]

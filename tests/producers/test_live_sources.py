@@ -384,6 +384,7 @@ async def start_producer(url: str) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
+        start_new_session=True,  # its own process group, like a command run from a terminal
     )
 
 
@@ -423,10 +424,10 @@ async def test_sigterm_while_streaming_stops_and_reaps_the_relay(clips: Path) ->
     assert exists([relay]) == [False]
 
 
-async def test_sigint_while_connecting_reaps_the_relay() -> None:
+async def test_ctrl_c_while_connecting_reaps_the_relay() -> None:
     producer = await start_producer(f"srt://127.0.0.1:{free_port(socket.SOCK_DGRAM)}")
     relay = await wait_relay(producer)
-    producer.send_signal(signal.SIGINT)
+    os.killpg(producer.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole process group
     stdout, stderr = await asyncio.wait_for(producer.communicate(), SERVER_TIMEOUT_S)
 
     assert producer.returncode == 130, stderr.decode()

@@ -12,9 +12,7 @@ from runtime.logs import configure_logging, get_logger
 def test_json_log_line_has_context_and_no_secret(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("INFO", "json")
     log = get_logger("workers.session", session_id="s-1", topic="t", partition=3, offset=42)
-    log.info(
-        "connected", url="http://u:pw@h:8123/db", api_key="ih_secret", note="Bearer tok.123"
-    )
+    log.info("connected", url="http://u:pw@h:8123/db", api_key="ih_secret", note="Bearer tok.123")
     line = capsys.readouterr().err.strip().splitlines()[-1]
     record = json.loads(line)
     assert record["event"] == "connected"
