@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# System packages: ffmpeg (relays SRT sources; serves the live-source tests) and GStreamer's
+# RTSP server (the RTSP live-source test).
 setup: $(STAMP) ## Create .venv, install the package and tools, fetch the Kafka broker jars (idempotent)
 	$(BIN)/inter1-pipeline stack fetch
-	# System ffmpeg (relays SRT, serves the live-source tests) and GStreamer's RTSP server (tests).
 	command -v ffmpeg >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg)
 	/usr/bin/python3 -c 'import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0"); \
 		from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find("rtph264pay")' 2>/dev/null || \

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from interhumanai import InterhumanClient
+from interhumanai import GoalDimension, IncludeFlag, InterhumanClient
 
 from producers.app import ProduceOptions, produce
-from producers.fmp4 import top_level_boxes
+from producers.fmp4 import fragments_only
 from producers.records import SessionMeta
 from producers.synthetic import MediaSpec, write_media
 from runtime.errors import PipelineError
@@ -33,7 +33,6 @@ from schemas.codec import get_codec
 __all__ = ["LiveReport", "produce_and_analyse"]
 
 Say = Callable[[str], None]
-_INIT_BOXES = (b"ftyp", b"moov")
 _SIM_KEY = "sim-key"
 
 
@@ -138,12 +137,6 @@ async def _read_session(
     return [b"".join(p[i] for i in sorted(p)) for _, p in sorted(parts.items())]
 
 
-def _without_init(chunk: bytes) -> bytes:
-    """A chunk's fragments without its container init header (sent once per connection)."""
-    body = [chunk[o : o + s] for kind, o, s in top_level_boxes(chunk) if kind not in _INIT_BOXES]
-    return b"".join(body)
-
-
 async def _analyse(chunks: list[bytes], report: LiveReport) -> None:
     settings = load(Inter1Settings)
     async with AsyncExitStack() as stack:
@@ -158,10 +151,18 @@ async def _analyse(chunks: list[bytes], report: LiveReport) -> None:
             key, base_url = _SIM_KEY, sim.http_url
             report.inter1 = f"the local Inter-1 simulator at {base_url}"
         client = InterhumanClient(access_token=key, base_url=base_url)
-        stream = await stack.enter_async_context(client.stream(api_version=settings.api_version))
+        stream = client.stream(api_version=settings.api_version)
+        await stack.enter_async_context(stream)
         await stream.wait_for_session_ready()
+        await stream.update_config(
+            include=[
+                IncludeFlag.CONVERSATION_QUALITY_OVERALL,
+                IncludeFlag.CONVERSATION_QUALITY_TIMELINE,
+            ],
+            goal_dimensions=[GoalDimension.CLARITY, GoalDimension.RAPPORT],
+        )
         for index, chunk in enumerate(chunks):
-            await stream.send_video(chunk if index == 0 else _without_init(chunk))
+            await stream.send_video(chunk if index == 0 else fragments_only(chunk))
         await stream.request_close()
         async for event in stream:
             report.events[event.type] += 1

@@ -15,7 +15,7 @@ from typing import Any
 
 import av
 
-__all__ = ["MOVFLAGS", "mux_chunk", "split_parts", "top_level_boxes"]
+__all__ = ["MOVFLAGS", "fragments_only", "mux_chunk", "split_parts", "top_level_boxes"]
 
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+frag_discont+delay_moov"
 _INIT_BOXES = frozenset({b"ftyp", b"moov", b"free", b"skip", b"uuid"})
@@ -59,6 +59,17 @@ def top_level_boxes(data: bytes) -> list[tuple[bytes, int, int]]:
         boxes.append((kind, offset, size))
         offset += size
     return boxes
+
+
+def fragments_only(chunk: bytes) -> bytes:
+    """A chunk without its leading init header: only its ``moof``+``mdat`` fragments.
+
+    A consumer continuing one container stream (one Inter-1 connection) sends the first
+    chunk whole and every later chunk through this, so the stream carries one init header.
+    """
+    boxes = top_level_boxes(chunk)
+    start = next((offset for kind, offset, _ in boxes if kind not in _INIT_BOXES), len(chunk))
+    return chunk[start:]
 
 
 def split_parts(payload: bytes, limit_bytes: int) -> list[bytes]:

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from producers.codecs import audio_codec_string, mime_type, video_codec_string
-from producers.fmp4 import split_parts, top_level_boxes
+from producers.fmp4 import fragments_only, split_parts, top_level_boxes
 
 
 def box(kind: bytes, body_size: int) -> bytes:
@@ -70,3 +70,10 @@ def test_codec_strings() -> None:
     assert audio_codec_string("mp3", None) == "mp4a.6B"
     assert mime_type("avc1.64001f", "mp4a.40.2") == 'video/mp4; codecs="avc1.64001f,mp4a.40.2"'
     assert mime_type("avc1.64001f", None) == 'video/mp4; codecs="avc1.64001f"'
+
+
+def test_fragments_only_drops_the_init_header() -> None:
+    fragments = box(b"moof", 40) + box(b"mdat", 300) + box(b"moof", 40) + box(b"mdat", 20)
+    assert fragments_only(box(b"ftyp", 12) + box(b"moov", 100) + fragments) == fragments
+    assert fragments_only(fragments) == fragments
+    assert fragments_only(box(b"ftyp", 12) + box(b"moov", 100)) == b""
