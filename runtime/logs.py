@@ -12,6 +12,7 @@ from collections.abc import MutableMapping
 from typing import Any, Literal, cast
 
 import structlog
+from tqdm import tqdm
 
 from runtime.redact import redact_text
 
@@ -36,7 +37,8 @@ class _StderrLogger:
     daemonizing code may swap after configuration)."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        # tqdm.write clears and redraws any progress bar on the terminal around the line.
+        tqdm.write(message, file=sys.stderr)
 
     log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
 
