@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 import structlog
-from aiokafka.client import AIOKafkaClient
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from deploy import processes
@@ -94,17 +94,22 @@ def read_bootstrap(state_dir: Path) -> str | None:
 
 
 async def _answers_metadata(bootstrap: str) -> bool:
-    client = AIOKafkaClient(
+    """Ready means: metadata lists the broker and a group coordinator is available.
+
+    The second part makes the broker create ``__consumer_offsets`` before ``stack up``
+    returns, so the first consumer commit does not meet ``GroupCoordinatorNotAvailable``.
+    """
+    admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, client_id="inter1-pipeline-stack", request_timeout_ms=5000
     )
     try:
-        await client.bootstrap()
-        metadata = await client.fetch_all_metadata()
-        return bool(metadata.brokers())
+        await admin.start()
+        await admin.find_coordinator("inter1-pipeline-readiness")
+        return True
     except (KafkaError, OSError, TimeoutError):
         return False
     finally:
-        await client.close()
+        await admin.close()
 
 
 class LocalBroker:
