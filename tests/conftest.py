@@ -23,6 +23,7 @@ from aiokafka.admin import NewTopic
 
 from deploy.kafka_broker import LocalBroker
 from deploy.kafka_jars import ensure_jars, jars_dir
+from deploy.processes import pid_running
 from deploy.topics import wait_for_topics
 from runtime.kafka import make_admin
 from runtime.settings import load
@@ -88,6 +89,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     jars_dir(state).symlink_to(jars, target_is_directory=True)
     broker = LocalBroker(state, heap_mb=512, start_timeout_s=180)
     address = run_async(broker.start)
+    pid = broker.status().pid
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = address
     load.cache_clear()
     try:
@@ -96,6 +98,9 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         load.cache_clear()
         run_async(broker.stop)
+        # The suite's own promise: no broker process outlives it.
+        assert pid is not None
+        assert not pid_running(pid), f"the test broker (pid {pid}) is still running after stop"
 
 
 class TopicFactory(Protocol):
