@@ -1,14 +1,20 @@
-"""How many concurrent ~2 Mbit/s live sessions one simulator process sustains at ratio 0.3.
+"""How many concurrent ~2 Mbit/s live sessions one simulator process sustains, per decode depth.
 
-Starts ``inter1-pipeline simulate --ratio 0.3`` as its own process, then ramps the number
-of concurrent sessions (each streams a generated 720p, ~2 Mbit/s fragmented-MP4 clip paced
-in real time through the official SDK) and reads the simulator's ``GET /usage`` totals and
-its CPU time from /proc. The figure is the highest session count whose every window was
-analysed (zero ``coverage.dropped``). Baseline, measured in the same run: plain PyAV
-decoding of the same clip, as real-time streams per CPU core.
+For each analysis depth (``--decode all|keyframes|none``) starts ``inter1-pipeline simulate
+--ratio 0.3 --decode DEPTH`` as its own process, then ramps the number of concurrent
+sessions (each streams a generated 720p, ~2 Mbit/s fragmented-MP4 clip paced in real time
+through the official SDK) and reads the simulator's ``GET /usage`` totals and its CPU time
+from /proc. The figure is the highest session count whose every window was analysed (zero
+``coverage.dropped``). Then, at twice the sustained count of ``all``, it reports the share
+of media shed per session (min/median/max): with decode shedding each session sheds part
+of its media and catches up instead of shedding everything. Baseline, measured in the same
+run: plain PyAV decoding of the same clip, as real-time streams per CPU core.
 
-Run: ``.venv/bin/python bench/simulator_bench.py [--max-sessions 64] [--seconds 12]``.
-Bounded: at most ~5 minutes.
+The bench clients share the machine with the simulator; steps where they could not send
+in real time are flagged client-bound and prove nothing.
+
+Run: ``.venv/bin/python bench/simulator_bench.py [--decode all] [--seconds 10]``.
+Bounded: under 8 minutes in all (each depth has its own time budget).
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ import asyncio
 import io
 import os
 import re
+import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import av
 import httpx
@@ -29,7 +36,14 @@ from interhumanai import InterhumanClient
 from simulator.clips import ClipSpec, make_clip
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-_DEADLINE_S = 280.0
+_BUDGET_S = {"all": 100.0, "keyframes": 80.0, "none": 100.0}
+"""Wall-time budget of each depth's ramp (all three plus the overload step: < 8 min)."""
+_FIRST_STEP = {"all": 8, "keyframes": 32, "none": 64}
+_TOTAL_BUDGET_S = 420.0
+"""The whole bench (clips, ramps, overload step) stays under 8 minutes."""
+_STEP_SLACK_S = 20.0
+_MAX_DELAY_S = 8.0
+"""A step keeps up only if p99 window delivery stays within the simulator's --max-lag."""
 
 
 @dataclass
@@ -42,6 +56,17 @@ class Step:
     completed: int
     p99_delivery_s: float
     max_send_late_s: float
+    shed_fractions: list[float] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """Every window analysed and delivered in time, every session closed normally."""
+        return (
+            not self.dropped_ms
+            and self.completed == self.sessions
+            and self.p99_delivery_s <= _MAX_DELAY_S
+            and not self.client_bound
+        )
 
     @property
     def client_bound(self) -> bool:
@@ -66,11 +91,11 @@ def decode_baseline(clip: bytes, seconds: float) -> float:
 
 async def _session(
     url: str, clip: bytes, seconds: float, delays: list[float], lateness: list[float]
-) -> bool:
+) -> tuple[str, bool]:
     """One live session: send the clip paced in real time, time each window's delivery."""
     stream = InterhumanClient(access_token="sim-key", base_url=url).stream()
     await stream.connect()
-    await stream.wait_for_session_ready()
+    ready = await stream.wait_for_session_ready()
     chunks = 4 * int(seconds)
     size = -(-len(clip) // chunks)
     started = time.monotonic()
@@ -90,22 +115,34 @@ async def _session(
         await stream.send_video(clip[i * size : (i + 1) * size])
     await stream.request_close()
     await reader
-    return (await stream.wait_closed()).code == 1000
+    session_id = str(getattr(ready, "correlation_id", ""))
+    return session_id, (await stream.wait_closed()).code == 1000
 
 
 async def run_step(url: str, pid: int, clip: bytes, seconds: float, sessions: int) -> Step:
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=60.0) as http:
         before = (await http.get("/usage")).json()["totals"]
         cpu_before, wall_before = _cpu_seconds(pid), time.monotonic()
         delays: list[float] = []
         lateness: list[float] = []
+        limit_s = 2 * seconds + _STEP_SLACK_S  # a saturated simulator must not stall the bench
         results = await asyncio.gather(
-            *(_session(url, clip, seconds, delays, lateness) for _ in range(sessions)),
+            *(
+                asyncio.wait_for(_session(url, clip, seconds, delays, lateness), limit_s)
+                for _ in range(sessions)
+            ),
             return_exceptions=True,
         )
         cpu = (_cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
         await asyncio.sleep(0.2)
-        after = (await http.get("/usage")).json()["totals"]
+        summary = (await http.get("/usage")).json()
+    after = summary["totals"]
+    ids = {r[0] for r in results if isinstance(r, tuple)}
+    fractions = [
+        u["dropped_ms"] / u["media_received_ms"]
+        for u in summary["sessions"]
+        if u["session_id"] in ids and u["media_received_ms"]
+    ]
     delays.sort()
     p99 = delays[int(0.99 * (len(delays) - 1))] if delays else float("nan")
     return Step(
@@ -114,18 +151,19 @@ async def run_step(url: str, pid: int, clip: bytes, seconds: float, sessions: in
         analysed_ms=after["analysed_ms"] - before["analysed_ms"],
         media_ms=after["media_received_ms"] - before["media_received_ms"],
         cpu_cores=cpu,
-        completed=sum(1 for r in results if r is True),
+        completed=sum(1 for r in results if isinstance(r, tuple) and r[1]),
         p99_delivery_s=p99,
         max_send_late_s=max(lateness, default=0.0),
+        shed_fractions=sorted(fractions),
     )
 
 
-async def _start_simulator(keyframes_only: bool) -> tuple[asyncio.subprocess.Process, str]:
-    """``inter1-pipeline simulate --ratio 0.3`` in its own process, and its URL."""
+async def _start_simulator(decode: str) -> tuple[asyncio.subprocess.Process, str]:
+    """``inter1-pipeline simulate --ratio 0.3 --decode DEPTH`` in its own process, and its URL."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from inter1_pipeline.cli import main; main()",
         "simulate", "--port", "0", "--ratio", "0.3", "--capacity", "10000",
-        *(["--keyframes-only"] if keyframes_only else []),
+        "--decode", decode,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"},
     )  # fmt: skip
@@ -142,32 +180,30 @@ async def _start_simulator(keyframes_only: bool) -> tuple[asyncio.subprocess.Pro
 class _Ramp:
     """Doubles the session count until the first shed, then bisects; stays in budget."""
 
-    def __init__(self, url: str, pid: int, clip: bytes, seconds: float, started: float) -> None:
-        self.url, self.pid, self.clip, self.seconds, self.started = url, pid, clip, seconds, started
+    def __init__(self, url: str, pid: int, clip: bytes, seconds: float, budget_s: float) -> None:
+        self.url, self.pid, self.clip, self.seconds = url, pid, clip, seconds
+        self.deadline = time.monotonic() + budget_s
         self.steps: list[Step] = []
+        self.last_wall_s = seconds + 6.0
 
     async def attempt(self, count: int) -> bool | None:
         """Run one step; True clean, False shed, None out of budget or client-bound."""
-        if time.monotonic() - self.started + self.seconds * 2 > _DEADLINE_S:
-            print("stopping: time budget")
+        if time.monotonic() + self.last_wall_s > self.deadline:
+            print("  stopping: time budget")
             return None
+        started = time.monotonic()
         step = await run_step(self.url, self.pid, self.clip, self.seconds, count)
+        self.last_wall_s = max(self.last_wall_s, time.monotonic() - started)
         self.steps.append(step)
-        print(
-            f"{step.sessions:4d} sessions: dropped {step.dropped_ms / 1000:7.1f} s of "
-            f"{step.media_ms / 1000:8.1f} s, simulator CPU {step.cpu_cores:4.2f} cores, "
-            f"p99 window delivery {step.p99_delivery_s:5.2f} s after its media, "
-            f"clients up to {step.max_send_late_s:4.2f} s late, "
-            f"{step.completed}/{step.sessions} closed 1000"
-        )
+        _print_step(step)
         if step.client_bound:
-            print("stopping: the bench clients fell behind real time (client-bound)")
+            print("  stopping: the bench clients fell behind real time (client-bound)")
             return None
-        return not step.dropped_ms and step.completed == step.sessions
+        return step.clean
 
-    async def run(self, max_sessions: int) -> Step | None:
+    async def run(self, first: int, max_sessions: int) -> Step | None:
         """The clean step with the most sessions."""
-        low, high, sessions = 0, 0, 1
+        low, high, sessions = 0, 0, first
         while sessions <= max_sessions:
             outcome = await self.attempt(sessions)
             if outcome is None:
@@ -176,59 +212,138 @@ class _Ramp:
                 high = sessions
                 break
             low, sessions = sessions, sessions * 2
-        while high and high - low > max(1, low // 8):
+        if high and not low:  # the first step already shed: halve down
+            while high > 1:
+                outcome = await self.attempt(high // 2)
+                if outcome is None:
+                    break
+                if outcome:
+                    low = high // 2
+                    break
+                high //= 2
+        while low and high and high - low > max(1, low // 8):
             middle = (low + high) // 2
             outcome = await self.attempt(middle)
             if outcome is None:
                 break
             low, high = (middle, high) if outcome else (low, middle)
-        clean = [
-            s
-            for s in self.steps
-            if not s.dropped_ms and s.completed == s.sessions and not s.client_bound
-        ]
+        clean = [s for s in self.steps if s.clean]
         return max(clean, key=lambda s: s.sessions) if clean else None
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-sessions", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=12.0, help="clip length per session")
-    parser.add_argument(
-        "--keyframes-only", action="store_true", help="run the simulator with --keyframes-only"
+def _print_step(step: Step) -> None:
+    print(
+        f"  {step.sessions:4d} sessions: dropped {step.dropped_ms / 1000:7.1f} s of "
+        f"{step.media_ms / 1000:8.1f} s, simulator CPU {step.cpu_cores:4.2f} cores, "
+        f"p99 window delivery {step.p99_delivery_s:5.2f} s after its media, "
+        f"clients up to {step.max_send_late_s:4.2f} s late, "
+        f"{step.completed}/{step.sessions} closed 1000"
     )
-    args = parser.parse_args()
-    bench_start = time.monotonic()
 
-    spec = ClipSpec(
-        seconds=args.seconds, width=1280, height=720, fps=25, bitrate=2_000_000, noise=24
-    )
-    clip = make_clip(spec)
-    mbit = len(clip) * 8 / args.seconds / 1e6
-    per_core = decode_baseline(clip, args.seconds)
-    print(f"clip: {spec.width}x{spec.height} {spec.fps} fps, {mbit:.2f} Mbit/s, {args.seconds:g} s")
-    print(f"baseline: PyAV decode alone = {per_core:.1f}x real time per CPU core")
 
-    proc, url = await _start_simulator(args.keyframes_only)
+async def _sustained(
+    depth: str, clip: bytes, seconds: float, max_sessions: int, budget_s: float
+) -> Step | None:
+    """The most sessions one simulator at ``depth`` serves with zero shedding."""
+    print(f"decode {depth}: ramp (budget {budget_s:.0f} s)")
+    proc, url = await _start_simulator(depth)
     try:
-        best = await _Ramp(url, proc.pid, clip, args.seconds, bench_start).run(args.max_sessions)
+        ramp = _Ramp(url, proc.pid, clip, seconds, budget_s)
+        return await ramp.run(min(_FIRST_STEP[depth], max_sessions), max_sessions)
     finally:
         proc.terminate()
         await proc.wait()
 
+
+async def _overload(clip: bytes, seconds: float, sessions: int) -> Step:
+    """One step at ``sessions`` (past capacity) with ``--decode all``."""
+    proc, url = await _start_simulator("all")
+    try:
+        step = await run_step(url, proc.pid, clip, seconds, sessions)
+    finally:
+        proc.terminate()
+        await proc.wait()
+    _print_step(step)
+    return step
+
+
+def _report(depth: str, best: Step | None, mbit: float, per_core: float) -> None:
     if best is None:
-        print("result: no step ran without shedding")
+        print(f"result {depth}: no step ran without shedding")
         return
     per_session_cpu = best.cpu_cores / best.sessions
     print(
-        f"result: {best.sessions} concurrent ~{mbit:.1f} Mbit/s sessions at ratio 0.3 with zero "
-        f"coverage.dropped, simulator CPU {best.cpu_cores:.2f} cores "
-        f"({per_session_cpu * 100:.1f}% of a core per session)"
+        f"result {depth}: {best.sessions} concurrent ~{mbit:.1f} Mbit/s sessions at ratio 0.3 "
+        f"with zero coverage.dropped and p99 window delivery {best.p99_delivery_s:.2f} s "
+        f"after its media, simulator CPU {best.cpu_cores:.2f} cores "
+        f"({per_session_cpu * 100:.1f}% of a core per session); simulator CPU per session / "
+        f"decode-only baseline CPU per stream = {per_session_cpu * per_core:.2f}"
     )
+
+
+def _report_overload(step: Step, sustained: int) -> None:
+    shed = step.shed_fractions
+    if not shed:
+        print("overload: no session reported usage")
+        return
+    partial = sum(1 for f in shed if 0.0 < f < 1.0)
     print(
-        "ratio: simulator CPU per session / decode-only baseline CPU per stream = "
-        f"{per_session_cpu * per_core:.2f}"
+        f"overload ({step.sessions} sessions = 2 x {sustained}, --decode all): media shed per "
+        f"session min {shed[0]:.0%} / median {statistics.median(shed):.0%} / max {shed[-1]:.0%}; "
+        f"{partial}/{len(shed)} sessions shed part of their media, "
+        f"{sum(1 for f in shed if f >= 1.0)} shed all of it; "
+        f"p99 window delivery {step.p99_delivery_s:.2f} s after its media"
     )
+
+
+def _clip(seconds: float) -> bytes:
+    spec = ClipSpec(seconds=seconds, width=1280, height=720, fps=25, bitrate=2_000_000, noise=24)
+    return make_clip(spec)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-sessions", type=int, default=1024)
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length per session")
+    parser.add_argument(
+        "--overload-seconds",
+        type=float,
+        default=24.0,
+        help="clip length of the overload step (long enough for the decoders to fall behind)",
+    )
+    parser.add_argument(
+        "--decode",
+        choices=["all", "keyframes", "none"],
+        default=None,
+        help="measure this depth only (default: all three, then the overload step)",
+    )
+    parser.add_argument("--keyframes-only", action="store_true", help="alias of --decode keyframes")
+    args = parser.parse_args()
+    bench_start = time.monotonic()
+    depths = ["keyframes"] if args.keyframes_only else [args.decode] if args.decode else []
+    depths = depths or ["all", "keyframes", "none"]
+
+    clip = _clip(args.seconds)
+    mbit = len(clip) * 8 / args.seconds / 1e6
+    per_core = decode_baseline(clip, args.seconds)
+    print(f"clip: 1280x720 25 fps, {mbit:.2f} Mbit/s, {args.seconds:g} s")
+    print(f"baseline: PyAV decode alone = {per_core:.1f}x real time per CPU core")
+
+    overload_clip = _clip(args.overload_seconds) if len(depths) > 1 else b""
+    deadline = bench_start + _TOTAL_BUDGET_S
+    results: dict[str, Step | None] = {}
+    for depth in depths:
+        left = deadline - time.monotonic()
+        budget = min(_BUDGET_S[depth], left) if len(depths) > 1 else min(300.0, left)
+        results[depth] = await _sustained(depth, clip, args.seconds, args.max_sessions, budget)
+        _report(depth, results[depth], mbit, per_core)
+        best_all = results.get("all")
+        if depth == "all" and best_all is not None and overload_clip:
+            step = await _overload(overload_clip, args.overload_seconds, 2 * best_all.sessions)
+            _report_overload(step, best_all.sessions)
+    print("summary: " + ", ".join(
+        f"{d} {r.sessions if r else 0} sessions" for d, r in results.items()
+    ))  # fmt: skip
     print(f"bench wall time: {time.monotonic() - bench_start:.0f} s")
 
 

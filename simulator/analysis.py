@@ -72,7 +72,7 @@ def probability_band(score: float) -> str:
 def analyse_window(bins: Sequence[FeatureBin]) -> WindowAnalysis:
     """Score one window of per-second features (see the README for the mapping)."""
     audio = [b for b in bins if b.subframes]
-    video = [b for b in bins if b.luma_samples]
+    video = [b for b in bins if b.luma_samples or b.motion_samples]
     voice = statistics.fmean(b.voice_ratio for b in audio) if audio else 0.0
     levels = [b.level_db for b in audio]
     level = _clamp((statistics.fmean(levels) + 50.0) / 40.0) if levels else 0.0

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
+from runtime.errors import ConfigError
 from simulator.faults import FaultPlan
 from simulator.protocol import GOAL_DIMENSIONS, INCLUDE_FLAGS, STREAM_MODELS
 
 __all__ = [
     "DEFAULT_KEYS",
     "AnalysisConfig",
+    "DecodeDepth",
     "KeyGrant",
     "LoadConfig",
     "SessionLimits",
@@ -90,6 +92,11 @@ class LoadConfig:
     capacity: int = 200
 
 
+DecodeDepth = Literal["all", "keyframes", "none"]
+"""How much media the simulator decodes: every frame, keyframes only, or nothing."""
+DECODE_DEPTHS: tuple[str, ...] = get_args(DecodeDepth)
+
+
 @dataclass(frozen=True)
 class AnalysisConfig:
     """Windowing and decode budget.
@@ -97,15 +104,29 @@ class AnalysisConfig:
     Attributes:
         video_sample_fps: decoded frames per second downscaled for motion and brightness.
         video_gap_ms: a stretch without video packets longer than this is a video gap.
-        keyframes_only: decode only keyframes (several times cheaper; motion is then
-            measured between keyframes).
+        decode: ``all`` frames (default), ``keyframes`` only (several times cheaper; motion
+            is measured between keyframes) or ``none`` (demux only: features come from the
+            compressed packets, see the README).
+        keyframes_only: older spelling of ``decode="keyframes"``.
     """
 
     window_ms: int = 8000
     hop_ms: int = 3000
     video_sample_fps: float = 4.0
     video_gap_ms: int = 1000
+    decode: DecodeDepth = "all"
     keyframes_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODE_DEPTHS:
+            raise ConfigError(f"decode must be one of {', '.join(DECODE_DEPTHS)}: {self.decode!r}")
+        if self.keyframes_only and self.decode == "none":
+            raise ConfigError("keyframes_only contradicts decode='none'")
+
+    @property
+    def depth(self) -> DecodeDepth:
+        """The effective decode depth (``keyframes_only`` selects ``keyframes``)."""
+        return "keyframes" if self.keyframes_only else self.decode
 
 
 @dataclass(frozen=True)

@@ -82,16 +82,26 @@ class AudioAnalyser:
         self._consumed = 0
         self._silent_run = 0
         self._had_voice = False
+        self._skipped_until_s: float | None = None
 
     @property
     def end_s(self) -> float:
-        """Media time up to which audio has been binned."""
+        """Media time up to which audio has been binned (or skipped)."""
+        skipped = self._skipped_until_s or 0.0
         if self._origin_s is None or not self._rate:
-            return 0.0
-        return self._origin_s + self._consumed / self._rate
+            return skipped
+        return max(skipped, self._origin_s + self._consumed / self._rate)
+
+    def skip_to(self, end_s: float) -> None:
+        """Audio up to ``end_s`` is not decoded; the next samples restart the clock."""
+        self._skipped_until_s = max(self._skipped_until_s or 0.0, end_s)
 
     def feed(self, samples: npt.NDArray[np.float32], rate: int, time_s: float) -> None:
         """Add mono float samples starting at media time ``time_s``."""
+        if self._skipped_until_s is not None:  # resume after decode shedding: re-anchor
+            self._origin_s, self._rate, self._consumed = None, 0, 0
+            self._carry = np.zeros(0, np.float32)
+            self._skipped_until_s = None
         if self._origin_s is None:
             self._origin_s, self._rate = max(time_s, 0.0), rate
         data = np.concatenate([self._carry, samples]) if self._carry.size else samples
@@ -142,6 +152,11 @@ class VideoAnalyser:
             self.gaps.append((previous, time_s))
         self._last_time_s = max(previous, time_s)
         self._store.at(math.floor(max(time_s, 0.0))).video_frames += 1
+
+    def restart(self) -> None:
+        """Decoding stops and later resumes: motion is not measured across the skip."""
+        self._previous = None
+        self._next_sample_s = 0.0
 
     def wants_sample(self, time_s: float) -> bool:
         """Whether the decoded frame at ``time_s`` should be downscaled for features."""

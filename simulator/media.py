@@ -2,18 +2,17 @@
 
 The WebSocket handler :meth:`MediaStream.feed` s binary frames into a blocking pipe; a
 worker thread reads the pipe with PyAV (no seeking: the stream is live), decodes cheaply
-(audio folded to mono, video sampled and downscaled) and reports progress back to the
-event loop through a callback: completed per-second :class:`FeatureBin` s, the media time
-received so far, video gaps, and the wall-clock arrival of the data behind them.
+(audio folded to mono, video sampled and downscaled; or, with ``decode="none"``, reads
+features from the compressed packets) and reports progress back to the event loop through
+a callback: completed per-second :class:`FeatureBin` s, the media time received so far,
+video gaps, media skipped by decode shedding, and the wall-clock arrival of the data.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +20,12 @@ from typing import Any
 import av
 import numpy as np
 
+from simulator.config import DecodeDepth
 from simulator.exceptions import MalformedMediaError, NoUsableVideoError
 from simulator.features import LUMA_SIZE, AudioAnalyser, FeatureBin, VideoAnalyser, _Bins
+from simulator.packet_features import PacketAudioAnalyser, PacketVideoAnalyser
+from simulator.pipe import BytePipe
+from simulator.shedding import DecodeShedder
 
 __all__ = ["MediaProgress", "MediaStream", "sniff_container"]
 
@@ -51,6 +54,7 @@ class MediaProgress:
         finished: the stream ended (EOF or error); no further reports follow.
         error: why the stream failed, when it did.
         has_video: whether the stream carries a video track (known once opened).
+        skipped_ms: media ranges (ms, cumulative) not decoded because the decoder lagged.
     """
 
     bins: list[FeatureBin]
@@ -60,54 +64,24 @@ class MediaProgress:
     finished: bool = False
     error: Exception | None = None
     has_video: bool = True
+    skipped_ms: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
-class _Pipe:
-    """A blocking byte pipe: the loop appends frames, the demux thread reads them."""
+class _Run:
+    """The demux thread's state for one stream."""
 
-    chunks: deque[bytes] = field(default_factory=deque)
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    eof: bool = False
-    aborted: bool = False
-    head: memoryview = field(default_factory=lambda: memoryview(b""))
-    frame_ends: list[int] = field(default_factory=list)
-    arrivals: list[float] = field(default_factory=list)
-    received: int = 0
-    consumed: int = 0
-
-    def put(self, data: bytes) -> None:
-        with self.cond:
-            self.chunks.append(data)
-            self.received += len(data)
-            self.frame_ends.append(self.received)
-            self.arrivals.append(time.monotonic())
-            self.cond.notify()
-
-    def finish(self, *, abort: bool) -> None:
-        with self.cond:
-            self.eof = True
-            self.aborted = self.aborted or abort
-            self.cond.notify()
-
-    def read(self, size: int) -> bytes:
-        with self.cond:
-            while not len(self.head) and not self.chunks and not self.eof:
-                self.cond.wait()
-            if self.aborted:
-                return b""
-            if not len(self.head) and self.chunks:
-                self.head = memoryview(self.chunks.popleft())
-            out = bytes(self.head[:size])
-            self.head = self.head[len(out) :]
-            self.consumed += len(out)
-            return out
-
-    def position_info(self) -> tuple[int, float]:
-        """(index of the frame being read, arrival time of that frame)."""
-        with self.cond:
-            index = min(bisect.bisect_left(self.frame_ends, self.consumed), len(self.arrivals) - 1)
-            return max(index, 0), self.arrivals[index] if self.arrivals else time.monotonic()
+    store: _Bins
+    video: VideoAnalyser
+    audio: AudioAnalyser | PacketAudioAnalyser
+    shedder: DecodeShedder
+    media_s: float = 0.0
+    emitted: int = 0
+    has_video: bool = True
+    has_audio: bool = False
+    origin: float = 0.0
+    packet_video: PacketVideoAnalyser | None = None
+    resampler: Any = None
 
 
 class MediaStream:
@@ -118,6 +92,10 @@ class MediaStream:
         report: called from the worker thread with each progress report; it must hand the
             report to the event loop itself (``loop.call_soon_threadsafe``).
         require_video: fail with ``NoUsableVideoError`` when there is no video track.
+        decode: ``all`` frames, ``keyframes`` only, or ``none`` (packet features).
+        shed_lag_s: stop decoding (demux only) while the decoder is this far behind the
+            arrival of the media; None never sheds decode work.
+        window_ms, hop_ms: the analysis windows (decode shedding works in owned slices).
     """
 
     def __init__(
@@ -128,15 +106,21 @@ class MediaStream:
         require_video: bool,
         video_sample_fps: float,
         video_gap_ms: int,
-        keyframes_only: bool = False,
+        decode: DecodeDepth = "all",
+        shed_lag_s: float | None = None,
+        window_ms: int = 8000,
+        hop_ms: int = 3000,
     ) -> None:
         self._container = container
-        self._keyframes_only = keyframes_only
+        self._decode = decode
+        self._shed_lag_s = shed_lag_s
+        self._window_ms = window_ms
+        self._hop_ms = hop_ms
         self._report = report
         self._require_video = require_video
         self._sample_fps = video_sample_fps
         self._gap_ms = video_gap_ms
-        self._pipe = _Pipe()
+        self._pipe = BytePipe()
         self._thread: threading.Thread | None = None
 
     @property
@@ -162,28 +146,27 @@ class MediaStream:
 
     def _run(self) -> None:
         store = _Bins()
-        audio = AudioAnalyser(store)
-        video = VideoAnalyser(store, self._sample_fps, self._gap_ms)
-        state: dict[str, Any] = {"emitted": 0, "media_s": 0.0, "has_video": True}
+        audio = PacketAudioAnalyser(store) if self._decode == "none" else AudioAnalyser(store)
+        lag = self._shed_lag_s if self._shed_lag_s is not None else math.inf
+        shedder = DecodeShedder(lag, window_s=self._window_ms / 1000, hop_s=self._hop_ms / 1000)
+        run = _Run(store, VideoAnalyser(store, self._sample_fps, self._gap_ms), audio, shedder)
         try:
-            self._demux(store, audio, video, state)
+            self._demux(run)
         except (MalformedMediaError, NoUsableVideoError) as exc:
-            self._emit(store, video, state, final=True, error=exc)
+            self._emit(run, final=True, error=exc)
             return
         except av.FFmpegError as exc:
             segment, _ = self._pipe.position_info()
             error = MalformedMediaError(f"Malformed media segment: {exc}", segment)
-            self._emit(store, video, state, final=True, error=error)
+            self._emit(run, final=True, error=error)
             return
         except Exception as exc:  # reported to the loop, which answers ih1001
-            self._emit(store, video, state, final=True, error=exc)
+            self._emit(run, final=True, error=exc)
             return
-        video.close(state["media_s"])
-        self._emit(store, video, state, final=True, error=None)
+        run.video.close(run.media_s)
+        self._emit(run, final=True, error=None)
 
-    def _demux(
-        self, store: _Bins, audio: AudioAnalyser, video: VideoAnalyser, state: dict[str, Any]
-    ) -> None:
+    def _demux(self, run: _Run) -> None:
         options = {"probesize": "32768", "analyzeduration": "0"}
         try:
             container = av.open(self._pipe, mode="r", format=self._container, options=options)
@@ -193,39 +176,96 @@ class MediaStream:
         with container:
             video_stream = next(iter(container.streams.video), None)
             audio_stream = next(iter(container.streams.audio), None)
-            state["has_video"] = video_stream is not None
-            state["has_audio"] = audio_stream is not None
+            run.has_video = video_stream is not None
+            run.has_audio = audio_stream is not None
             streams = [s for s in (video_stream, audio_stream) if s is not None]
             if not streams:
                 segment, _ = self._pipe.position_info()
                 raise MalformedMediaError("The stream carries no audio or video track.", segment)
             if video_stream is None and self._require_video:
                 raise NoUsableVideoError("The stream carries no video track.")
-            for stream in streams:
-                stream.codec_context.thread_count = 1
-            if video_stream is not None:
-                # Features need coarse luma only: skip the deblocking filter (~25% cheaper),
-                # and optionally decode keyframes alone (several times cheaper).
-                video_stream.codec_context.options = {"skip_loop_filter": "all"}
-                if self._keyframes_only:
-                    video_stream.codec_context.skip_frame = "NONKEY"
-            origin = self._origin(streams)
-            resampler = av.AudioResampler(format="flt", layout="mono")
+            self._prepare(run, video_stream, streams)
+            run.origin = self._origin(streams)
             last_report = 0.0
             for packet in container.demux(streams):
-                if packet.pts is not None and packet.time_base is not None:
-                    end = (packet.pts + (packet.duration or 0)) * packet.time_base
-                    state["media_s"] = max(state["media_s"], float(end) - origin)
-                    if packet.stream.type == "video":
-                        video.packet(float(packet.pts * packet.time_base) - origin)
-                        if self._keyframes_only:  # few frames get decoded: packets pace bins
-                            video.frame_end(float(end) - origin)
-                for frame in packet.decode():
-                    self._frame(frame, origin, audio, video, resampler)
+                if self._decode == "none":
+                    self._packet_features(run, packet)
+                elif not self._shed(run, packet, streams):
+                    for frame in packet.decode():
+                        self._frame(run, frame)
                 now = time.monotonic()
                 if now - last_report > 0.05:
                     last_report = now
-                    self._emit(store, video, state, final=False, error=None, audio=audio)
+                    self._emit(run, final=False, error=None)
+
+    def _prepare(self, run: _Run, video_stream: Any, streams: list[Any]) -> None:
+        """Set up decoders (cheap settings) or, without decoding, the packet analysers."""
+        if self._decode == "none":
+            if video_stream is not None:
+                codec = video_stream.codec_context
+                run.packet_video = PacketVideoAnalyser(run.store, codec.width, codec.height)
+            return
+        for stream in streams:
+            stream.codec_context.thread_count = 1
+        if video_stream is not None:
+            # Features need coarse luma only: skip the deblocking filter (~25% cheaper),
+            # and optionally decode keyframes alone (several times cheaper).
+            video_stream.codec_context.options = {"skip_loop_filter": "all"}
+            if self._decode == "keyframes":
+                video_stream.codec_context.skip_frame = "NONKEY"
+        run.resampler = av.AudioResampler(format="flt", layout="mono")
+
+    def _timing(self, run: _Run, packet: Any) -> tuple[float, float] | None:
+        """(start, end) media seconds of a packet (None for flush packets); tracks video."""
+        if packet.pts is None or packet.time_base is None:
+            return None
+        start = float(packet.pts * packet.time_base) - run.origin
+        end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - run.origin
+        run.media_s = max(run.media_s, end)
+        if packet.stream.type == "video":
+            run.video.packet(start)
+            if self._decode != "all":  # few or no frames get decoded: packets pace bins
+                run.video.frame_end(end)
+        return start, end
+
+    def _packet_features(self, run: _Run, packet: Any) -> None:
+        timing = self._timing(run, packet)
+        if timing is None:
+            return
+        start, end = timing
+        if packet.stream.type == "video":
+            assert run.packet_video is not None
+            run.packet_video.packet(packet.size, start, packet.is_keyframe)
+        elif isinstance(run.audio, PacketAudioAnalyser):
+            run.audio.packet(packet.size, start, end - start)
+
+    def _shed(self, run: _Run, packet: Any, streams: list[Any]) -> bool:
+        """Track the packet; True when it must not be decoded (the decoder lags)."""
+        timing = self._timing(run, packet)
+        if timing is None:
+            return run.shedder.skipping
+        was_skipping = run.shedder.skipping
+        _, arrival = self._pipe.position_info()
+        is_video = packet.stream.type == "video"
+        keyframe = bool(packet.is_keyframe) if is_video else None
+        start, end = timing
+        decision = run.shedder.decide(time.monotonic() - arrival, start, video_keyframe=keyframe)
+        if decision == "decode":
+            return False
+        if decision == "hold":  # video waiting for a keyframe: still paces the bins
+            run.video.frame_end(end)
+            return True
+        if not was_skipping:  # drop frames in flight and restart cleanly at a keyframe
+            for stream in streams:
+                stream.codec_context.flush_buffers()
+            run.resampler = av.AudioResampler(format="flt", layout="mono")
+            run.video.restart()
+        run.shedder.record(start, end)
+        if is_video:
+            run.video.frame_end(end)
+        elif isinstance(run.audio, AudioAnalyser):
+            run.audio.skip_to(end)
+        return True
 
     @staticmethod
     def _origin(streams: list[Any]) -> float:
@@ -236,53 +276,38 @@ class MediaStream:
         ]
         return min(starts) if starts else 0.0
 
-    def _frame(
-        self,
-        frame: Any,
-        origin: float,
-        audio: AudioAnalyser,
-        video: VideoAnalyser,
-        resampler: Any,
-    ) -> None:
+    def _frame(self, run: _Run, frame: Any) -> None:
         if frame.time is None:
             return
-        t = float(frame.time) - origin
+        t = float(frame.time) - run.origin
         if isinstance(frame, av.AudioFrame):
-            for mono in resampler.resample(frame):
+            assert isinstance(run.audio, AudioAnalyser)
+            for mono in run.resampler.resample(frame):
                 samples = mono.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                audio.feed(samples, mono.sample_rate, t)
+                run.audio.feed(samples, mono.sample_rate, t)
             return
         duration = float(frame.duration * frame.time_base) if frame.duration else 0.0
+        video = run.video
         video.frame_end(t + duration)
         if video.wants_sample(t):
             small = frame.reformat(width=LUMA_SIZE[0], height=LUMA_SIZE[1], format="gray")
             video.add_sample(small.to_ndarray(), t)
 
-    def _emit(
-        self,
-        store: _Bins,
-        video: VideoAnalyser,
-        state: dict[str, Any],
-        *,
-        final: bool,
-        error: Exception | None,
-        audio: AudioAnalyser | None = None,
-    ) -> None:
-        media_ms = round(state["media_s"] * 1000)
+    def _emit(self, run: _Run, *, final: bool, error: Exception | None) -> None:
+        media_ms = round(run.media_s * 1000)
         if final:
             complete = math.ceil(media_ms / 1000)
         else:
-            ends = [video.end_s] if state["has_video"] else []
-            if audio is not None and state.get("has_audio"):
-                ends.append(audio.end_s)
+            ends = [run.video.end_s] if run.has_video else []
+            if run.has_audio:
+                ends.append(run.audio.end_s)
             complete = math.floor(min(ends)) if ends else 0
-        bins = [
-            store.bins.get(i) or FeatureBin(i) for i in range(state["emitted"], max(complete, 0))
-        ]
+        store = run.store.bins
+        bins = [store.get(i) or FeatureBin(i) for i in range(run.emitted, max(complete, 0))]
         for cell in bins:
-            store.bins.pop(cell.index, None)
-        state["emitted"] = max(state["emitted"], complete)
-        gaps = [(round(a * 1000), round(b * 1000)) for a, b in video.gaps]
+            store.pop(cell.index, None)
+        run.emitted = max(run.emitted, complete)
+        gaps = [(round(a * 1000), round(b * 1000)) for a, b in run.video.gaps]
         _, arrival = self._pipe.position_info()
         self._report(
             MediaProgress(
@@ -292,6 +317,7 @@ class MediaStream:
                 arrival=arrival,
                 finished=final,
                 error=error,
-                has_video=state["has_video"],
+                has_video=run.has_video,
+                skipped_ms=run.shedder.ranges_ms(),
             )
         )

@@ -234,7 +234,10 @@ class StreamSession:
                 require_video=self._options.model != AUDIO_MODEL,
                 video_sample_fps=self._config.analysis.video_sample_fps,
                 video_gap_ms=self._config.analysis.video_gap_ms,
-                keyframes_only=self._config.analysis.keyframes_only,
+                decode=self._config.analysis.depth,
+                shed_lag_s=self._config.load.max_lag_s,
+                window_ms=self._config.analysis.window_ms,
+                hop_ms=self._config.analysis.hop_ms,
             )
         self._media.feed(data)
 
@@ -305,7 +308,7 @@ class StreamSession:
             self._usage.media_received_ms = max(self._usage.media_received_ms, progress.media_ms)
             final = progress.media_ms if progress.finished else None
             for window in self._planner.add(
-                progress.bins, progress.gaps_ms, progress.arrival, final
+                progress.bins, progress.gaps_ms, progress.arrival, final, progress.skipped_ms
             ):
                 await self._queue.submit(window)
             if progress.error is not None:

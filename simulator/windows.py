@@ -32,6 +32,8 @@ class Window:
     bins: tuple[FeatureBin, ...]
     arrival: float
     degraded_ms: tuple[tuple[int, int], ...] = ()
+    skipped: bool = False
+    """Part of the owned slice was not decoded (decode shedding): the window is shed."""
 
     @property
     def owned_ms(self) -> int:
@@ -47,6 +49,7 @@ class WindowPlanner:
     hop_ms: int
     bins: list[FeatureBin] = field(default_factory=list)
     gaps_ms: list[tuple[int, int]] = field(default_factory=list)
+    skipped_ms: list[tuple[int, int]] = field(default_factory=list)
     next_index: int = 0
     owned_until_ms: int = 0
 
@@ -56,10 +59,16 @@ class WindowPlanner:
         gaps_ms: list[tuple[int, int]],
         arrival: float,
         final_ms: int | None = None,
+        skipped_ms: list[tuple[int, int]] | None = None,
     ) -> list[Window]:
-        """Add completed bins; return the windows now ready (all of them once ``final_ms``)."""
+        """Add completed bins; return the windows now ready (all of them once ``final_ms``).
+
+        ``gaps_ms`` (video gaps) and ``skipped_ms`` (media not decoded) are cumulative.
+        """
         self.bins.extend(bins)
         self.gaps_ms = gaps_ms
+        if skipped_ms is not None:
+            self.skipped_ms = skipped_ms
         ready: list[Window] = []
         complete_ms = len(self.bins) * 1000 if final_ms is None else final_ms
         while True:
@@ -80,7 +89,10 @@ class WindowPlanner:
             for a, b in self.gaps_ms
             if a < end and b > owned_start
         )
-        window = Window(self.next_index, start, end, owned_start, end, cover, arrival, degraded)
+        skipped = any(a < end and b > owned_start for a, b in self.skipped_ms)
+        window = Window(
+            self.next_index, start, end, owned_start, end, cover, arrival, degraded, skipped
+        )
         self.next_index += 1
         self.owned_until_ms = end
         return window
@@ -93,9 +105,10 @@ Drop = Callable[[Window, str], Awaitable[None]]
 class AnalysisQueue:
     """The simulated model: each window costs ``ratio x owned seconds`` of model time.
 
-    A window is shed (``drop(window, reason)``) instead of queued when ``queue_windows``
-    windows already wait for the model (``backpressure``) or when its analysis would start
-    more than ``max_lag_s`` after its media arrived (``lag``). Analysed windows are passed
+    A window is shed (``drop(window, reason)``) instead of queued when its media was not
+    decoded (``lag``: decode shedding), when ``queue_windows`` windows already wait for
+    the model (``backpressure``) or when its analysis would start more than ``max_lag_s``
+    after its media arrived (``lag``). Analysed windows are passed
     to ``emit`` in order, each once its simulated model time has elapsed.
     """
 
@@ -124,6 +137,9 @@ class AnalysisQueue:
         """Queue ``window`` for analysis, or shed it."""
         if self._closed_reason is not None:
             await self._drop(window, self._closed_reason)
+            return
+        if window.skipped:
+            await self._drop(window, "lag")
             return
         now = time.monotonic()
         start = max(now, self._busy_until)

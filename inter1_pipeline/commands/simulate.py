@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import cast
 
 import click
 
@@ -88,9 +89,17 @@ __all__ = ["simulate"]
     help="Largest binary frame accepted (ih6002 above).",
 )
 @click.option(
+    "--decode",
+    type=click.Choice(["all", "keyframes", "none"]),
+    default=None,
+    help="Analysis depth: decode all frames (default), keyframes only (several times "
+    "cheaper, coarser motion), or none (demux only: features from packet sizes and "
+    "timestamps, cheapest; see simulator/README.md).",
+)
+@click.option(
     "--keyframes-only",
     is_flag=True,
-    help="Decode only keyframes (several times cheaper; coarser motion features).",
+    help="Alias of --decode keyframes.",
 )
 @click.option(
     "--fault",
@@ -113,6 +122,7 @@ def simulate(  # noqa: PLR0917 - click passes each option as a parameter
     idle_timeout_s: float,
     max_duration_s: float,
     max_segment_bytes: int,
+    decode: str | None,
     keyframes_only: bool,
     fault_spec: str,
 ) -> None:
@@ -123,6 +133,7 @@ def simulate(  # noqa: PLR0917 - click passes each option as a parameter
     from simulator.config import (
         DEFAULT_KEYS,
         AnalysisConfig,
+        DecodeDepth,
         KeyGrant,
         LoadConfig,
         SessionLimits,
@@ -131,6 +142,9 @@ def simulate(  # noqa: PLR0917 - click passes each option as a parameter
     from simulator.faults import parse_faults
     from simulator.server import Simulator
 
+    if keyframes_only and decode not in (None, "keyframes"):
+        raise click.UsageError(f"--keyframes-only contradicts --decode {decode}")
+    depth = "keyframes" if keyframes_only else decode or "all"
     keys = dict(DEFAULT_KEYS) if not (api_keys or noscope_keys) else {}
     keys.update({key: KeyGrant() for key in api_keys})
     keys.update({key: KeyGrant(scopes=frozenset()) for key in noscope_keys})
@@ -151,7 +165,7 @@ def simulate(  # noqa: PLR0917 - click passes each option as a parameter
             max_lag_s=max_lag_s,
             capacity=capacity,
         ),
-        analysis=AnalysisConfig(keyframes_only=keyframes_only),
+        analysis=AnalysisConfig(decode=cast(DecodeDepth, depth)),  # click.Choice checked it
     )
     asyncio.run(_serve(Simulator(config)))
 

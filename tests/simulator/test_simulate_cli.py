@@ -73,3 +73,45 @@ async def test_cli_rejects_a_bad_fault_spec(tmp_path: Path) -> None:
         "error: unknown fault 'explode'; expected drop@S, close=1011|1013@S, stall=SECONDS@S, "
         "slow=RATIO, unknown_event@S or error=CODE@S"
     )
+
+
+async def test_cli_decode_none_analyses_from_packets(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *_CLI, "simulate", "--port", "0", "--ratio", "0", "--decode", "none",
+        stderr=asyncio.subprocess.PIPE, env=_ENV, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        url = await asyncio.wait_for(_read_url(proc.stderr), 60)
+        stream = InterhumanClient(access_token="sim-key", base_url=url).stream()
+        await stream.connect()
+        await stream.wait_for_session_ready()
+        for frame in frames_of(CLIP_A):
+            await stream.send_video(frame)
+        await stream.request_close()
+        events = [compact(e) async for e in stream]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 60)
+
+    assert [e for e in events if e[0].startswith(("signal.", "engagement"))] == [
+        ("signal.detected", "disagreement", "low", 0.0),
+        ("signal.detected", "engagement", "medium", 0.0),
+        ("engagement.updated", "engaged", 0.0),
+        ("signal.ended", "disagreement", 8.0),
+        ("signal.ended", "engagement", 14.2),
+    ]
+    assert proc.returncode == 0
+
+
+async def test_cli_rejects_keyframes_only_with_another_depth(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *_CLI, "simulate", "--port", "0", "--keyframes-only", "--decode", "none",
+        stderr=asyncio.subprocess.PIPE, env=_ENV, cwd=tmp_path,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+
+    assert proc.returncode == 2
+    assert err.decode().strip().splitlines()[-1] == (
+        "Error: --keyframes-only contradicts --decode none"
+    )
