@@ -42,9 +42,9 @@ from runtime.redact import redact_text
 
 __all__ = [
     "FfmpegRelay",
-    "mask_secrets",
     "needs_relay",
     "pyav_protocols",
+    "reap",
     "system_ffmpeg_protocols",
 ]
 
@@ -56,7 +56,6 @@ _STDERR_LINES = 20
 # The watchdog lets the relay's own protocol timeout fire first (its message is better).
 _WATCHDOG_MARGIN_S = 5.0
 _LOG_PREFIX = re.compile(r"^\[[\w:-]+ @ 0x[0-9a-fA-F]+\]\s*")
-_PASSPHRASE = re.compile(r"(?P<key>passphrase=)[^&\s]+", re.IGNORECASE)
 
 
 def _timeout_options(protocol: str, timeout_s: float) -> list[str]:
@@ -70,11 +69,6 @@ def _timeout_options(protocol: str, timeout_s: float) -> list[str]:
             str(int(timeout_s * 1e3)),
         ]
     return ["-rw_timeout", str(int(timeout_s * 1e6))]  # generic URLContext option, in µs
-
-
-def mask_secrets(text: str) -> str:
-    """:func:`runtime.redact.redact_text` plus SRT's ``passphrase=`` query value."""
-    return _PASSPHRASE.sub(lambda m: m.group("key") + "***", redact_text(text))
 
 
 def _libavformat_paths() -> list[str]:
@@ -303,13 +297,13 @@ class FfmpegRelay:
         line = self._stderr[-1] if self._stderr else ""
         line = _LOG_PREFIX.sub("", line)
         line = line.removeprefix(self.url).removeprefix(": ").strip()
-        line = mask_secrets(line.replace(self.url, self.display))
+        line = redact_text(line.replace(self.url, self.display))
         status = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         return f"ffmpeg: {line}" if line else f"ffmpeg {status}"
 
     def stderr_lines(self) -> list[str]:
         """The relay's last stderr lines, credentials masked."""
-        return [mask_secrets(line.replace(self.url, self.display)) for line in self._stderr]
+        return [redact_text(line.replace(self.url, self.display)) for line in self._stderr]
 
     def close(self) -> None:
         """Stop and reap the relay (idempotent, any thread): close pipe, TERM, then KILL."""
@@ -323,18 +317,23 @@ class FfmpegRelay:
             return
         if proc.stdout is not None:
             proc.stdout.close()  # a relay blocked on a full pipe gets EPIPE
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=_EXIT_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        reap(proc, _EXIT_GRACE_S)
         if self._stderr_thread is not None:
             self._stderr_thread.join(timeout=_EXIT_GRACE_S)
         if proc.stderr is not None:
             proc.stderr.close()
         _log.info("relay_stopped", source=self.display, pid=proc.pid, returncode=proc.returncode)
+
+
+def reap(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """Stop ``proc`` if it still runs (TERM, then KILL after ``grace_s``) and wait for it."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 _LIVE: set[FfmpegRelay] = set()

@@ -23,7 +23,7 @@ from producers.exceptions import (
     TruncatedMediaError,
     UnsupportedSourceError,
 )
-from producers.relay import FfmpegRelay, mask_secrets
+from producers.relay import FfmpegRelay
 from runtime.redact import redact_url
 
 __all__ = ["SourceSpec", "open_source", "parse_source"]
@@ -91,7 +91,7 @@ def parse_source(text: str) -> SourceSpec:
             raise UnsupportedSourceError(redact_url(text), f"unsupported URL scheme {scheme!r}")
         if kind == "http" and urlsplit(text).path.lower().endswith(".m3u8"):
             kind = "hls"
-        return SourceSpec(text, kind, mask_secrets(redact_url(text)), live=True)
+        return SourceSpec(text, kind, redact_url(text), live=True)
     return SourceSpec(text, "file", text, live=False)
 
 

@@ -11,7 +11,7 @@ _USERINFO = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@"
 )
 _SECRET_QUERY = re.compile(
-    r"(?P<key>(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?token|key)=)[^&\s]+",
+    r"(?P<key>(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?token|key)=)[^&\s]+",
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?P<key>Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)

@@ -31,6 +31,7 @@ from producers.app import ProduceOptions, exit_code, produce
 from producers.exceptions import MissingToolError, SourceUnavailableError
 from producers.publisher import DryRunPublisher, KafkaPublisher
 from producers.reader import ReaderOptions
+from producers.relay import reap
 from producers.synthetic import MediaSpec, write_media
 from runtime.kafka import make_consumer
 from schemas.codec import get_codec
@@ -120,13 +121,7 @@ def ffmpeg_server(args: list[str], port: int, table: str) -> Iterator[subprocess
         wait_bound(port, table, proc)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=SERVER_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        reap(proc, SERVER_TIMEOUT_S)
         assert proc.stderr is not None
         proc.stderr.close()
 

@@ -15,6 +15,10 @@ from runtime.redact import redact_text, redact_url
         ("rtsp://cam:pa%40ss@10.0.0.5/live", "rtsp://cam:***@10.0.0.5/live"),
         ("http://h/x?token=abc&x=1", "http://h/x?token=***&x=1"),
         ("chdb:///var/lib/ch", "chdb:///var/lib/ch"),
+        (
+            "srt://10.0.0.9:9000?mode=caller&passphrase=s3cr3tpass",
+            "srt://10.0.0.9:9000?mode=caller&passphrase=***",
+        ),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:

@@ -26,6 +26,11 @@ CLIP_B = ClipSpec(seconds=14.0, speed=1, tone_db=-30.0, speech_pattern=(0.5, 1.5
 """Barely moving, quiet, mostly pauses: a different clip."""
 CLIP_GAP = ClipSpec(seconds=14.0, video_gap=(6.0, 9.0))
 CLIP_NO_VIDEO = ClipSpec(seconds=6.0, fps=0)
+# A config frame asking for every optional section: quality overall + timeline, feedback.
+ALL_OPTIONS: dict[str, Any] = {
+    "include": ["conversation_quality_overall", "conversation_quality_timeline"],
+    "goal_dimensions": ["clarity", "energy"],
+}
 
 
 @functools.cache

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from sim_helpers import (
+    ALL_OPTIONS,
     CLIP_A,
     CLIP_B,
     CLIP_GAP,
@@ -22,11 +23,6 @@ from simulator.clips import ClipSpec
 from simulator.config import AnalysisConfig, LoadConfig
 from simulator.features import _Bins
 from simulator.packet_features import PacketAudioAnalyser, PacketVideoAnalyser, packet_level_db
-
-ALL_OPTIONS: dict[str, Any] = {
-    "include": ["conversation_quality_overall", "conversation_quality_timeline"],
-    "goal_dimensions": ["clarity", "energy"],
-}
 
 CLIP_B_EVENTS: list[tuple[Any, ...]] = [
     ("session.ready",),

@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from interhumanai import InterhumanClient
 from sim_helpers import CLIP_A, compact, frames_of
@@ -25,6 +26,17 @@ async def _read_url(stream: asyncio.StreamReader) -> str:
             return found.group(1)
 
 
+async def _stream_clip(url: str, key: str) -> list[tuple[Any, ...]]:
+    """CLIP_A through one SDK session, closed gracefully; the compacted events."""
+    stream = InterhumanClient(access_token=key, base_url=url).stream()
+    await stream.connect()
+    await stream.wait_for_session_ready()
+    for frame in frames_of(CLIP_A):
+        await stream.send_video(frame)
+    await stream.request_close()
+    return [compact(e) async for e in stream]
+
+
 async def test_cli_serves_custom_keys_and_faults_until_sigterm(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         *_CLI, "simulate", "--port", "0", "--api-key", "team-key", "--ratio", "0",
@@ -34,13 +46,7 @@ async def test_cli_serves_custom_keys_and_faults_until_sigterm(tmp_path: Path) -
     assert proc.stderr is not None
     try:
         url = await asyncio.wait_for(_read_url(proc.stderr), 60)
-        stream = InterhumanClient(access_token="team-key", base_url=url).stream()
-        await stream.connect()
-        await stream.wait_for_session_ready()
-        for frame in frames_of(CLIP_A):
-            await stream.send_video(frame)
-        await stream.request_close()
-        events = [compact(e) async for e in stream]
+        events = await _stream_clip(url, "team-key")
         refused = InterhumanClient(access_token="sim-key", base_url=url).stream()
         try:
             await refused.connect()
@@ -83,13 +89,7 @@ async def test_cli_decode_none_analyses_from_packets(tmp_path: Path) -> None:
     assert proc.stderr is not None
     try:
         url = await asyncio.wait_for(_read_url(proc.stderr), 60)
-        stream = InterhumanClient(access_token="sim-key", base_url=url).stream()
-        await stream.connect()
-        await stream.wait_for_session_ready()
-        for frame in frames_of(CLIP_A):
-            await stream.send_video(frame)
-        await stream.request_close()
-        events = [compact(e) async for e in stream]
+        events = await _stream_clip(url, "sim-key")
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sim_helpers import (
+    ALL_OPTIONS,
     CLIP_A,
     CLIP_B,
     CLIP_GAP,
@@ -17,11 +18,6 @@ from sim_helpers import (
 )
 
 from simulator.clips import ClipSpec
-
-ALL_OPTIONS: dict[str, Any] = {
-    "include": ["conversation_quality_overall", "conversation_quality_timeline"],
-    "goal_dimensions": ["clarity", "energy"],
-}
 
 RAMP_EVENTS = [
     ("session.ready",),
