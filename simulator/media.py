@@ -1,9 +1,10 @@
 """Incremental demux + feature extraction of a client's WebM / fragmented-MP4 byte stream.
 
 The WebSocket handler :meth:`MediaStream.feed` s binary frames into a blocking pipe; a
-worker thread reads the pipe with PyAV (no seeking: the stream is live), decodes cheaply
-(audio folded to mono, video sampled and downscaled; or, with ``decode="none"``, reads
-features from the compressed packets) and reports progress back to the event loop through
+worker thread reads the pipe with PyAV (no seeking: the stream is live), reads audio
+features from the compressed packets, decodes video cheaply (sampled, luma averaged over
+blocks in integers; with ``decode="none"`` video features come from packets too) and
+reports progress back to the event loop through
 a callback: completed per-second :class:`FeatureBin` s, the media time received so far,
 video gaps, media skipped by decode shedding, and the wall-clock arrival of the data.
 """
@@ -19,10 +20,11 @@ from typing import Any
 
 import av
 import numpy as np
+import numpy.typing as npt
 
 from simulator.config import DecodeDepth
 from simulator.exceptions import MalformedMediaError, NoUsableVideoError
-from simulator.features import LUMA_SIZE, AudioAnalyser, FeatureBin, VideoAnalyser, _Bins
+from simulator.features import FeatureBin, VideoAnalyser, _Bins
 from simulator.packet_features import PacketAudioAnalyser, PacketVideoAnalyser
 from simulator.pipe import BytePipe
 from simulator.shedding import DecodeShedder
@@ -73,7 +75,7 @@ class _Run:
 
     store: _Bins
     video: VideoAnalyser
-    audio: AudioAnalyser | PacketAudioAnalyser
+    audio: PacketAudioAnalyser
     shedder: DecodeShedder
     media_s: float = 0.0
     emitted: int = 0
@@ -81,7 +83,6 @@ class _Run:
     has_audio: bool = False
     origin: float = 0.0
     packet_video: PacketVideoAnalyser | None = None
-    resampler: Any = None
 
 
 class MediaStream:
@@ -146,7 +147,7 @@ class MediaStream:
 
     def _run(self) -> None:
         store = _Bins()
-        audio = PacketAudioAnalyser(store) if self._decode == "none" else AudioAnalyser(store)
+        audio = PacketAudioAnalyser(store)
         lag = self._shed_lag_s if self._shed_lag_s is not None else math.inf
         shedder = DecodeShedder(lag, window_s=self._window_ms / 1000, hop_s=self._hop_ms / 1000)
         run = _Run(store, VideoAnalyser(store, self._sample_fps, self._gap_ms), audio, shedder)
@@ -188,9 +189,16 @@ class MediaStream:
             run.origin = self._origin(streams)
             last_report = 0.0
             for packet in container.demux(streams):
-                if self._decode == "none":
-                    self._packet_features(run, packet)
-                elif not self._shed(run, packet, streams):
+                timing = self._timing(run, packet)
+                if self._decode != "none" and self._shed(run, packet, timing, streams):
+                    continue
+                if packet.stream.type == "audio":
+                    if timing is not None:
+                        run.audio.packet(packet.size, timing[0], timing[1] - timing[0])
+                elif self._decode == "none":
+                    if timing is not None and run.packet_video is not None:
+                        run.packet_video.packet(packet.size, timing[0], packet.is_keyframe)
+                else:
                     for frame in packet.decode():
                         self._frame(run, frame)
                 now = time.monotonic()
@@ -205,15 +213,13 @@ class MediaStream:
                 codec = video_stream.codec_context
                 run.packet_video = PacketVideoAnalyser(run.store, codec.width, codec.height)
             return
-        for stream in streams:
-            stream.codec_context.thread_count = 1
-        if video_stream is not None:
+        if video_stream is not None:  # audio is never decoded: its features come from packets
             # Features need coarse luma only: skip the deblocking filter (~25% cheaper),
             # and optionally decode keyframes alone (several times cheaper).
+            video_stream.codec_context.thread_count = 1
             video_stream.codec_context.options = {"skip_loop_filter": "all"}
             if self._decode == "keyframes":
                 video_stream.codec_context.skip_frame = "NONKEY"
-        run.resampler = av.AudioResampler(format="flt", layout="mono")
 
     def _timing(self, run: _Run, packet: Any) -> tuple[float, float] | None:
         """(start, end) media seconds of a packet (None for flush packets); tracks video."""
@@ -228,20 +234,10 @@ class MediaStream:
                 run.video.frame_end(end)
         return start, end
 
-    def _packet_features(self, run: _Run, packet: Any) -> None:
-        timing = self._timing(run, packet)
-        if timing is None:
-            return
-        start, end = timing
-        if packet.stream.type == "video":
-            assert run.packet_video is not None
-            run.packet_video.packet(packet.size, start, packet.is_keyframe)
-        elif isinstance(run.audio, PacketAudioAnalyser):
-            run.audio.packet(packet.size, start, end - start)
-
-    def _shed(self, run: _Run, packet: Any, streams: list[Any]) -> bool:
-        """Track the packet; True when it must not be decoded (the decoder lags)."""
-        timing = self._timing(run, packet)
+    def _shed(
+        self, run: _Run, packet: Any, timing: tuple[float, float] | None, streams: list[Any]
+    ) -> bool:
+        """True when the packet must not be analysed (the decoder lags live media)."""
         if timing is None:
             return run.shedder.skipping
         was_skipping = run.shedder.skipping
@@ -257,13 +253,13 @@ class MediaStream:
             return True
         if not was_skipping:  # drop frames in flight and restart cleanly at a keyframe
             for stream in streams:
-                stream.codec_context.flush_buffers()
-            run.resampler = av.AudioResampler(format="flt", layout="mono")
+                if stream.type == "video":
+                    stream.codec_context.flush_buffers()
             run.video.restart()
         run.shedder.record(start, end)
         if is_video:
             run.video.frame_end(end)
-        elif isinstance(run.audio, AudioAnalyser):
+        else:
             run.audio.skip_to(end)
         return True
 
@@ -280,18 +276,11 @@ class MediaStream:
         if frame.time is None:
             return
         t = float(frame.time) - run.origin
-        if isinstance(frame, av.AudioFrame):
-            assert isinstance(run.audio, AudioAnalyser)
-            for mono in run.resampler.resample(frame):
-                samples = mono.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                run.audio.feed(samples, mono.sample_rate, t)
-            return
         duration = float(frame.duration * frame.time_base) if frame.duration else 0.0
         video = run.video
         video.frame_end(t + duration)
         if video.wants_sample(t):
-            small = frame.reformat(width=LUMA_SIZE[0], height=LUMA_SIZE[1], format="gray")
-            video.add_sample(small.to_ndarray(), t)
+            video.add_sample(_luma_plane(frame), t)
 
     def _emit(self, run: _Run, *, final: bool, error: Exception | None) -> None:
         media_ms = round(run.media_s * 1000)
@@ -321,3 +310,18 @@ class MediaStream:
                 skipped_ms=run.shedder.ranges_ms(),
             )
         )
+
+
+def _luma_plane(frame: Any) -> npt.NDArray[np.uint8]:
+    """The decoded frame's 8-bit luma plane, read in place (no scaler: exact everywhere)."""
+    fmt = frame.format
+    name: str = fmt.name
+    planar_luma = name.startswith(("yuv", "gray", "nv12", "nv21")) and not fmt.is_rgb
+    if planar_luma and fmt.components[0].bits == 8:
+        plane = frame.planes[0]
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        return rows[:, : plane.width]
+    # Other pixel formats (high bit depth, RGB) go through swscale, which may round
+    # differently on other CPUs; the generated and usual inputs are 8-bit YUV.
+    gray: npt.NDArray[np.uint8] = frame.reformat(format="gray").to_ndarray()
+    return gray

@@ -10,8 +10,10 @@ filled by ``make setup``), fetched there first if missing.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -29,6 +31,20 @@ from runtime.kafka import make_admin
 from runtime.settings import load
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _register_helpers(name: str) -> None:
+    """Make ``tests/<name>.py`` importable by the test modules (importlib import mode)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+
+
+_register_helpers("kafka_helpers")
 _T = TypeVar("_T")
 _TEST_TOPIC_CONFIG = {"max.message.bytes": "9437184"}
 

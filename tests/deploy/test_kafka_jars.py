@@ -52,13 +52,13 @@ def test_maven_failure_shows_its_error_lines(tmp_path: Path) -> None:
         ensure_jars(state, maven_args=("-o", f"-Dmaven.repo.local={empty_repo}"))
     lines = str(caught.value).splitlines()
     assert lines[0] == "mvn could not fetch the Kafka broker jars from Maven Central (exit 1):"
-    assert lines[1] == (
-        "[ERROR] No plugin found for prefix 'dependency' in the current project and in the "
-        "plugin groups [org.apache.maven.plugins, org.codehaus.mojo] available from the "
-        f"repositories [local ({empty_repo}), central (https://repo.maven.apache.org/maven2)] "
-        "-> [Help 1]"
-    )
-    assert len(lines) == 2  # Maven's generic advice lines are left out
+    # Maven's own wording varies by version: assert its stable part, and that only its
+    # [ERROR] lines are kept, without the generic advice that follows every failure.
+    assert lines[1].startswith("[ERROR] No plugin found for prefix 'dependency'")
+    assert f"local ({empty_repo})" in lines[1]
+    assert all(line.startswith("[ERROR] ") for line in lines[1:])
+    advice = ("Re-run Maven", "To see the full stack trace", "For more information", "[Help ")
+    assert not [line for line in lines[1:] if line[8:].startswith(advice)]
     assert caught.value.retriable is True
     assert caught.value.exit_code == ExitCode.UNAVAILABLE
     assert not (state / "kafka" / "jars").exists()

@@ -199,7 +199,7 @@ def test_cli_ensure_unreachable_cluster() -> None:
     assert done.returncode == 69
     # aiokafka logs its own connection error first; the command's one-line error is last.
     last_line = done.stderr.splitlines()[-1]
-    assert last_line == (
-        'error: Kafka at 127.0.0.1:1 is not reachable: KafkaConnectionError("Unable to '
-        "bootstrap from [('127.0.0.1', 1, <AddressFamily.AF_INET: 2>)]\")"
-    )
+    # The project's own sentence is exact; aiokafka's error text after it varies by version.
+    assert last_line.startswith("error: Kafka at 127.0.0.1:1 is not reachable: ")
+    assert "KafkaConnectionError" in last_line
+    assert "Unable to bootstrap" in last_line

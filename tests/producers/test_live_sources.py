@@ -26,6 +26,7 @@ from typing import Any
 
 import av
 import pytest
+from kafka_helpers import consume_records
 
 from producers.app import ProduceOptions, exit_code, produce
 from producers.exceptions import MissingToolError, SourceUnavailableError
@@ -196,13 +197,9 @@ async def read_topic(topic: str, count: int) -> list[tuple[str, dict[str, Any]]]
     await consumer.start()
     records: list[tuple[str, dict[str, Any]]] = []
     try:
-        for _ in range(120):
-            for messages in (await consumer.getmany(timeout_ms=500)).values():
-                for message in messages:
-                    decoded = get_codec().decode(message.value, topic=topic)
-                    records.append((decoded.name, decoded.datum))
-            if len(records) >= count:
-                break
+        for message in await consume_records(consumer, count, what=f"records on {topic}"):
+            decoded = get_codec().decode(message.value, topic=topic)
+            records.append((decoded.name, decoded.datum))
     finally:
         await consumer.stop()
     return records
@@ -334,6 +331,8 @@ async def test_srt_relay_dying_mid_stream_is_a_source_error(clips: Path) -> None
             if publisher.records:
                 break
             await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"no SessionStarted was published within {SERVER_TIMEOUT_S} s")
         [relay] = [pid for pid in relay_children(os.getpid()) if pid != server.pid]
         os.kill(relay, signal.SIGKILL)
         report = await asyncio.wait_for(task, SERVER_TIMEOUT_S)

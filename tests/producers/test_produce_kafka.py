@@ -15,6 +15,7 @@ from typing import Any
 import av
 import pytest
 from aiokafka.admin import NewTopic
+from kafka_helpers import consume_records
 
 from deploy.topics import wait_for_topics
 from producers.app import ProduceOptions, exit_code, produce
@@ -52,6 +53,9 @@ async def read_all(topic: str, count: int | None = None) -> list[tuple[str, str,
                 break
             if count is None and records and idle >= 2:
                 break
+        else:
+            wanted = "the topic to drain" if count is None else f"{count} records"
+            raise AssertionError(f"{topic}: waited 120 s for {wanted}; {len(records)} arrived")
     finally:
         await consumer.stop()
     return records
@@ -281,12 +285,8 @@ async def test_publisher_in_flight_budget_keeps_order(kafka_topic: Any) -> None:
     consumer = make_consumer(topic, group_id=None)
     await consumer.start()
     try:
-        received: list[bytes] = []
-        for _ in range(40):
-            for messages in (await consumer.getmany(timeout_ms=500)).values():
-                received += [m.value for m in messages]
-            if len(received) >= 10:
-                break
+        messages = await consume_records(consumer, 10, what=f"payloads on {topic}")
+        received = [m.value for m in messages]
     finally:
         await consumer.stop()
     assert received == payloads

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from kafka_helpers import consume_records
 
 from runtime.kafka import bootstrap_servers, make_admin, make_consumer, make_producer
 
@@ -18,12 +19,8 @@ PER_KEY = 12
 
 
 async def _consume(consumer: AIOKafkaConsumer, count: int) -> list[ConsumerRecord[bytes, bytes]]:
-    """Exactly ``count`` records (the loop is bounded by pytest's timeout, not by time asserts)."""
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    while len(records) < count:
-        batches = await consumer.getmany(timeout_ms=500, max_records=count - len(records))
-        for batch in batches.values():
-            records.extend(batch)
+    """Exactly ``count`` records, or a failure naming how many arrived within 30 s."""
+    records: list[ConsumerRecord[bytes, bytes]] = await consume_records(consumer, count)
     return records
 
 

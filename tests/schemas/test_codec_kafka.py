@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kafka_helpers import consume_records
 
 from runtime.kafka import make_consumer, make_producer
 from schemas.codec import Codec
@@ -28,11 +29,10 @@ async def _round_trip(codec_out: Codec, codec_in: Codec, topic: str) -> list[tup
     await consumer.start()
     decoded: list[tuple[str, Any]] = []
     try:
-        while len(decoded) < len(records):
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                for msg in messages:
-                    result = codec_in.decode(msg.value, topic=msg.topic)
-                    decoded.append((result.name, result.datum))
+        what = f"example records on {topic}"
+        for msg in await consume_records(consumer, len(records), what=what):
+            result = codec_in.decode(msg.value, topic=msg.topic)
+            decoded.append((result.name, result.datum))
     finally:
         await consumer.stop()
     return decoded

@@ -1,7 +1,10 @@
-"""Helpers for the simulator tests: generated clips, an SDK session driver.
+"""Helpers for the simulator tests: fixture clips, an SDK session driver.
 
 Every session is driven through the official ``interhumanai`` SDK against a real
-:class:`simulator.server.Simulator` on a free local port.
+:class:`simulator.server.Simulator` on a free local port. The clips are committed fixture
+files (``tests/fixtures/media``), not encoded at test time: encoders such as libx264 and
+FFmpeg's AAC pick CPU-specific code paths whose output bytes differ between machines, and
+the tests assert exact analysis figures of these bytes.
 """
 
 from __future__ import annotations
@@ -9,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 from interhumanai import CloseInfo, InterhumanClient, StreamClient
 
-from simulator.clips import ClipSpec, make_clip, split_fragments
+from simulator.clips import ClipSpec, split_fragments
 from simulator.config import AnalysisConfig, LoadConfig, SessionLimits, SimulatorConfig
 from simulator.server import Simulator
 
@@ -26,6 +31,21 @@ CLIP_B = ClipSpec(seconds=14.0, speed=1, tone_db=-30.0, speech_pattern=(0.5, 1.5
 """Barely moving, quiet, mostly pauses: a different clip."""
 CLIP_GAP = ClipSpec(seconds=14.0, video_gap=(6.0, 9.0))
 CLIP_NO_VIDEO = ClipSpec(seconds=6.0, fps=0)
+CLIP_RAMP = ClipSpec(seconds=20.0, speed=1, ramp=10.0, speech_pattern=(3.0, 1.0))
+"""Motion that speeds up over 20 s: signals change probability and engagement changes state."""
+CLIP_WEBM = ClipSpec(seconds=9.0, container="webm")
+"""VP8 + Opus in WebM."""
+
+FIXTURE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "media"
+FIXTURE_CLIPS: dict[str, ClipSpec] = {
+    "clip_a.mp4": CLIP_A,
+    "clip_b.mp4": CLIP_B,
+    "clip_gap.mp4": CLIP_GAP,
+    "clip_no_video.mp4": CLIP_NO_VIDEO,
+    "clip_ramp.mp4": CLIP_RAMP,
+    "clip_webm.webm": CLIP_WEBM,
+}
+"""Fixture file -> the spec it was generated from (``tests/fixtures/media/regenerate.py``)."""
 # A config frame asking for every optional section: quality overall + timeline, feedback.
 ALL_OPTIONS: dict[str, Any] = {
     "include": ["conversation_quality_overall", "conversation_quality_timeline"],
@@ -33,10 +53,32 @@ ALL_OPTIONS: dict[str, Any] = {
 }
 
 
+def fixture_checksums() -> dict[str, str]:
+    """``SHA256SUMS`` of the fixture clips: file name -> hex digest."""
+    lines = (FIXTURE_DIR / "SHA256SUMS").read_text().splitlines()
+    return {name: digest for digest, name in (line.split("  ", 1) for line in lines if line)}
+
+
 @functools.cache
 def clip_bytes(spec: ClipSpec) -> bytes:
-    """The encoded clip (cached per test session)."""
-    return make_clip(spec)
+    """The committed fixture clip generated from ``spec``, checked against its SHA-256."""
+    names = [name for name, known in FIXTURE_CLIPS.items() if known == spec]
+    if not names:
+        raise LookupError(
+            f"no fixture clip for {spec}: exact-figure tests need committed media; add the spec "
+            "to FIXTURE_CLIPS and run `.venv/bin/python tests/fixtures/media/regenerate.py`"
+        )
+    data = (FIXTURE_DIR / names[0]).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    expected = fixture_checksums()[names[0]]
+    if digest != expected:
+        raise AssertionError(
+            f"fixture {names[0]} has SHA-256 {digest}, SHA256SUMS says {expected}: the "
+            "expected analysis figures belong to the committed bytes; restore the file with "
+            "`git checkout tests/fixtures/media`, or, when changing the clips on purpose, run "
+            "`.venv/bin/python tests/fixtures/media/regenerate.py` and update the figures"
+        )
+    return data
 
 
 @dataclass
@@ -142,10 +184,6 @@ def instant_config(**changes: Any) -> SimulatorConfig:
         analysis=AnalysisConfig(),
     )
     return dataclasses.replace(base, **changes)
-
-
-CLIP_RAMP = ClipSpec(seconds=20.0, speed=1, ramp=10.0, speech_pattern=(3.0, 1.0))
-"""Motion that speeds up over 20 s: signals change probability and engagement changes state."""
 
 
 def compact(event: Any) -> tuple[Any, ...]:  # noqa: PLR0911 - one return per event kind

@@ -11,6 +11,7 @@ from sim_helpers import (
     CLIP_B,
     CLIP_GAP,
     CLIP_NO_VIDEO,
+    CLIP_WEBM,
     Driver,
     SimulatorFactory,
     compact,
@@ -19,10 +20,14 @@ from sim_helpers import (
 )
 
 from runtime.errors import ConfigError
-from simulator.clips import ClipSpec
 from simulator.config import AnalysisConfig, LoadConfig
 from simulator.features import _Bins
-from simulator.packet_features import PacketAudioAnalyser, PacketVideoAnalyser, packet_level_db
+from simulator.packet_features import (
+    PacketAudioAnalyser,
+    PacketVideoAnalyser,
+    _level_thresholds,
+    packet_level_cb,
+)
 
 CLIP_B_EVENTS: list[tuple[Any, ...]] = [
     ("session.ready",),
@@ -35,9 +40,9 @@ CLIP_B_EVENTS: list[tuple[Any, ...]] = [
     ("conversation_quality.updated", 33.7, ((0.0, 8.0),)),
     ("feedback.generated",),
     ("signal.updated", "confusion", "low", 0.0),
-    ("conversation_quality.updated", 33.8, ((8.0, 11.0),)),
+    ("conversation_quality.updated", 33.9, ((8.0, 11.0),)),
     ("feedback.generated",),
-    ("conversation_quality.updated", 33.9, ((11.0, 14.0),)),
+    ("conversation_quality.updated", 34.0, ((11.0, 14.0),)),
     ("feedback.generated",),
     ("signal.updated", "hesitation", "low", 0.0),
     ("conversation_quality.updated", 33.9, ((14.0, 14.2),)),
@@ -66,7 +71,7 @@ async def test_exact_event_sequence_of_a_clip_without_decoding(packets: Driver) 
     assert without_closing(run) == CLIP_B_EVENTS
     assert run.close.code == 1000
     assert run.data("signal.detected")[0]["rationale"] == (
-        "voice activity 32%, 4 pause(s), motion energy 0.47, level -40 dBFS, brightness change 0.32"
+        "voice activity 32%, 4 pause(s), motion energy 0.48, level -40 dBFS, brightness change 0.33"
     )
     assert run.data("feedback.generated")[0] == {
         "feedback": "Clarity is at 16/100: speak in fuller phrases with fewer pauses."
@@ -119,7 +124,7 @@ async def test_audio_only_and_webm_streams_without_decoding(packets: Driver) -> 
     audio = await packets.run(
         frames_of(CLIP_NO_VIDEO), api_version="v2", model="inter-2-audio", configs=[ALL_OPTIONS]
     )
-    webm = await packets.run(frames_of(ClipSpec(seconds=9.0, container="webm")))
+    webm = await packets.run(frames_of(CLIP_WEBM))
 
     assert without_closing(audio) == [
         ("session.ready",),
@@ -149,11 +154,24 @@ async def test_backpressure_still_sheds_without_decoding(start_simulator: Simula
     assert usage["analysed_ms"] + usage["dropped_ms"] == usage["media_received_ms"] == 14200
 
 
-def test_packet_level_proxy_follows_bit_rate() -> None:
-    assert packet_level_db(384, 0.064) == -12.0
-    assert round(packet_level_db(4, 0.064), 1) == -51.6
-    assert packet_level_db(0, 0.064) == -90.0
-    assert packet_level_db(10_000_000, 0.064) == 0.0
+def test_packet_level_proxy_follows_bit_rate_in_whole_centibels() -> None:
+    assert packet_level_cb(384, 0.064) == -120  # 48 kbit/s reads -12.0 dBFS
+    assert packet_level_cb(4, 0.064) == -516  # -51.645 dB rounds to -51.6
+    assert packet_level_cb(48, 0.064) == -301  # -30.062
+    assert packet_level_cb(0, 0.064) == -900
+    assert packet_level_cb(384, 0.0) == -900
+    assert packet_level_cb(10_000_000, 0.064) == 0
+
+
+def test_packet_level_thresholds_are_exact_decimal_values() -> None:
+    """The table is computed in software decimal arithmetic: pinned to the exact floats."""
+    table = _level_thresholds()
+
+    assert len(table) == 900
+    assert table[-1] == 189_994.5911211468  # -0.05 dB: from here the level rounds to 0 cB
+    assert table[780] == 48_277.10702408344  # -11.95 dB (-119 cB): 48 kbit/s stays below
+    assert table[0] == 6.077727684052532  # -89.95 dB (-899 cB)
+    assert list(table) == sorted(table)
 
 
 def test_packet_audio_counts_voice_and_one_pause_per_quiet_run() -> None:
@@ -177,8 +195,9 @@ def test_packet_video_fills_motion_and_detail() -> None:
     cell = store.bins[0]
 
     assert (cell.luma_samples, cell.motion_samples) == (1, 1)
-    assert cell.brightness == pytest.approx(0.25 * 1.0 / 1.1)
-    assert cell.motion == pytest.approx(0.1)
+    assert (cell.luma_ppm_sum, cell.motion_ppm_sum) == (227_273, 100_000)
+    assert cell.brightness == 0.227273
+    assert cell.motion == 0.1
 
 
 def test_decode_depth_is_validated() -> None:

@@ -19,7 +19,7 @@ _ENV = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
 
 async def _read_url(stream: asyncio.StreamReader) -> str:
     while True:
-        line = (await stream.readline()).decode()
+        line = (await asyncio.wait_for(stream.readline(), 60)).decode()
         assert line, "the simulator exited before announcing its URL"
         found = re.search(r"Inter-1 simulator on (http://\S+) ", line)
         if found:
