@@ -33,10 +33,16 @@ from runtime.settings import load
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _register_helpers(name: str) -> None:
-    """Make ``tests/<name>.py`` importable by the test modules (importlib import mode)."""
+def _register_helpers(relative: str) -> None:
+    """Make ``tests/<relative>`` importable by its stem (the suite uses importlib import mode)."""
+    path = (
+        Path(__file__)
+        .with_name(relative.split("/", maxsplit=1)[0])
+        .joinpath(*relative.split("/")[1:])
+    )
+    name = path.stem
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -44,7 +50,8 @@ def _register_helpers(name: str) -> None:
         spec.loader.exec_module(module)
 
 
-_register_helpers("kafka_helpers")
+_register_helpers("kafka_helpers.py")
+_register_helpers("simulator/sim_helpers.py")
 _T = TypeVar("_T")
 _TEST_TOPIC_CONFIG = {"max.message.bytes": "9437184"}
 

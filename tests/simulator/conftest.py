@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from sim_helpers import Driver, SimulatorFactory, instant_config
 
 from simulator.server import Simulator
-
-
-def _load_helpers() -> Any:
-    """Register ``sim_helpers`` (next to this file) so the test modules can import it."""
-    name = "sim_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_helpers = _load_helpers()
-Driver = _helpers.Driver
-instant_config = _helpers.instant_config
-
-SimulatorFactory = _helpers.SimulatorFactory
 
 
 @pytest.fixture
