@@ -252,7 +252,7 @@ class StreamSession:
             return
         kind = payload.get("type")
         if kind == "session.close":
-            self._request_end(_End("graceful", "client_closed"))
+            self._request_end(_End("graceful", "client_shutdown"))
             return
         if kind is not None:
             await self._send_error("ih6001", f"Unknown message type {kind!r}.")

@@ -51,7 +51,7 @@ CLIP_B_EVENTS: list[tuple[Any, ...]] = [
     ("signal.ended", "hesitation", 14.2),
     ("signal.ended", "tension", 14.2),
     ("signal.ended", "uncertainty", 14.2),
-    ("session.ended", "client_closed"),
+    ("session.ended", "client_shutdown"),
 ]
 
 
@@ -132,7 +132,7 @@ async def test_audio_only_and_webm_streams_without_decoding(packets: Driver) -> 
         ("engagement.updated", "neutral", 0.0),
         ("conversation_quality.updated", 47.2, ((0.0, 6.064),)),
         ("feedback.generated",),
-        ("session.ended", "client_closed"),
+        ("session.ended", "client_shutdown"),
     ]
     usage = await packets.usage(webm.session_id)
     assert (usage["analysed_ms"], usage["media_received_ms"], usage["windows_analysed"]) == (

@@ -58,7 +58,7 @@ async def test_cli_serves_custom_keys_and_faults_until_sigterm(tmp_path: Path) -
         _, err = await asyncio.wait_for(proc.communicate(), 60)
 
     assert events[:2] == [("session.ready",), ("error", "ih1001")]
-    assert events[-1] == ("session.ended", "client_closed")
+    assert events[-1] == ("session.ended", "client_shutdown")
     assert not default_key_accepted  # --api-key replaces the default key set
     assert proc.returncode == 0
     log = err.decode()

@@ -48,7 +48,7 @@ RAMP_EVENTS = [
     ("signal.ended", "frustration", 20.0),
     ("signal.ended", "interest", 20.0),
     ("signal.ended", "stress", 20.0),
-    ("session.ended", "client_closed"),
+    ("session.ended", "client_shutdown"),
 ]
 
 
@@ -59,7 +59,7 @@ async def test_v1_full_event_sequence_of_a_clip(driver: Driver) -> None:
     assert run.types.count("session.closing") == 1
     assert run.types.index("session.closing") < run.types.index("session.ended")
     assert run.close.code == 1000
-    assert run.close.reason == "client_closed"
+    assert run.close.reason == "client_shutdown"
     signals = run.data("signal.detected") + run.data("signal.updated")
     assert [s["modality"] for s in signals] == [["video"]] * 11
     assert run.data("session.closing") == [{"max_drain_seconds": 20}]
@@ -199,7 +199,7 @@ async def test_audio_model_reads_audio_only_streams(driver: Driver) -> None:
         ("engagement.updated", "neutral", 0.0),
         ("conversation_quality.updated", 47.2, ((0.0, 6.064),)),
         ("feedback.generated",),
-        ("session.ended", "client_closed"),
+        ("session.ended", "client_shutdown"),
     ]
     usage = await driver.usage(run.session_id)
     assert (usage["model"], usage["analysed_ms"], usage["media_received_ms"]) == (
