@@ -89,7 +89,7 @@ def _number(text: str, item: str, *, what: str) -> float:
     return value
 
 
-def parse_faults(spec: str) -> FaultPlan:
+def parse_faults(spec: str) -> FaultPlan:  # noqa: PLR0912 - one branch per fault name
     """Parse a fault spec (see the module docstring); an empty spec means no fault.
 
     Raises:
