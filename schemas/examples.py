@@ -111,7 +111,7 @@ def _payloads() -> list[tuple[str, dict[str, Any]]]:
             },
         ),
         (b["session.closing"], {"max_drain_seconds": 20}),
-        (b["session.ended"], {"reason": "client_closed"}),
+        (b["session.ended"], {"reason": "client_shutdown"}),
         (
             UNKNOWN_EVENT,
             {

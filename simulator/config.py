@@ -30,6 +30,7 @@ class KeyGrant:
 
     scopes: frozenset[str] = frozenset({STREAM_SCOPE})
     models: frozenset[str] = frozenset(STREAM_MODELS)
+    feedback: bool = True
 
     @property
     def can_stream(self) -> bool:
@@ -41,31 +42,48 @@ DEFAULT_KEYS: dict[str, KeyGrant] = {
     "sim-key": KeyGrant(),
     "sim-key-noscope": KeyGrant(scopes=frozenset()),
     "sim-key-inter-2-only": KeyGrant(models=frozenset({"inter-2"})),
+    "sim-key-no-feedback": KeyGrant(feedback=False),
 }
 """Keys accepted when none are configured (plus ``sim-fault:<spec>`` keys, see faults.py)."""
 
 
 @dataclass(frozen=True)
 class SessionLimits:
-    """Limits advertised in ``session.ready`` and enforced."""
+    """Limits advertised in ``session.ready`` and enforced.
+
+    Attributes:
+        min_segment_duration_s: advertised as ``min_segment_duration_seconds`` (3 in the
+            docs); enforced only with ``enforce_min_segment_duration`` (the simulator's
+            own default is lenient, so byte-chunked test streams stay valid).
+        max_segment_duration_s: advertised and enforced when set.
+        feedback: advertise ``goal_dimensions`` (False: feedback is off for every key).
+        ping_interval_s, ping_timeout_s: keepalive; a client that does not answer a ping
+            within the timeout is dropped (1006, usage reason ``keepalive_timeout``).
+    """
 
     idle_timeout_s: float = 300.0
     max_duration_s: float = 3600.0
     min_segment_size_bytes: int = 1
     max_segment_size_bytes: int = 32 * 1024 * 1024
+    min_segment_duration_s: float = 3.0
+    enforce_min_segment_duration: bool = False
     max_segment_duration_s: float | None = None
     max_drain_s: float = 30.0
+    feedback: bool = True
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
 
-    def ready_data(self, models: list[str] | None) -> dict[str, Any]:
-        """The ``session.ready`` data advertising these limits (``models``: None on v1)."""
+    def ready_data(self, models: list[str] | None, *, feedback: bool = True) -> dict[str, Any]:
+        """The ``session.ready`` data (``models``: None on v1; ``feedback``: False omits goals)."""
         data: dict[str, Any] = {
             "session_idle_timeout_seconds": math.ceil(self.idle_timeout_s),
             "session_max_duration_seconds": math.ceil(self.max_duration_s),
+            "min_segment_duration_seconds": self.min_segment_duration_s,
             "min_segment_size_bytes": self.min_segment_size_bytes,
             "max_segment_size_bytes": self.max_segment_size_bytes,
             "supported_session_config_options": {
                 "include": list(INCLUDE_FLAGS),
-                "goal_dimensions": list(GOAL_DIMENSIONS),
+                "goal_dimensions": list(GOAL_DIMENSIONS) if feedback else None,
                 "model": models,
             },
         }

@@ -9,6 +9,9 @@ time (seconds of received media) at which the fault fires, default 0 (at once):
 - ``slow=RATIO``       analyse at RATIO simulated model seconds per media second
 - ``unknown_event@S``  send an envelope of an unknown kind (``sim.unknown``)
 - ``error=CODE@S``     send a non-fatal ``error`` envelope with CODE (default ih1001)
+- ``unknown_value@S``  send known event kinds with values the SDK does not know (a new
+  signal type, a new engagement state): ``parse_stream_event`` raises on them
+- ``ready_delay=SECONDS`` wait SECONDS of wall time before ``session.ready``
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class FaultPlan:
     unknown_event_at_s: float | None = None
     error_code: str | None = None
     error_at_s: float = 0.0
+    unknown_value_at_s: float | None = None
+    ready_delay_s: float | None = None
 
     @property
     def close_error_code(self) -> str | None:
@@ -67,6 +72,10 @@ class FaultPlan:
             parts.append(f"unknown_event@{self.unknown_event_at_s:g}")
         if self.error_code is not None:
             parts.append(f"error={self.error_code}@{self.error_at_s:g}")
+        if self.unknown_value_at_s is not None:
+            parts.append(f"unknown_value@{self.unknown_value_at_s:g}")
+        if self.ready_delay_s is not None:
+            parts.append(f"ready_delay={self.ready_delay_s:g}")
         return ",".join(parts)
 
 
@@ -80,7 +89,7 @@ def _number(text: str, item: str, *, what: str) -> float:
     return value
 
 
-def parse_faults(spec: str) -> FaultPlan:
+def parse_faults(spec: str) -> FaultPlan:  # noqa: PLR0912 - one branch per fault name
     """Parse a fault spec (see the module docstring); an empty spec means no fault.
 
     Raises:
@@ -110,6 +119,11 @@ def parse_faults(spec: str) -> FaultPlan:
             plan = dataclasses.replace(plan, processing_ratio=ratio)
         elif name == "unknown_event" and not has_value:
             plan = dataclasses.replace(plan, unknown_event_at_s=at)
+        elif name == "unknown_value" and not has_value:
+            plan = dataclasses.replace(plan, unknown_value_at_s=at)
+        elif name == "ready_delay" and has_value and not at_text:
+            delay = _number(value, item, what="ready delay")
+            plan = dataclasses.replace(plan, ready_delay_s=delay)
         elif name == "error":
             error_code = value or "ih1001"
             if not error_code.startswith("ih") or not error_code[2:].isdigit():
@@ -118,6 +132,7 @@ def parse_faults(spec: str) -> FaultPlan:
         else:
             raise FaultSpecError(
                 f"unknown fault {item!r}; expected drop@S, close=1011|1013@S, stall=SECONDS@S, "
-                "slow=RATIO, unknown_event@S or error=CODE@S"
+                "slow=RATIO, unknown_event@S, unknown_value@S, ready_delay=SECONDS or "
+                "error=CODE@S"
             )
     return plan

@@ -27,6 +27,7 @@ from simulator.exceptions import MalformedMediaError, NoUsableVideoError
 from simulator.features import FeatureBin, VideoAnalyser, _Bins
 from simulator.packet_features import PacketAudioAnalyser, PacketVideoAnalyser
 from simulator.pipe import BytePipe
+from simulator.segments import SegmentSpans
 from simulator.shedding import DecodeShedder
 
 __all__ = ["MediaProgress", "MediaStream", "sniff_container"]
@@ -57,6 +58,7 @@ class MediaProgress:
         error: why the stream failed, when it did.
         has_video: whether the stream carries a video track (known once opened).
         skipped_ms: media ranges (ms, cumulative) not decoded because the decoder lagged.
+        segments_ms: (frame index, media ms it carried) of frames newly complete.
     """
 
     bins: list[FeatureBin]
@@ -67,6 +69,7 @@ class MediaProgress:
     error: Exception | None = None
     has_video: bool = True
     skipped_ms: list[tuple[int, int]] = field(default_factory=list)
+    segments_ms: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -83,6 +86,8 @@ class _Run:
     has_audio: bool = False
     origin: float = 0.0
     packet_video: PacketVideoAnalyser | None = None
+    segments: SegmentSpans = field(default_factory=SegmentSpans)
+    last_frame: int = 0
 
 
 class MediaStream:
@@ -228,6 +233,7 @@ class MediaStream:
         start = float(packet.pts * packet.time_base) - run.origin
         end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - run.origin
         run.media_s = max(run.media_s, end)
+        run.last_frame = run.segments.add(self._pipe.frame_ends, packet.pos, start, end)
         if packet.stream.type == "video":
             run.video.packet(start)
             if self._decode != "all":  # few or no frames get decoded: packets pace bins
@@ -308,6 +314,7 @@ class MediaStream:
                 error=error,
                 has_video=run.has_video,
                 skipped_ms=run.shedder.ranges_ms(),
+                segments_ms=run.segments.complete(None if final else run.last_frame),
             )
         )
 

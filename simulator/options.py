@@ -48,6 +48,7 @@ def apply_config(
     api_version: str,
     grant: KeyGrant,
     media_started: bool,
+    feedback: bool = True,
 ) -> SessionOptions:
     """The options in force after ``payload``: include/goal_dimensions replace, model persists.
 
@@ -65,6 +66,8 @@ def apply_config(
         )
     include = _string_list(payload, "include", INCLUDE_FLAGS) or []
     goals = _string_list(payload, "goal_dimensions", GOAL_DIMENSIONS)
+    if goals and not feedback:
+        raise ConfigRejected("ih6001", "Feedback is off for this session: no goal_dimensions.")
     model = current.model
     requested = payload.get("model")
     if requested is not None:

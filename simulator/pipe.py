@@ -28,7 +28,8 @@ class BytePipe:
     def put(self, data: bytes) -> None:
         """Append one frame (event loop side), noting when it arrived."""
         with self.cond:
-            self.chunks.append(data)
+            if data:  # an empty frame carries nothing; b"" from read() means end of stream
+                self.chunks.append(data)
             self.received += len(data)
             self.frame_ends.append(self.received)
             self.arrivals.append(time.monotonic())

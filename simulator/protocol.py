@@ -13,6 +13,7 @@ __all__ = [
     "ERRORS",
     "GOAL_DIMENSIONS",
     "INCLUDE_FLAGS",
+    "SIGNALS_BY_VERSION",
     "SIGNAL_TYPES",
     "STREAM_MODELS",
     "STREAM_PATHS",
@@ -44,6 +45,11 @@ SIGNAL_TYPES: tuple[str, ...] = (
     "tension",
     "uncertainty",
 )
+V1_SIGNALS: frozenset[str] = frozenset(SIGNAL_TYPES) - {"tension"}
+"""The 12 signal types the docs list for ``/v1/stream/analyze``."""
+V2_SIGNALS: frozenset[str] = V1_SIGNALS - {"skepticism", "stress"}
+"""The 10 signal types ``/v2/stream/analyze`` reports (see the README on this choice)."""
+SIGNALS_BY_VERSION: dict[str, frozenset[str]] = {"v1": V1_SIGNALS, "v2": V2_SIGNALS}
 AUDIBLE_SIGNALS: frozenset[str] = frozenset(
     {"agreement", "confidence", "frustration", "hesitation", "interest", "uncertainty"}
 )
@@ -74,6 +80,11 @@ ERRORS: dict[str, ErrorSpec] = {
         ErrorSpec("ih6002", "Media frame too large.", 1009),
         ErrorSpec("ih6003", "Session idle timeout.", 1000),
         ErrorSpec("ih6004", "Session reached its maximum duration.", 1000),
+        # The simulator's own codes where the docs name none (session stays open):
+        ErrorSpec("ih6005", "Media segment duration outside the advertised limits.", None),
+        ErrorSpec(
+            "ih6006", "Media frame out of order (before session.ready or after close).", None
+        ),
     )
 }
 

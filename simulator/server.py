@@ -74,7 +74,8 @@ class Simulator:
             process_request=self._process_request,
             max_size=max(2 * limit, limit + (1 << 20)),
             max_queue=64,
-            ping_interval=None,
+            ping_interval=self.config.limits.ping_interval_s,
+            ping_timeout=self.config.limits.ping_timeout_s,
             compression=None,
         )
         _log.info("simulator listening", url=self.http_url, capacity=self.config.load.capacity)

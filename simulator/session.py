@@ -30,6 +30,23 @@ __all__ = ["StreamSession"]
 _MEDIA_STOP_TIMEOUT_S = 30.0
 
 
+_UNKNOWN_VALUES: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "signal.detected",
+        {"signal_type": "sim_new_signal", "start": 0.0, "probability": "low", "rationale": "x"},
+    ),
+    ("engagement.updated", {"state": "sim_new_state", "start": 0.0}),
+)
+"""Known event kinds with values no SDK knows (the ``unknown_value`` fault)."""
+
+
+def _gone_reason(exc: ConnectionClosed) -> str:
+    """Why the client is gone: it stopped answering pings, or it disconnected."""
+    if exc.rcvd is None and exc.sent is not None and exc.sent.reason == "keepalive ping timeout":
+        return "keepalive_timeout"
+    return "client_disconnected"
+
+
 @dataclass(frozen=True)
 class _End:
     """How the session ends: ``graceful`` (drain), ``fatal`` (error + close), ``gone``."""
@@ -84,6 +101,9 @@ class StreamSession:
         self._fired: set[str] = set()
         self._media_failure: _End | None = None
         self._ending_fault: _End | None = None
+        self._ready = False
+        self._close_requested = False
+        self._feedback = config.limits.feedback and grant.feedback
 
     async def run(self) -> None:
         """Serve the session; returns once the connection is closed and usage is final."""
@@ -97,7 +117,11 @@ class StreamSession:
         end = _End("gone", "internal_error", "ih1001", close_code=1011)
         try:
             models = sorted(self._grant.models) if self._usage.api_version == "v2" else None
-            await self._send("session.ready", self._config.limits.ready_data(models))
+            if self._faults.ready_delay_s:
+                await asyncio.sleep(self._faults.ready_delay_s)
+            ready = self._config.limits.ready_data(models, feedback=self._feedback)
+            await self._send("session.ready", ready)
+            self._ready = True
             self._queue.start()
             await self._check_faults(0.0)
             end = await self._end
@@ -202,15 +226,21 @@ class StreamSession:
                     await self._on_media(message)
                 else:
                     await self._on_text(message)
-        except ConnectionClosed:
-            self._request_end(_End("gone", "client_disconnected"))
+        except ConnectionClosed as exc:
+            self._request_end(_End("gone", _gone_reason(exc)))
 
     async def _on_media(self, data: bytes) -> None:
         usage = self._usage
         segment = usage.frames_received
         usage.frames_received += 1
         usage.bytes_received += len(data)
-        if self._ending:
+        if not data:  # an empty frame carries no media (and is not an end of stream)
+            return
+        if not self._ready or self._close_requested:
+            when = "after session.close" if self._ready else "before session.ready"
+            message = f"Media frame sent {when}; it is not analysed."
+            with contextlib.suppress(ConnectionClosed):
+                await self._send_error("ih6006", message, segment)
             return
         if len(data) > self._config.limits.max_segment_size_bytes:
             limit = self._config.limits.max_segment_size_bytes
@@ -252,7 +282,8 @@ class StreamSession:
             return
         kind = payload.get("type")
         if kind == "session.close":
-            self._request_end(_End("graceful", "client_closed"))
+            self._close_requested = True
+            self._request_end(_End("graceful", "client_shutdown"))
             return
         if kind is not None:
             await self._send_error("ih6001", f"Unknown message type {kind!r}.")
@@ -264,6 +295,7 @@ class StreamSession:
                 api_version=self._usage.api_version,
                 grant=self._grant,
                 media_started=self._media is not None,
+                feedback=self._feedback,
             )
         except ConfigRejected as exc:
             if exc.fatal:
@@ -311,6 +343,8 @@ class StreamSession:
                 progress.bins, progress.gaps_ms, progress.arrival, final, progress.skipped_ms
             ):
                 await self._queue.submit(window)
+            for index, duration_ms in progress.segments_ms:
+                await self._check_segment(index, duration_ms)
             if progress.error is not None:
                 self._on_media_error(progress.error)
             with contextlib.suppress(ConnectionClosed):
@@ -318,6 +352,20 @@ class StreamSession:
             if progress.finished:
                 self._media_done.set()
                 return
+
+    async def _check_segment(self, index: int, duration_ms: int) -> None:
+        """A non-fatal ``ih6005`` for a frame outside the segment-duration limits."""
+        limits = self._config.limits
+        seconds = duration_ms / 1000
+        if limits.enforce_min_segment_duration and seconds < limits.min_segment_duration_s:
+            bound = f"below min_segment_duration_seconds ({limits.min_segment_duration_s:g} s)"
+        elif limits.max_segment_duration_s is not None and seconds > limits.max_segment_duration_s:
+            bound = f"above max_segment_duration_seconds ({limits.max_segment_duration_s:g} s)"
+        else:
+            return
+        message = f"Media segment {index} carries {seconds:g} s of media, {bound}."
+        with contextlib.suppress(ConnectionClosed):
+            await self._send_error("ih6005", message, index)
 
     def _on_media_error(self, error: Exception) -> None:
         if isinstance(error, MalformedMediaError):
@@ -361,6 +409,10 @@ class StreamSession:
         unknown_at = plan.unknown_event_at_s
         if unknown_at is not None and media_s >= unknown_at and self._once("unknown_event"):
             await self._send("sim.unknown", {"note": "injected unknown event kind"})
+        value_at = plan.unknown_value_at_s
+        if value_at is not None and media_s >= value_at and self._once("unknown_value"):
+            for kind, data in _UNKNOWN_VALUES:
+                await self._send(kind, data)
         if plan.error_code is not None and media_s >= plan.error_at_s and self._once("error"):
             await self._send_error(plan.error_code, "Injected error (simulator fault).")
         if plan.close_code is not None and media_s >= plan.close_at_s and self._once("close"):

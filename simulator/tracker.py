@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.analysis import WindowAnalysis, probability_band
-from simulator.protocol import AUDIBLE_SIGNALS
+from simulator.protocol import AUDIBLE_SIGNALS, SIGNALS_BY_VERSION
 from simulator.windows import Window
 
 __all__ = ["EventTracker", "SessionOptions"]
@@ -39,7 +39,8 @@ class EventTracker:
 
     api_version: str
     audio_only: bool = False
-    active: dict[str, tuple[int, str]] = field(default_factory=dict)
+    active: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    """Active signal -> (start ms, probability band, rationale)."""
     engagement: str | None = None
     quality_weighted: dict[str, float] = field(default_factory=dict)
     quality_ms: int = 0
@@ -55,20 +56,21 @@ class EventTracker:
         active = {
             kind: score
             for kind, score in result.active().items()
-            if not self.audio_only or kind in AUDIBLE_SIGNALS
+            if (not self.audio_only or kind in AUDIBLE_SIGNALS)
+            and kind in SIGNALS_BY_VERSION[self.api_version]
         }
         for kind in sorted(set(self.active) - set(active)):
             del self.active[kind]
-            events.append(("signal.ended", {"signal_type": kind, "end": _s(window.owned_start_ms)}))
+            events.append(("signal.ended", {"signal_type": kind, "end": _s(window.grid_start_ms)}))
         detected: list[Event] = []
         updated: list[Event] = []
         for kind, score in active.items():
             band = probability_band(score)
             previous = self.active.get(kind)
-            if previous is not None and previous[1] == band:
+            if previous is not None and previous[1:] == (band, result.rationale):
                 continue
-            start_ms = previous[0] if previous is not None else window.owned_start_ms
-            self.active[kind] = (start_ms, band)
+            start_ms = previous[0] if previous is not None else window.grid_start_ms
+            self.active[kind] = (start_ms, band, result.rationale)
             data: dict[str, Any] = {
                 "signal_type": kind,
                 "start": _s(start_ms),
@@ -86,7 +88,7 @@ class EventTracker:
             events.append(
                 (
                     "engagement.updated",
-                    {"state": result.engagement, "start": _s(window.owned_start_ms)},
+                    {"state": result.engagement, "start": _s(window.grid_start_ms)},
                 )
             )
         quality = self._quality(window, result, options.include)
@@ -114,8 +116,8 @@ class EventTracker:
         if "conversation_quality_timeline" in include:
             data["timeline"] = [
                 {
-                    "start": _s(window.owned_start_ms),
-                    "end": _s(window.owned_end_ms),
+                    "start": _s(window.grid_start_ms),
+                    "end": _s(window.end_ms),
                     "values": dict(result.quality),
                 }
             ]

@@ -35,6 +35,13 @@ class Window:
     skipped: bool = False
     """Part of the owned slice was not decoded (decode shedding): the window is shed."""
 
+    hop_ms: int = 3000
+
+    @property
+    def grid_start_ms(self) -> int:
+        """Where the window's events are placed: its start on the 3 s hop grid (as the docs)."""
+        return self.index * self.hop_ms
+
     @property
     def owned_ms(self) -> int:
         """Length of the owned slice in ms."""
@@ -91,7 +98,16 @@ class WindowPlanner:
         )
         skipped = any(a < end and b > owned_start for a, b in self.skipped_ms)
         window = Window(
-            self.next_index, start, end, owned_start, end, cover, arrival, degraded, skipped
+            self.next_index,
+            start,
+            end,
+            owned_start,
+            end,
+            cover,
+            arrival,
+            degraded,
+            skipped,
+            self.hop_ms,
         )
         self.next_index += 1
         self.owned_until_ms = end

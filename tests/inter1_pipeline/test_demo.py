@@ -67,15 +67,15 @@ def test_demo_round_trips_every_schema_once(kafka_bootstrap: str, tmp_path: Path
     assert session is not None, lines[10]
     # The simulator's analysis of the generated clip is deterministic.
     assert re.fullmatch(
-        r"analysed by the local Inter-1 simulator at http://127.0.0.1:\d+: 17 events "
+        r"analysed by the local Inter-1 simulator at http://127.0.0.1:\d+: 23 events "
         r"\(conversation_quality.updated 3, engagement.updated 1, feedback.generated 3, "
         r"session.closing 1, session.ended 1, session.ready 1, session.updated 1, "
-        r"signal.detected 3, signal.ended 3\)",
+        r"signal.detected 3, signal.ended 3, signal.updated 6\)",
         lines[11],
     )
     assert re.fullmatch(
         r"demo: ok in [\d.]+s: 19 records published, 19 consumed, 19 rows in ClickHouse; "
-        rf"session {session.group(1)}: 6 chunks, 17 Inter-1 events",
+        rf"session {session.group(1)}: 6 chunks, 23 Inter-1 events",
         lines[12],
     )
 

@@ -170,8 +170,8 @@ CASES = [
         (NS + "SessionClosing", {"max_drain_seconds": 20}),
     ),
     (
-        _env("session.ended", {"reason": "client_closed"}),
-        (NS + "SessionEnded", {"reason": "client_closed"}),
+        _env("session.ended", {"reason": "client_shutdown"}),
+        (NS + "SessionEnded", {"reason": "client_shutdown"}),
     ),
 ]
 

@@ -139,7 +139,8 @@ def test_parse_faults_accepts_the_documented_syntax() -> None:
         (
             "explode",
             "unknown fault 'explode'; expected drop@S, close=1011|1013@S, stall=SECONDS@S, "
-            "slow=RATIO, unknown_event@S or error=CODE@S",
+            "slow=RATIO, unknown_event@S, unknown_value@S, ready_delay=SECONDS or "
+            "error=CODE@S",
         ),
     ],
 )

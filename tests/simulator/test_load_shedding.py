@@ -73,7 +73,7 @@ async def test_usage_endpoint_reports_sessions_and_totals(driver: Driver) -> Non
     assert active["state"] == "active"
     assert active["frames_received"] == 5
     assert ended["state"] == "ended"
-    assert ended["end_reason"] == "client_closed"
+    assert ended["end_reason"] == "client_shutdown"
     assert ended["close_code"] == 1000
     assert ended["bytes_received"] == sum(len(f) for f in frames_of(CLIP_A))
     assert (ended["media_received_seconds"], ended["analysed_seconds"]) == (14.2, 14.2)

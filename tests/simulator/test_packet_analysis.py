@@ -34,24 +34,29 @@ CLIP_B_EVENTS: list[tuple[Any, ...]] = [
     ("session.updated",),
     ("signal.detected", "confusion", "medium", 0.0),
     ("signal.detected", "hesitation", "medium", 0.0),
-    ("signal.detected", "tension", "low", 0.0),
     ("signal.detected", "uncertainty", "medium", 0.0),
     ("engagement.updated", "neutral", 0.0),
     ("conversation_quality.updated", 33.7, ((0.0, 8.0),)),
     ("feedback.generated",),
     ("signal.updated", "confusion", "low", 0.0),
-    ("conversation_quality.updated", 33.9, ((8.0, 11.0),)),
+    ("signal.updated", "hesitation", "medium", 0.0),
+    ("signal.updated", "uncertainty", "medium", 0.0),
+    ("conversation_quality.updated", 33.9, ((3.0, 11.0),)),
     ("feedback.generated",),
-    ("conversation_quality.updated", 34.0, ((11.0, 14.0),)),
+    ("signal.updated", "confusion", "low", 0.0),
+    ("signal.updated", "hesitation", "medium", 0.0),
+    ("signal.updated", "uncertainty", "medium", 0.0),
+    ("conversation_quality.updated", 34.0, ((6.0, 14.0),)),
     ("feedback.generated",),
+    ("signal.updated", "confusion", "low", 0.0),
     ("signal.updated", "hesitation", "low", 0.0),
-    ("conversation_quality.updated", 33.9, ((14.0, 14.2),)),
+    ("signal.updated", "uncertainty", "medium", 0.0),
+    ("conversation_quality.updated", 33.9, ((9.0, 14.2),)),
     ("feedback.generated",),
     ("signal.ended", "confusion", 14.2),
     ("signal.ended", "hesitation", 14.2),
-    ("signal.ended", "tension", 14.2),
     ("signal.ended", "uncertainty", 14.2),
-    ("session.ended", "client_closed"),
+    ("session.ended", "client_shutdown"),
 ]
 
 
@@ -92,7 +97,7 @@ async def test_same_clip_gives_identical_events_without_decoding(packets: Driver
 
     assert first.session_id != second.session_id
     assert stable(first) == stable(second)
-    assert len(stable(first)) == 16
+    assert len(stable(first)) == 19
 
 
 async def test_different_clips_give_different_events_without_decoding(packets: Driver) -> None:
@@ -103,7 +108,10 @@ async def test_different_clips_give_different_events_without_decoding(packets: D
         ("signal.detected", "disagreement", "low", 0.0),
         ("signal.detected", "engagement", "medium", 0.0),
         ("engagement.updated", "engaged", 0.0),
-        ("signal.ended", "disagreement", 8.0),
+        ("signal.ended", "disagreement", 3.0),
+        ("signal.updated", "engagement", "medium", 0.0),
+        ("signal.updated", "engagement", "medium", 0.0),
+        ("signal.updated", "engagement", "medium", 0.0),
         ("signal.ended", "engagement", 14.2),
     ]
     assert _signals(b) == [e for e in CLIP_B_EVENTS if e[0].startswith(("signal.", "engagement"))]
@@ -132,7 +140,7 @@ async def test_audio_only_and_webm_streams_without_decoding(packets: Driver) -> 
         ("engagement.updated", "neutral", 0.0),
         ("conversation_quality.updated", 47.2, ((0.0, 6.064),)),
         ("feedback.generated",),
-        ("session.ended", "client_closed"),
+        ("session.ended", "client_shutdown"),
     ]
     usage = await packets.usage(webm.session_id)
     assert (usage["analysed_ms"], usage["media_received_ms"], usage["windows_analysed"]) == (

@@ -58,7 +58,7 @@ async def test_cli_serves_custom_keys_and_faults_until_sigterm(tmp_path: Path) -
         _, err = await asyncio.wait_for(proc.communicate(), 60)
 
     assert events[:2] == [("session.ready",), ("error", "ih1001")]
-    assert events[-1] == ("session.ended", "client_closed")
+    assert events[-1] == ("session.ended", "client_shutdown")
     assert not default_key_accepted  # --api-key replaces the default key set
     assert proc.returncode == 0
     log = err.decode()
@@ -77,7 +77,7 @@ async def test_cli_rejects_a_bad_fault_spec(tmp_path: Path) -> None:
     assert proc.returncode == 78
     assert err.decode().strip().splitlines()[-1] == (
         "error: unknown fault 'explode'; expected drop@S, close=1011|1013@S, stall=SECONDS@S, "
-        "slow=RATIO, unknown_event@S or error=CODE@S"
+        "slow=RATIO, unknown_event@S, unknown_value@S, ready_delay=SECONDS or error=CODE@S"
     )
 
 
@@ -98,7 +98,10 @@ async def test_cli_decode_none_analyses_from_packets(tmp_path: Path) -> None:
         ("signal.detected", "disagreement", "low", 0.0),
         ("signal.detected", "engagement", "medium", 0.0),
         ("engagement.updated", "engaged", 0.0),
-        ("signal.ended", "disagreement", 8.0),
+        ("signal.ended", "disagreement", 3.0),
+        ("signal.updated", "engagement", "medium", 0.0),
+        ("signal.updated", "engagement", "medium", 0.0),
+        ("signal.updated", "engagement", "medium", 0.0),
         ("signal.ended", "engagement", 14.2),
     ]
     assert proc.returncode == 0

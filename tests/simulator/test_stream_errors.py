@@ -128,7 +128,7 @@ async def test_model_option_on_v1_is_invalid_config(driver: Driver) -> None:
         ("session.ready",),
         ("error", "ih6001"),
         ("session.closing",),
-        ("session.ended", "client_closed"),
+        ("session.ended", "client_shutdown"),
     ]
 
 
