@@ -25,7 +25,7 @@ from producers.records import SessionMeta
 from producers.synthetic import MediaSpec, write_media
 from runtime.errors import PipelineError
 from runtime.kafka import make_consumer
-from runtime.settings import Inter1Settings, load
+from runtime.settings import Inter1Settings, KafkaSettings, load
 from runtime.topics import topic_name
 from schemas.codec import get_codec
 
@@ -52,7 +52,7 @@ class LiveReport:
 
 
 async def produce_and_analyse(
-    say: Say, work_dir: Path, *, clip_seconds: float = 12.0
+    say: Say, work_dir: Path, *, kafka: KafkaSettings, clip_seconds: float = 12.0
 ) -> LiveReport:
     """Produce a generated clip as one session, then analyse its chunks over Inter-1."""
     report = LiveReport(session_id=f"demo-{uuid.uuid4()}")
@@ -62,7 +62,7 @@ async def produce_and_analyse(
         write_media, clip, MediaSpec(duration_s=clip_seconds, width=320, height=240, gop=50)
     )
     topic = topic_name("chunks")
-    consumer = make_consumer(group_id=None)
+    consumer = make_consumer(group_id=None, settings=kafka)
     await consumer.start()
     try:
         start = await _end_offsets(consumer, topic)
@@ -72,6 +72,7 @@ async def produce_and_analyse(
                 session_id=report.session_id,
                 meta=SessionMeta(tenant="demo", app="make-demo", labels={"source": "demo"}),
                 progress=False,
+                kafka=kafka,
             )
         )
         outcome = result.results[0]
