@@ -58,7 +58,7 @@ class LoopStats:
     records: int = 0
     batches: int = 0
     checkpoints: int = 0
-    stale_records: int = 0  # fetched before a rebalance, dropped: they are fetched again
+    stale_records: int = 0  # polled across a rebalance, handed back: they are fetched again
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -260,10 +260,16 @@ class ConsumeLoop:
     async def _process(self, fetched: dict[TopicPartition, list[Record]], generation: int) -> None:
         if not fetched:
             return
-        if generation != self._generation:  # a rebalance ran while polling
+        assigned = self.consumer.assignment()
+        if generation != self._generation:
+            # A rebalance ran while polling: these records may belong to the old assignment
+            # or the new one. Fetch them again from the first one, now that offsets were
+            # committed on revoke and positions follow the new assignment.
+            for tp, records in fetched.items():
+                if tp in assigned and records:
+                    self.consumer.seek(tp, records[0].offset)
             self.stats.stale_records += sum(len(rs) for rs in fetched.values())
             return
-        assigned = self.consumer.assignment()
         records = [r for tp in sorted(fetched) if tp in assigned for r in fetched[tp]]
         if not records:
             return
@@ -364,7 +370,7 @@ class ConsumeLoop:
     async def _on_revoked(self, revoked: frozenset[TopicPartition]) -> None:
         """Checkpoint before the partitions move; a failure stops the loop, never skipped."""
         self._generation += 1
-        if not revoked:
+        if not revoked or self._consumer is None:
             return
         async with self._lock:
             if self._failure is not None:
