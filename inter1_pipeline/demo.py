@@ -25,8 +25,9 @@ from clickhouse_connect.driver.client import Client
 
 from deploy.kafka_broker import LocalBroker
 from deploy.topics import ensure_topics
+from inter1_pipeline.kafka_address import with_bootstrap
 from runtime.errors import PipelineError
-from runtime.kafka import bootstrap_servers, make_admin, make_consumer, make_producer
+from runtime.kafka import make_admin, make_consumer, make_producer
 from runtime.redact import redact_url
 
 if TYPE_CHECKING:
@@ -73,24 +74,29 @@ async def run_demo(
     """Run the demo; raises :class:`DemoError` when any round trip does not match."""
     report = DemoReport()
     async with AsyncExitStack() as stack:
-        await _kafka(stack, say, report, keep_stack=keep_stack)
+        kafka = await _kafka(stack, say, report, keep_stack=keep_stack)
         url = clickhouse_url()
         report.clickhouse = redact_url(url)
         client = make_client(url)
         stack.callback(client.close)
         applied = migrate(client)
         say(f"clickhouse: {report.clickhouse} ({len(applied)} migration(s) applied)")
-        await _round_trip(stack, say, report, client, consume_timeout_s)
+        await _round_trip(stack, say, report, client, kafka=kafka, timeout_s=consume_timeout_s)
         if live:
             from inter1_pipeline.demo_session import produce_and_analyse
 
-            report.live = await produce_and_analyse(say, load(StackSettings).state_dir / "demo")
+            report.live = await produce_and_analyse(
+                say, load(StackSettings).state_dir / "demo", kafka=kafka
+            )
     return report
 
 
-async def _kafka(stack: AsyncExitStack, say: Say, report: DemoReport, *, keep_stack: bool) -> None:
+async def _kafka(
+    stack: AsyncExitStack, say: Say, report: DemoReport, *, keep_stack: bool
+) -> KafkaSettings:
     """Use the configured cluster or start the local broker; ensure the topics."""
-    if not load(KafkaSettings).bootstrap_servers:
+    kafka: KafkaSettings = load(KafkaSettings)
+    if not kafka.bootstrap_servers:
         broker = LocalBroker.from_settings(load(StackSettings))
         was_running = broker.status().running
         say(
@@ -98,24 +104,31 @@ async def _kafka(stack: AsyncExitStack, say: Say, report: DemoReport, *, keep_st
             if not was_running
             else "kafka: using the running local broker"
         )
-        await broker.start()
+        kafka = with_bootstrap(kafka, await broker.start())
         if not was_running and not keep_stack:
             stack.push_async_callback(broker.stop)
-    report.bootstrap = bootstrap_servers()
+    report.bootstrap = kafka.bootstrap_servers
     say(f"kafka: {report.bootstrap}")
-    admin = make_admin()
+    admin = make_admin(kafka)
     await admin.start()
     stack.push_async_callback(admin.close)
     for outcome in await ensure_topics(admin, load_topic_specs().values()):
         say(f"topics: {outcome.name} {outcome.action}")
+    return kafka
 
 
 async def _round_trip(
-    stack: AsyncExitStack, say: Say, report: DemoReport, client: Client, timeout_s: float
+    stack: AsyncExitStack,
+    say: Say,
+    report: DemoReport,
+    client: Client,
+    *,
+    kafka: KafkaSettings,
+    timeout_s: float,
 ) -> None:
     """Every example record: publish, consume, compare, land in ClickHouse once."""
     codec = get_codec()
-    producer = make_producer()
+    producer = make_producer(kafka)
     await producer.start()
     stack.push_async_callback(producer.stop)
     sent: dict[tuple[str, int, int], tuple[str, dict[str, Any]]] = {}
@@ -128,7 +141,7 @@ async def _round_trip(
         report.published[name] = report.published.get(name, 0) + 1
     say(f"published: {sum(report.published.values())} records ({_counts(report.published)})")
 
-    consumer = make_consumer(group_id="inter1-demo", consumer_timeout_ms=200)
+    consumer = make_consumer(group_id="inter1-demo", settings=kafka, consumer_timeout_ms=200)
     await consumer.start()
     stack.push_async_callback(consumer.stop)
     batches = await _consume(consumer, sent, timeout_s)

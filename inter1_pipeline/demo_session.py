@@ -15,18 +15,17 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from interhumanai import GoalDimension, IncludeFlag, InterhumanClient
 
+from chunks import ChunkAssembler, SessionEnded, VideoChunk, fragments_only
 from producers.app import ProduceOptions, produce
-from producers.fmp4 import fragments_only
 from producers.records import SessionMeta
 from producers.synthetic import MediaSpec, write_media
 from runtime.errors import PipelineError
 from runtime.kafka import make_consumer
-from runtime.settings import Inter1Settings, load
+from runtime.settings import Inter1Settings, KafkaSettings, load
 from runtime.topics import topic_name
 from schemas.codec import get_codec
 
@@ -53,7 +52,7 @@ class LiveReport:
 
 
 async def produce_and_analyse(
-    say: Say, work_dir: Path, *, clip_seconds: float = 12.0
+    say: Say, work_dir: Path, *, kafka: KafkaSettings, clip_seconds: float = 12.0
 ) -> LiveReport:
     """Produce a generated clip as one session, then analyse its chunks over Inter-1."""
     report = LiveReport(session_id=f"demo-{uuid.uuid4()}")
@@ -63,7 +62,7 @@ async def produce_and_analyse(
         write_media, clip, MediaSpec(duration_s=clip_seconds, width=320, height=240, gop=50)
     )
     topic = topic_name("chunks")
-    consumer = make_consumer(group_id=None)
+    consumer = make_consumer(group_id=None, settings=kafka)
     await consumer.start()
     try:
         start = await _end_offsets(consumer, topic)
@@ -73,6 +72,7 @@ async def produce_and_analyse(
                 session_id=report.session_id,
                 meta=SessionMeta(tenant="demo", app="make-demo", labels={"source": "demo"}),
                 progress=False,
+                kafka=kafka,
             )
         )
         outcome = result.results[0]
@@ -115,7 +115,8 @@ async def _read_session(
     consumer.assign(list(start))
     for tp, offset in start.items():
         consumer.seek(tp, offset)
-    parts: dict[int, dict[int, bytes]] = {}
+    assembler = ChunkAssembler()
+    chunks: list[bytes] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
     ended = False
@@ -128,13 +129,15 @@ async def _read_session(
                     continue
                 decoded = codec.decode(msg.value, topic=msg.topic)
                 report.records[decoded.name] += 1
-                datum: dict[str, Any] = decoded.datum
-                if decoded.name == "VideoChunk":
-                    parts.setdefault(datum["seq"], {})[datum["part_index"]] = datum["payload"]
-                elif decoded.name == "SessionEnded":
-                    report.media_seconds = float(datum["media_seconds"])
+                if decoded.name == VideoChunk.AVRO_NAME:
+                    whole = assembler.add(VideoChunk.from_avro(decoded.datum))
+                    if whole is not None:
+                        chunks.append(whole.payload)
+                elif decoded.name == SessionEnded.AVRO_NAME:
+                    report.media_seconds = SessionEnded.from_avro(decoded.datum).media_seconds
+                    assembler.end_session(report.session_id)
                     ended = True
-    return [b"".join(p[i] for i in sorted(p)) for _, p in sorted(parts.items())]
+    return chunks
 
 
 async def _analyse(chunks: list[bytes], report: LiveReport) -> None:

@@ -43,6 +43,8 @@ class ProduceOptions:
     max_in_flight: int = 32
     dry_run: bool = False
     progress: bool | None = None
+    kafka: KafkaSettings | None = None
+    """Kafka settings (None: from the environment; the CLI passes the local stack's)."""
 
 
 @dataclass
@@ -81,8 +83,10 @@ async def produce(
         else:
             from runtime.topics import topic_name
 
-            publisher = KafkaPublisher(topic_name("chunks"), max_in_flight=options.max_in_flight)
-    max_record = options.max_record_bytes or load(KafkaSettings).max_record_bytes
+            publisher = KafkaPublisher(
+                topic_name("chunks"), max_in_flight=options.max_in_flight, settings=options.kafka
+            )
+    max_record = options.max_record_bytes or (options.kafka or load(KafkaSettings)).max_record_bytes
     config = SessionConfig(
         reader=options.reader,
         max_record_bytes=max_record,

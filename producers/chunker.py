@@ -6,7 +6,7 @@ chunk's first keyframe (the last chunk: to the end of its last frame), so the ra
 a session tile its media time without gaps or overlaps. Audio packets go to the chunk
 whose range holds their start time; a closed chunk waits briefly for late-interleaved
 audio before it is emitted. A chunk bigger than the record limit is re-muxed with
-size-capped fragments and split into parts (see :func:`producers.fmp4.split_parts`).
+size-capped fragments and split into parts (see :func:`chunks.boxes.split_parts`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 import av
 
-from producers.fmp4 import mux_chunk, split_parts, top_level_boxes
+from chunks.boxes import split_parts, top_level_boxes
+from producers.fmp4 import mux_chunk
 from producers.reader import MediaPacket
 from runtime.logs import get_logger
 

@@ -1,14 +1,15 @@
-"""Datums of the chunk topic's records (SessionStarted, VideoChunk, SessionEnded).
+"""Build the chunk topic's records (SessionStarted, VideoChunk, SessionEnded) from a session.
 
-Plain dicts in the shape of the Avro schemas in ``schemas/avsc``; encoding is the codec's job.
+The records are the typed ones of :mod:`chunks.records` (``to_avro()`` gives the codec's
+datum); this module only maps a producer's source, media info and chunks onto them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
+from chunks.records import SessionEnded, SessionStarted, VideoChunk, video_chunk_parts
 from producers.chunker import Chunk
 from producers.probe import MediaInfo
 from producers.sources import SourceSpec
@@ -61,48 +62,41 @@ def session_started(
     chunk_target_duration_s: float,
     producer_id: str,
     started_at: datetime,
-) -> dict[str, Any]:
-    """The SessionStarted datum."""
-    return {
-        "session_id": session_id,
-        "source_url": spec.display,
-        "source_kind": spec.kind,
-        "live": spec.live,
-        "container": "mp4",
-        "mime_type": info.mime_type,
-        "video_codec": info.video_codec,
-        "audio_codec": info.audio_codec,
-        "width": info.width,
-        "height": info.height,
-        "frame_rate": info.frame_rate,
-        "transcoded": info.transcoded,
-        "chunk_target_duration_s": chunk_target_duration_s,
-        "tenant": meta.tenant,
-        "app": meta.app,
-        "labels": dict(meta.labels),
-        "producer_id": producer_id,
-        "started_at": started_at,
-    }
+) -> SessionStarted:
+    """The SessionStarted record."""
+    return SessionStarted(
+        session_id=session_id,
+        source_url=spec.display,
+        source_kind=spec.kind,
+        live=spec.live,
+        container="mp4",
+        mime_type=info.mime_type,
+        video_codec=info.video_codec,
+        audio_codec=info.audio_codec,
+        width=info.width,
+        height=info.height,
+        frame_rate=info.frame_rate,
+        transcoded=info.transcoded,
+        chunk_target_duration_s=chunk_target_duration_s,
+        tenant=meta.tenant,
+        app=meta.app,
+        labels=dict(meta.labels),
+        producer_id=producer_id,
+        started_at=started_at,
+    )
 
 
-def chunk_records(session_id: str, chunk: Chunk, produced_at: datetime) -> list[dict[str, Any]]:
-    """One VideoChunk datum per part of ``chunk`` (usually one)."""
-    count = len(chunk.parts)
-    return [
-        {
-            "session_id": session_id,
-            "seq": chunk.seq,
-            "media_start_s": chunk.media_start_s,
-            "media_duration_s": chunk.media_duration_s,
-            "part_index": index,
-            "part_count": count,
-            "keyframe_start": chunk.keyframe_start and index == 0,
-            "byte_size": len(part),
-            "payload": part,
-            "produced_at": produced_at,
-        }
-        for index, part in enumerate(chunk.parts)
-    ]
+def chunk_records(session_id: str, chunk: Chunk, produced_at: datetime) -> list[VideoChunk]:
+    """One VideoChunk record per part of ``chunk`` (usually one)."""
+    return video_chunk_parts(
+        session_id,
+        seq=chunk.seq,
+        media_start_s=chunk.media_start_s,
+        media_duration_s=chunk.media_duration_s,
+        keyframe_start=chunk.keyframe_start,
+        parts=chunk.parts,
+        produced_at=produced_at,
+    )
 
 
 def session_ended(
@@ -111,14 +105,14 @@ def session_ended(
     error: str | None,
     totals: SessionTotals,
     ended_at: datetime,
-) -> dict[str, Any]:
-    """The SessionEnded datum."""
-    return {
-        "session_id": session_id,
-        "reason": reason,
-        "error": error,
-        "chunks": totals.chunks,
-        "media_seconds": round(totals.media_seconds, 6),
-        "bytes": totals.bytes,
-        "ended_at": ended_at,
-    }
+) -> SessionEnded:
+    """The SessionEnded record."""
+    return SessionEnded(
+        session_id=session_id,
+        reason=reason,
+        error=error,
+        chunks=totals.chunks,
+        media_seconds=round(totals.media_seconds, 6),
+        bytes=totals.bytes,
+        ended_at=ended_at,
+    )

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError
 
+from chunks.records import ChunkTopicRecord
 from producers.chunker import Chunk, Chunker
 from producers.exceptions import (
     InternalProducerError,
@@ -181,7 +182,7 @@ class SessionRunner:
             stop_wait.cancel()
 
     async def _publish_started(self, info: MediaInfo) -> None:
-        datum = session_started(
+        record = session_started(
             self.session_id,
             self.spec,
             info,
@@ -190,7 +191,7 @@ class SessionRunner:
             producer_id=self._config.producer_id,
             started_at=utc_now(),
         )
-        await self._send("SessionStarted", datum)
+        await self._send(record)
         self._started = True
         if self._observer is not None:
             self._observer.started(self.session_id, self.spec.display, info)
@@ -287,8 +288,8 @@ class SessionRunner:
 
     async def _publish_chunk(self, chunk: Chunk) -> None:
         topic = self._publisher.topic
-        for datum in chunk_records(self.session_id, chunk, utc_now()):
-            value = self._encoder.encode("VideoChunk", datum, topic=topic)
+        for record in chunk_records(self.session_id, chunk, utc_now()):
+            value = self._encoder.encode(record.AVRO_NAME, record.to_avro(), topic=topic)
             self._pending.append(await self._publisher.send(self._key, value))
             while len(self._pending) > _DELIVERY_WINDOW:
                 await self._delivered(self._pending.popleft())
@@ -296,8 +297,9 @@ class SessionRunner:
         if self._observer is not None:
             self._observer.progress(self.session_id, chunk.media_start_s + chunk.media_duration_s)
 
-    async def _send(self, name: str, datum: dict[str, Any]) -> None:
-        value = self._encoder.encode(name, datum, topic=self._publisher.topic)
+    async def _send(self, record: ChunkTopicRecord) -> None:
+        topic = self._publisher.topic
+        value = self._encoder.encode(record.AVRO_NAME, record.to_avro(), topic=topic)
         self._pending.append(await self._publisher.send(self._key, value))
 
     async def _delivered(self, future: asyncio.Future[Any]) -> None:
@@ -328,9 +330,7 @@ class SessionRunner:
             else:
                 self._pending.clear()
             message = str(error) if error is not None else None
-            await self._send(
-                "SessionEnded", session_ended(self.session_id, reason, message, totals, utc_now())
-            )
+            await self._send(session_ended(self.session_id, reason, message, totals, utc_now()))
             await self._flush()
         except (ProducerError, KafkaError) as exc:
             if reason != "publish_error":

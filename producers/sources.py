@@ -26,7 +26,7 @@ from producers.exceptions import (
 from producers.relay import FfmpegRelay
 from runtime.redact import redact_url
 
-__all__ = ["SourceSpec", "open_source", "parse_source"]
+__all__ = ["SourceSpec", "open_source", "parse_source", "sniff_file_format"]
 
 _NETWORK_SCHEMES = {
     "rtsp": "rtsp",
@@ -116,8 +116,12 @@ def _check_file(spec: SourceSpec) -> None:
         raise EmptySourceError(spec.display, "empty file (0 bytes)")
 
 
-def sniff_container(head: bytes) -> str | None:
-    """Name the container family from a file's first bytes, or None when unrecognised."""
+def sniff_file_format(head: bytes) -> str | None:
+    """Name the container family from a source file's first bytes, or None when unrecognised.
+
+    Any file a source may be (also AVI, MPEG-TS, FLV, non-fragmented MP4); the container
+    of a chunk stream is :func:`chunks.containers.sniff_container`'s job.
+    """
     if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
         return "mp4"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
@@ -189,7 +193,7 @@ def classify_data_error(spec: SourceSpec, exc: Exception) -> SourceError:
     """Map an FFmpeg "invalid data" failure to not-media or truncated, by the file's magic."""
     if spec.is_file:
         with Path(spec.target).open("rb") as handle:
-            family = sniff_container(handle.read(512))
+            family = sniff_file_format(handle.read(512))
         if family is not None:
             return TruncatedMediaError(
                 spec.display, f"truncated or corrupt {family} data ({_reason(exc)})"

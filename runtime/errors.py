@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "CommitError",
     "ConfigError",
     "ExitCode",
+    "FlushError",
     "PipelineError",
     "ServiceUnavailableError",
 ]
@@ -52,3 +54,23 @@ class ServiceUnavailableError(PipelineError):
 
     retriable = True
     exit_code = ExitCode.UNAVAILABLE
+
+
+class FlushError(PipelineError):
+    """A consume loop's handler could not make its work durable; no offset was committed.
+
+    The loop stops: the records are redelivered to whoever owns their partitions next.
+    ``__cause__`` holds the handler's own error.
+    """
+
+    retriable = True
+
+
+class CommitError(PipelineError):
+    """Kafka refused an offset commit after the work was flushed (e.g. the group rebalanced).
+
+    The work is durable; its records are redelivered and must be absorbed downstream by
+    idempotent identity.
+    """
+
+    retriable = True

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from runtime.errors import ConfigError
-from runtime.settings import KafkaSettings, StackSettings, load
+from runtime.settings import KafkaSettings, load
 
 __all__ = [
     "bootstrap_servers",
@@ -26,20 +26,19 @@ __all__ = [
 
 
 def bootstrap_servers(settings: KafkaSettings | None = None) -> str:
-    """The configured bootstrap servers, or the running local stack's address."""
-    settings = settings or load(KafkaSettings)
-    if settings.bootstrap_servers:
-        return settings.bootstrap_servers
-    from deploy.kafka_broker import read_bootstrap
+    """The configured bootstrap servers (``KAFKA_BOOTSTRAP_SERVERS``); never a guess.
 
-    stack = load(StackSettings)
-    address: str | None = read_bootstrap(stack.state_dir)
-    if address is None:
+    Discovering the local development broker is the command line's job
+    (:func:`inter1_pipeline.kafka_address.kafka_settings`), so a production worker with a
+    missing setting fails at start instead of reaching for a broker on the same machine.
+    """
+    settings = settings or load(KafkaSettings)
+    if not settings.bootstrap_servers:
         raise ConfigError(
-            "KAFKA_BOOTSTRAP_SERVERS is not set and the local broker is not running: "
-            "start it with `inter1-pipeline stack up` or set KAFKA_BOOTSTRAP_SERVERS"
+            "KAFKA_BOOTSTRAP_SERVERS is not set: set it to the cluster's bootstrap servers "
+            "(host:port[,host:port...])"
         )
-    return address
+    return settings.bootstrap_servers
 
 
 def client_options(settings: KafkaSettings | None = None) -> dict[str, Any]:

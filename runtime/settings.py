@@ -43,7 +43,7 @@ class StackSettings(BaseSettings):
 
 
 class KafkaSettings(BaseSettings):
-    """How to reach Kafka. Empty bootstrap servers means: the local stack's broker."""
+    """How to reach Kafka. No bootstrap servers is an error (only the CLI finds a local stack)."""
 
     model_config = SettingsConfigDict(**_COMMON, env_prefix="KAFKA_")
 

@@ -30,19 +30,7 @@ from simulator.pipe import BytePipe
 from simulator.segments import SegmentSpans
 from simulator.shedding import DecodeShedder
 
-__all__ = ["MediaProgress", "MediaStream", "sniff_container"]
-
-_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
-_MP4_BOXES = (b"ftyp", b"styp", b"moov")
-
-
-def sniff_container(first_frame: bytes) -> str | None:
-    """PyAV format of a stream starting with ``first_frame``; None without an init header."""
-    if first_frame.startswith(_EBML_MAGIC):
-        return "matroska"
-    if len(first_frame) >= 8 and first_frame[4:8] in _MP4_BOXES:
-        return "mp4"
-    return None
+__all__ = ["MediaProgress", "MediaStream"]
 
 
 @dataclass

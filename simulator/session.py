@@ -13,12 +13,13 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from chunks.containers import sniff_container
 from runtime.logs import get_logger
 from simulator.analysis import analyse_window
 from simulator.config import KeyGrant, SimulatorConfig
 from simulator.exceptions import MalformedMediaError, NoUsableVideoError
 from simulator.faults import FaultPlan
-from simulator.media import MediaProgress, MediaStream, sniff_container
+from simulator.media import MediaProgress, MediaStream
 from simulator.options import ConfigRejected, apply_config
 from simulator.protocol import AUDIO_MODEL, ERRORS, envelope, error_data
 from simulator.tracker import EventTracker, SessionOptions

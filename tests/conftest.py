@@ -54,6 +54,7 @@ _register_helpers("kafka_helpers.py")
 _register_helpers("simulator/sim_helpers.py")
 _T = TypeVar("_T")
 _TEST_TOPIC_CONFIG = {"max.message.bytes": "9437184"}
+_SESSION_BROKER_STATE: list[Path] = []  # state dir of the broker ``kafka_bootstrap`` started
 
 
 def project_state_dir() -> Path:
@@ -113,6 +114,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     broker = LocalBroker(state, heap_mb=512, start_timeout_s=180)
     address = run_async(broker.start)
     pid = broker.status().pid
+    _SESSION_BROKER_STATE.append(state)
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = address
     load.cache_clear()
     try:
@@ -124,6 +126,17 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         # The suite's own promise: no broker process outlives it.
         assert pid is not None
         assert not pid_running(pid), f"the test broker (pid {pid}) is still running after stop"
+
+
+@pytest.fixture
+def kafka_stack_dir(kafka_bootstrap: str) -> Path:
+    """State directory of the local broker this session started (as ``stack up`` leaves it).
+
+    Skipped, with the reason shown, when ``KAFKA_BOOTSTRAP_SERVERS`` names an external cluster.
+    """
+    if not _SESSION_BROKER_STATE:
+        pytest.skip(f"KAFKA_BOOTSTRAP_SERVERS={kafka_bootstrap} is external: no local stack")
+    return _SESSION_BROKER_STATE[0]
 
 
 class TopicFactory(Protocol):

@@ -112,6 +112,7 @@ def produce(  # noqa: PLR0917 - click passes every option as a positional parame
     becomes one session on the chunk topic, keyed by its session id. Exits 0 only when
     every source was read to its end and published.
     """
+    from inter1_pipeline.kafka_address import kafka_settings
     from producers.app import ProduceOptions, exit_code
     from producers.app import produce as run_produce
     from producers.progress import summary_line
@@ -140,6 +141,7 @@ def produce(  # noqa: PLR0917 - click passes every option as a positional parame
         max_in_flight=max_in_flight,
         dry_run=dry_run,
         progress=progress,
+        kafka=None if dry_run else kafka_settings(),
     )
     report = asyncio.run(run_produce(options))
     for result in report.results:

@@ -8,8 +8,10 @@ import click
 from aiokafka.errors import KafkaError
 
 from deploy.topics import TopicOutcome, clamp_to_cluster, ensure_topics, topic_layouts
+from inter1_pipeline.kafka_address import kafka_settings
 from runtime.errors import ServiceUnavailableError
-from runtime.kafka import bootstrap_servers, make_admin
+from runtime.kafka import make_admin
+from runtime.settings import KafkaSettings
 from runtime.topics import load_topic_specs
 
 __all__ = ["topics"]
@@ -20,17 +22,20 @@ def topics() -> None:
     """The declared Kafka topics (deploy/topics.toml, names prefixed by $KAFKA_TOPIC_PREFIX)."""
 
 
-def _unavailable(exc: KafkaError) -> ServiceUnavailableError:
-    return ServiceUnavailableError(f"Kafka at {bootstrap_servers()} is not reachable: {exc!r}")
+def _unavailable(settings: KafkaSettings, exc: KafkaError) -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        f"Kafka at {settings.bootstrap_servers} is not reachable: {exc!r}"
+    )
 
 
 async def _ensure(apply: bool) -> list[TopicOutcome]:
-    admin = make_admin()
+    settings = kafka_settings()
+    admin = make_admin(settings)
     try:
         await admin.start()
         return await ensure_topics(admin, load_topic_specs().values(), apply=apply)
     except KafkaError as exc:
-        raise _unavailable(exc) from exc
+        raise _unavailable(settings, exc) from exc
     finally:
         await admin.close()
 
@@ -58,14 +63,15 @@ def ensure(dry_run: bool) -> None:
 
 
 async def _list() -> list[str]:
-    admin = make_admin()
+    settings = kafka_settings()
+    admin = make_admin(settings)
     try:
         await admin.start()
         brokers = len((await admin.describe_cluster())["brokers"])
         specs = list(load_topic_specs().values())
         layouts = await topic_layouts(admin, [spec.name for spec in specs])
     except KafkaError as exc:
-        raise _unavailable(exc) from exc
+        raise _unavailable(settings, exc) from exc
     finally:
         await admin.close()
     rows = []

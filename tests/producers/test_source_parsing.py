@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from producers.exceptions import UnsupportedSourceError
-from producers.sources import SourceSpec, parse_source, sniff_container
+from producers.sources import SourceSpec, parse_source, sniff_file_format
 
 
 @pytest.mark.parametrize(
@@ -69,5 +69,5 @@ def test_unknown_scheme() -> None:
         (b"hello world" * 40, None),
     ],
 )
-def test_sniff_container(head: bytes, family: str | None) -> None:
-    assert sniff_container(head) == family
+def test_sniff_file_format(head: bytes, family: str | None) -> None:
+    assert sniff_file_format(head) == family

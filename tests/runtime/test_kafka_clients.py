@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from kafka_helpers import consume_records
 
+from runtime.errors import ConfigError
 from runtime.kafka import bootstrap_servers, make_admin, make_consumer, make_producer
+from runtime.settings import load
 
 pytestmark = pytest.mark.kafka
 
@@ -112,3 +115,23 @@ async def test_keys_stay_on_one_partition(kafka_topic: Callable[..., str]) -> No
     finally:
         await producer.stop()
     assert {key: len(parts) for key, parts in partitions.items()} == dict.fromkeys(KEYS, 1)
+
+
+def test_unset_bootstrap_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    load.cache_clear()
+    try:
+        for make in (make_producer, make_admin):
+            with pytest.raises(ConfigError) as caught:
+                make()
+            assert str(caught.value) == (
+                "KAFKA_BOOTSTRAP_SERVERS is not set: set it to the cluster's bootstrap servers "
+                "(host:port[,host:port...])"
+            )
+        with pytest.raises(ConfigError):
+            make_consumer("topic", group_id="g")
+    finally:
+        load.cache_clear()

@@ -1,0 +1,61 @@
+"""The chunk protocol, without PyAV: typed chunk-topic records, part assembly, MP4 boxes.
+
+Producers build records with it, session workers read them with it, the simulator and
+the demo sniff and continue container streams with it. Import what you need from here
+or from the submodules (``chunks.records``, ``chunks.assembler``, ``chunks.boxes``,
+``chunks.containers``, ``chunks.exceptions``).
+"""
+
+from __future__ import annotations
+
+from chunks.assembler import AssembledChunk, ChunkAssembler
+from chunks.boxes import INIT_BOXES, fragments_only, split_parts, top_level_boxes
+from chunks.containers import Container, require_container, sniff_container
+from chunks.exceptions import (
+    ChunkError,
+    ChunkPartError,
+    ChunkRecordError,
+    DuplicatePartError,
+    InconsistentPartError,
+    MalformedBoxError,
+    MissingPartError,
+    OutOfOrderPartError,
+    UnknownChunkError,
+    UnknownContainerError,
+)
+from chunks.records import (
+    ChunkTopicRecord,
+    SessionEnded,
+    SessionStarted,
+    VideoChunk,
+    chunk_topic_record,
+    video_chunk_parts,
+)
+
+__all__ = [
+    "INIT_BOXES",
+    "AssembledChunk",
+    "ChunkAssembler",
+    "ChunkError",
+    "ChunkPartError",
+    "ChunkRecordError",
+    "ChunkTopicRecord",
+    "Container",
+    "DuplicatePartError",
+    "InconsistentPartError",
+    "MalformedBoxError",
+    "MissingPartError",
+    "OutOfOrderPartError",
+    "SessionEnded",
+    "SessionStarted",
+    "UnknownChunkError",
+    "UnknownContainerError",
+    "VideoChunk",
+    "chunk_topic_record",
+    "fragments_only",
+    "require_container",
+    "sniff_container",
+    "split_parts",
+    "top_level_boxes",
+    "video_chunk_parts",
+]
