@@ -20,10 +20,11 @@ from sim_helpers import (
     fixture_checksums,
 )
 
+from chunks.containers import sniff_container
 from simulator.clips import ClipSpec
 from simulator.config import DecodeDepth
 from simulator.features import FeatureBin
-from simulator.media import MediaProgress, MediaStream, sniff_container
+from simulator.media import MediaProgress, MediaStream
 
 
 def test_every_fixture_clip_matches_its_checksum() -> None:
