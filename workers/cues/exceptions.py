@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, PipelineError
 
-__all__ = ["RulesError"]
+__all__ = ["ForeignRecordError", "RulesError"]
 
 
 class RulesError(ConfigError):
@@ -12,3 +12,7 @@ class RulesError(ConfigError):
 
     Exits the ``cues`` command with code 78 (configuration).
     """
+
+
+class ForeignRecordError(PipelineError):
+    """A record on the events topic that is not an ``Inter1Event`` (goes to the dead letters)."""
