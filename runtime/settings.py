@@ -106,7 +106,7 @@ class CuesSettings(BaseSettings):
     model_config = SettingsConfigDict(**_COMMON, env_prefix="PIPELINE_CUES_")
 
     rules: Path | None = None
-    """Rules file (TOML); unset means the defaults shipped in ``workers/cues/default_rules.toml``."""
+    """Rules file (TOML); unset: the shipped ``workers/cues/default_rules.toml``."""
     app_id: str = Field(default="inter1-cues", min_length=1)
     """Faust app id: the consumer group and the prefix of the app's internal topics."""
     web_host: str = "127.0.0.1"
