@@ -17,6 +17,7 @@ from runtime.errors import ConfigError
 
 __all__ = [
     "ClickHouseSettings",
+    "CuesSettings",
     "Inter1Settings",
     "KafkaSettings",
     "LogSettings",
@@ -99,6 +100,25 @@ class Inter1Settings(BaseSettings):
         return value
 
 
+class CuesSettings(BaseSettings):
+    """The live-cues app (``inter1-pipeline cues``): rules, consumer group, web server."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="PIPELINE_CUES_")
+
+    rules: Path | None = None
+    """Rules file (TOML); unset: the shipped ``workers/cues/default_rules.toml``."""
+    app_id: str = Field(default="inter1-cues", min_length=1)
+    """Faust app id: the consumer group and the prefix of the app's internal topics."""
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    replication_factor: int = Field(default=3, ge=1)
+    """Replication of faust's internal and changelog topics, clamped to the broker count."""
+    session_timeout_s: float = Field(default=10.0, ge=6.0)
+    """Consumer-group session timeout: how long a crashed member holds its partitions."""
+    ended_retention_s: float = Field(default=300.0, ge=0.0)
+    """How long the web server still shows a session after its end (not kept across restarts)."""
+
+
 class LogSettings(BaseSettings):
     """Log level and format (``auto``: console on a terminal, JSON otherwise)."""
 
@@ -136,6 +156,7 @@ def validate_all() -> None:
         ClickHouseSettings,
         SchemaSettings,
         Inter1Settings,
+        CuesSettings,
         LogSettings,
     ):
         load(kind)

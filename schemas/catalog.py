@@ -39,6 +39,7 @@ RECORD_TOPICS: Mapping[str, str] = {
     "Inter1Event": "events",
     "UsageRecord": "usage",
     "DeadLetter": "dead_letter",
+    "Cue": "cues",
 }
 """Which declared topic (key of ``runtime.topics.topic_name``) carries each record."""
 

@@ -241,12 +241,29 @@ def example_records() -> list[tuple[str, dict[str, Any]]]:
         "failed_at": _T0 + timedelta(seconds=5),
         "headers": {"traceparent": b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
     }
+    cue = {
+        "cue_id": "5d41402abc4b2a76b9719d911017c592",
+        "session_id": sid,
+        "rule": "hesitation-burst",
+        "kind": "signal_count",
+        "severity": "warning",
+        "message": "3 hesitation/uncertainty signals within 30 s: slow down and check in",
+        "media_start_s": 6.0,
+        "media_end_s": 12.0,
+        "evidence_event_ids": [f"{sid}:0:000002", f"{sid}:0:000003", f"{sid}:0:000005"],
+        "trigger_event_id": f"{sid}:0:000005",
+        "event_timestamp": _T0 + timedelta(seconds=7.5),
+        "fired_at": _T0 + timedelta(seconds=7.6),
+        "tenant": "acme",
+        "app": "sales-coach",
+    }
     records: list[tuple[str, dict[str, Any]]] = [
         ("SessionStarted", started),
         ("VideoChunk", example_chunk(0, 4096)),
         ("SessionEnded", ended),
         ("UsageRecord", usage),
         ("DeadLetter", dead),
+        ("Cue", cue),
     ]
     records.extend(("Inter1Event", event) for event in example_inter1_events(sid))
     return records

@@ -76,6 +76,7 @@ async def test_ensure_creates_then_reports_unchanged(admin: AIOKafkaAdminClient)
         specs["usage"].name: (6, 1),
         specs["dead_letter"].name: (3, 1),
         specs["session_state"].name: (12, 1),
+        specs["cues"].name: (12, 1),
     }
     chunks = specs["chunks"].name
     assert await _configs(
@@ -164,6 +165,7 @@ def test_cli_ensure_twice(kafka_bootstrap: str) -> None:
         "usage": 6,
         "dead-letter": 3,
         "session-state": 12,
+        "cues": 12,
     }
 
     first = subprocess.run(
@@ -183,7 +185,7 @@ def test_cli_ensure_twice(kafka_bootstrap: str) -> None:
         [CLI, "topics", "list"], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert (listed.returncode, listed.stderr) == (0, "")
-    keys = ["chunks", "events", "usage", "dead_letter", "session_state"]
+    keys = ["chunks", "events", "usage", "dead_letter", "session_state", "cues"]
     assert listed.stdout == "".join(
         f"{key:<14} {prefix + 'inter1.' + name:<28} declared {count} x 1; "
         f"on cluster: {count} partitions, replication 1\n"

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-SUBCOMMANDS = ["demo", "migrate", "produce", "query", "schemas", "simulate", "stack", "topics"]
+SUBCOMMANDS = [
+    "cues",
+    "demo",
+    "migrate",
+    "produce",
+    "query",
+    "schemas",
+    "simulate",
+    "stack",
+    "topics",
+]
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -40,49 +40,50 @@ def test_demo_round_trips_every_schema_once(kafka_bootstrap: str, tmp_path: Path
     lines = first.stdout.splitlines()
     assert lines[0] == f"kafka: {kafka_bootstrap}"
     prefix = env["KAFKA_TOPIC_PREFIX"]
-    assert lines[1:6] == [
+    assert lines[1:7] == [
         f"topics: {prefix}inter1.video-chunks created",
         f"topics: {prefix}inter1.events created",
         f"topics: {prefix}inter1.usage created",
         f"topics: {prefix}inter1.dead-letter created",
         f"topics: {prefix}inter1.session-state created",
+        f"topics: {prefix}inter1.cues created",
     ]
-    assert lines[6] == f"clickhouse: chdb://{tmp_path}/clickhouse (1 migration(s) applied)"
-    assert lines[7] == (
-        "published: 19 records (DeadLetter 1, Inter1Event 14, SessionEnded 1, "
+    assert lines[7] == f"clickhouse: chdb://{tmp_path}/clickhouse (1 migration(s) applied)"
+    assert lines[8] == (
+        "published: 20 records (Cue 1, DeadLetter 1, Inter1Event 14, SessionEnded 1, "
         "SessionStarted 1, UsageRecord 1, VideoChunk 1)"
     )
-    assert lines[8] == "consumed: 19 records, every one decoded equal to what was sent"
+    assert lines[9] == "consumed: 20 records, every one decoded equal to what was sent"
     assert re.fullmatch(
         r"clickhouse: record_log holds each record once after \d+ retried batch insert\(s\): "
-        r"DeadLetter 1, Inter1Event 14, SessionEnded 1, SessionStarted 1, UsageRecord 1, "
+        r"Cue 1, DeadLetter 1, Inter1Event 14, SessionEnded 1, SessionStarted 1, UsageRecord 1, "
         r"VideoChunk 1",
-        lines[9],
+        lines[10],
     )
     session = re.fullmatch(
         r"produced: session (demo-[0-9a-f-]{36}): 6 chunks, 12.0 media s "
         r"\(SessionEnded 1, SessionStarted 1, VideoChunk 6\)",
-        lines[10],
+        lines[11],
     )
-    assert session is not None, lines[10]
+    assert session is not None, lines[11]
     # The simulator's analysis of the generated clip is deterministic.
     assert re.fullmatch(
         r"analysed by the local Inter-1 simulator at http://127.0.0.1:\d+: 23 events "
         r"\(conversation_quality.updated 3, engagement.updated 1, feedback.generated 3, "
         r"session.closing 1, session.ended 1, session.ready 1, session.updated 1, "
         r"signal.detected 3, signal.ended 3, signal.updated 6\)",
-        lines[11],
+        lines[12],
     )
     assert re.fullmatch(
-        r"demo: ok in [\d.]+s: 19 records published, 19 consumed, 19 rows in ClickHouse; "
+        r"demo: ok in [\d.]+s: 20 records published, 20 consumed, 20 rows in ClickHouse; "
         rf"session {session.group(1)}: 6 chunks, 23 Inter-1 events",
-        lines[12],
+        lines[13],
     )
 
     # Second run: topics and schema already there, the same records land once more each.
     second = run()
     assert second.returncode == 0, second.stderr
     again = second.stdout.splitlines()
-    assert again[1:6] == [line.replace(" created", " unchanged") for line in lines[1:6]]
-    assert again[6] == f"clickhouse: chdb://{tmp_path}/clickhouse (0 migration(s) applied)"
-    assert again[7:9] == lines[7:9]
+    assert again[1:7] == [line.replace(" created", " unchanged") for line in lines[1:7]]
+    assert again[7] == f"clickhouse: chdb://{tmp_path}/clickhouse (0 migration(s) applied)"
+    assert again[8:10] == lines[8:10]

@@ -200,8 +200,8 @@ def test_unknown_record_name(codec: Codec) -> None:
     with pytest.raises(UnknownRecordError) as info:
         codec.encode("Chunk", {})
     assert str(info.value) == (
-        "no record schema named 'Chunk'; known records: DeadLetter, Inter1Event, SessionEnded, "
-        "SessionStarted, UsageRecord, VideoChunk"
+        "no record schema named 'Chunk'; known records: Cue, DeadLetter, Inter1Event, "
+        "SessionEnded, SessionStarted, UsageRecord, VideoChunk"
     )
 
 

@@ -29,6 +29,7 @@ TOPICS = {
     "events": "inter1.events",
     "usage": "inter1.usage",
     "dead_letter": "inter1.dead-letter",
+    "cues": "inter1.cues",
 }
 
 
@@ -57,6 +58,7 @@ def test_subjects_follow_topic_record_name_strategy(
     for name, datum in example_records():
         confluent_codec.encode(name, datum, topic=_topic(name))
     assert sorted(registry_server.state.subjects) == [
+        "inter1.cues-ai.interhuman.pipeline.Cue",
         "inter1.dead-letter-ai.interhuman.pipeline.DeadLetter",
         "inter1.events-ai.interhuman.pipeline.Inter1Event",
         "inter1.usage-ai.interhuman.pipeline.UsageRecord",
@@ -65,7 +67,7 @@ def test_subjects_follow_topic_record_name_strategy(
         "inter1.video-chunks-ai.interhuman.pipeline.VideoChunk",
     ]
     # one registration per subject, no request for the 13 further events or any decode
-    assert len(registry_server.state.requests) == 6
+    assert len(registry_server.state.requests) == 7
     assert subject("t", "ai.x.Y") == "t-ai.x.Y"
 
 
@@ -121,7 +123,7 @@ def test_foreign_record_schema(confluent_codec: Codec, registry: RegistryClient)
         confluent_codec.decode(b"\x00" + schema_id.to_bytes(4, "big") + b"\x02")
     assert str(info.value) == (
         "schema id 1 is record shop.Order, which this pipeline does not read; known records: "
-        "DeadLetter, Inter1Event, SessionEnded, SessionStarted, UsageRecord, VideoChunk"
+        "Cue, DeadLetter, Inter1Event, SessionEnded, SessionStarted, UsageRecord, VideoChunk"
     )
 
 

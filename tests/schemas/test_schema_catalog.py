@@ -14,6 +14,7 @@ from schemas.lint import doc_problems
 
 def test_shipped_catalog(catalog: SchemaCatalog) -> None:
     assert catalog.names() == [
+        "Cue",
         "DeadLetter",
         "Inter1Event",
         "SessionEnded",
@@ -23,6 +24,7 @@ def test_shipped_catalog(catalog: SchemaCatalog) -> None:
     ]
     assert sorted(RECORD_TOPICS) == catalog.names()
     assert {n: catalog.current(n).version for n in catalog.names()} == {
+        "Cue": 1,
         "DeadLetter": 1,
         "Inter1Event": 1,
         "SessionEnded": 1,
@@ -33,7 +35,7 @@ def test_shipped_catalog(catalog: SchemaCatalog) -> None:
     for rv in catalog.all_versions():
         assert rv.schema["namespace"] == NAMESPACE
         assert catalog.by_fingerprint(rv.fingerprint) == rv
-    assert len({rv.fingerprint for rv in catalog.all_versions()}) == 8
+    assert len({rv.fingerprint for rv in catalog.all_versions()}) == 9
     assert catalog.name_of("ai.interhuman.pipeline.VideoChunk") == "VideoChunk"
     assert catalog.name_of("ai.interhuman.pipeline.inter1.SessionEnded") is None
 

@@ -124,13 +124,14 @@ def test_cli_check_passes(capsys: pytest.CaptureFixture[str], clean_settings: An
     assert main(["schemas", "check"]) is None
     out = capsys.readouterr().out
     assert out.splitlines() == [
+        "ok: Cue v1 only version",
         "ok: DeadLetter v1 only version",
         "ok: Inter1Event v1 only version",
         "ok: SessionEnded v1 only version",
         "ok: SessionStarted v2 reads v1",
         "ok: UsageRecord v1 only version",
         "ok: VideoChunk v2 reads v1",
-        "6 records, 8 versions: compatible (BACKWARD)",
+        "7 records, 9 versions: compatible (BACKWARD)",
     ]
 
 
@@ -201,4 +202,4 @@ def test_cli_list(capsys: pytest.CaptureFixture[str], catalog: SchemaCatalog) ->
     assert lines[0].split() == ["record", "versions", "current", "fingerprint", "topic"]
     fp = catalog.current("VideoChunk").fingerprint.hex()
     assert lines[-1].split() == ["VideoChunk", "v1,v2", "v2", fp, "chunks"]
-    assert len(lines) == 7
+    assert len(lines) == 8

@@ -1,0 +1,8 @@
+"""Make the cues test helpers (events, stream) importable by their module names."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
