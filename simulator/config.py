@@ -92,8 +92,9 @@ class LoadConfig:
     capacity: int = 200
 
 
-DecodeDepth = Literal["all", "keyframes", "none"]
-"""How much media the simulator decodes: every frame, keyframes only, or nothing."""
+DecodeDepth = Literal["all", "keyframes", "none", "boxes"]
+"""How much media the simulator decodes: every frame, keyframes only, nothing (demux only),
+or nothing and no demuxer either (``boxes``: container box headers read on the event loop)."""
 DECODE_DEPTHS: tuple[str, ...] = get_args(DecodeDepth)
 
 
@@ -106,7 +107,8 @@ class AnalysisConfig:
         video_gap_ms: a stretch without video packets longer than this is a video gap.
         decode: ``all`` frames (default), ``keyframes`` only (several times cheaper; motion
             is measured between keyframes) or ``none`` (demux only: features come from the
-            compressed packets, see the README).
+            compressed packets, see the README) or ``boxes`` (no demuxer either: the same
+            packet features from the container's box headers, parsed on the event loop).
         keyframes_only: older spelling of ``decode="keyframes"``.
     """
 
@@ -120,8 +122,8 @@ class AnalysisConfig:
     def __post_init__(self) -> None:
         if self.decode not in DECODE_DEPTHS:
             raise ConfigError(f"decode must be one of {', '.join(DECODE_DEPTHS)}: {self.decode!r}")
-        if self.keyframes_only and self.decode == "none":
-            raise ConfigError("keyframes_only contradicts decode='none'")
+        if self.keyframes_only and self.decode in ("none", "boxes"):
+            raise ConfigError(f"keyframes_only contradicts decode={self.decode!r}")
 
     @property
     def depth(self) -> DecodeDepth:

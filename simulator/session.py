@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from runtime.logs import get_logger
 from simulator.analysis import analyse_window
+from simulator.box_media import BoxMediaStream, open_media_stream
 from simulator.config import KeyGrant, SimulatorConfig
 from simulator.exceptions import MalformedMediaError, NoUsableVideoError
 from simulator.faults import FaultPlan
@@ -73,7 +74,7 @@ class StreamSession:
             emit=self._emit_window,
             drop=self._drop_window,
         )
-        self._media: MediaStream | None = None
+        self._media: MediaStream | BoxMediaStream | None = None
         self._progress: asyncio.Queue[MediaProgress] = asyncio.Queue()
         self._media_done = asyncio.Event()
         self._end: asyncio.Future[_End] | None = None
@@ -228,7 +229,7 @@ class StreamSession:
             def report(progress: MediaProgress) -> None:
                 loop.call_soon_threadsafe(self._progress.put_nowait, progress)
 
-            self._media = MediaStream(
+            self._media = open_media_stream(
                 container,
                 report,
                 require_video=self._options.model != AUDIO_MODEL,

@@ -90,11 +90,12 @@ __all__ = ["simulate"]
 )
 @click.option(
     "--decode",
-    type=click.Choice(["all", "keyframes", "none"]),
+    type=click.Choice(["all", "keyframes", "none", "boxes"]),
     default=None,
     help="Analysis depth: decode all frames (default), keyframes only (several times "
-    "cheaper, coarser motion), or none (demux only: features from packet sizes and "
-    "timestamps, cheapest; see simulator/README.md).",
+    "cheaper, coarser motion), none (demux only: features from packet sizes and "
+    "timestamps), or boxes (the same features from container box headers, no demuxer; "
+    "cheapest, for 1,000 sessions; see simulator/README.md).",
 )
 @click.option(
     "--keyframes-only",
