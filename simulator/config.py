@@ -84,12 +84,22 @@ class LoadConfig:
         max_lag_s: a window whose analysis would start more than this long after its
             media arrived is shed (the service does not queue behind live media).
         capacity: concurrent sessions; the next one gets ``ih1003`` and close 1013.
+        backend_capacity_s: model-seconds per second of one model backend shared by all
+            sessions, each window costing ``processing_ratio x window length``; None gives
+            each session a model of its own (``simulator/backend.py``).
+        backend_max_wait_s: a window that would wait longer for the shared backend is shed
+            (``backpressure``), sessions served more than average first.
+        backend_refuse_wait_s: past this backlog (seconds of wait) new sessions are refused
+            with ``ih1003`` and close 1013.
     """
 
     processing_ratio: float = 0.05
     queue_windows: int = 2
     max_lag_s: float = 8.0
     capacity: int = 200
+    backend_capacity_s: float | None = None
+    backend_max_wait_s: float = 4.0
+    backend_refuse_wait_s: float = 8.0
 
 
 DecodeDepth = Literal["all", "keyframes", "none", "boxes"]

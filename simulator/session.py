@@ -24,7 +24,7 @@ from simulator.options import ConfigRejected, apply_config
 from simulator.protocol import AUDIO_MODEL, ERRORS, envelope, error_data
 from simulator.tracker import EventTracker, SessionOptions
 from simulator.usage import SessionUsage, utc_now
-from simulator.windows import AnalysisQueue, Window, WindowPlanner
+from simulator.windows import AnalysisQueue, Reserve, Window, WindowPlanner
 
 __all__ = ["StreamSession"]
 
@@ -54,6 +54,7 @@ class StreamSession:
         usage: SessionUsage,
         grant: KeyGrant,
         faults: FaultPlan,
+        reserve: Reserve | None = None,
     ) -> None:
         self._ws = ws
         self._config = config
@@ -73,6 +74,7 @@ class StreamSession:
             max_lag_s=config.load.max_lag_s,
             emit=self._emit_window,
             drop=self._drop_window,
+            reserve=reserve,
         )
         self._media: MediaStream | BoxMediaStream | None = None
         self._progress: asyncio.Queue[MediaProgress] = asyncio.Queue()
