@@ -225,12 +225,12 @@ async def run_step(
     )
 
 
-async def _start_simulator(decode: str) -> tuple[asyncio.subprocess.Process, str]:
+async def _start_simulator(decode: str, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
     """``inter1-pipeline simulate --ratio 0.3 --decode DEPTH`` in its own process, and its URL."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from inter1_pipeline.cli import main; main()",
         "simulate", "--port", "0", "--ratio", "0.3", "--capacity", "10000",
-        "--decode", decode,
+        "--decode", decode, *extra,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"},
     )  # fmt: skip
@@ -339,6 +339,31 @@ async def _overload(clip: bytes, seconds: float, sessions: int) -> Step:
     return step
 
 
+async def _backend_overload(clip: bytes, seconds: float, sessions: int) -> None:
+    """``sessions`` against one shared backend of half their demand (``--decode boxes``)."""
+    capacity = sessions * 0.3 * 8 / 3 / 2  # each session offers 0.3 x 8 s every 3 s
+    args = ("--backend-capacity", f"{capacity:g}", "--backend-refuse-wait", "3600")
+    print(f"shared backend: {sessions} sessions, --backend-capacity {capacity:g} (2x overload)")
+    proc, url = await _start_simulator("boxes", *args)
+    try:
+        step = await run_step(url, proc.pid, clip, seconds, sessions, raw=True)
+    finally:
+        proc.terminate()
+        await proc.wait()
+    _print_step(step)
+    shed = step.shed_fractions
+    if not shed:
+        print("shared backend: no session reported usage")
+        return
+    partial = sum(1 for f in shed if 0.0 < f < 1.0)
+    print(
+        f"shared backend at 2x: media shed per session min {shed[0]:.0%} / median "
+        f"{statistics.median(shed):.0%} / max {shed[-1]:.0%}; {partial}/{len(shed)} sessions "
+        f"shed part of their media, {sum(1 for f in shed if f >= 1.0)} all of it, "
+        f"{sum(1 for f in shed if f == 0.0)} none; overall {step.dropped_ms / step.media_ms:.0%}"
+    )
+
+
 def _report(depth: str, best: Step | None, mbit: float, per_core: float) -> None:
     if best is None:
         print(f"result {depth}: no step ran without shedding")
@@ -390,6 +415,12 @@ async def main() -> None:
         help="measure this depth only (default: all four, then the overload step)",
     )
     parser.add_argument("--keyframes-only", action="store_true", help="alias of --decode keyframes")
+    parser.add_argument(
+        "--backend-sessions",
+        type=int,
+        default=128,
+        help="with boxes: sessions of the shared-backend step at 2x its capacity (0: skip)",
+    )
     args = parser.parse_args()
     bench_start = time.monotonic()
     depths = ["keyframes"] if args.keyframes_only else [args.decode] if args.decode else []
@@ -409,13 +440,16 @@ async def main() -> None:
     results: dict[str, Step | None] = {}
     for depth in depths:
         left = deadline - time.monotonic()
-        budget = min(_BUDGET_S[depth], left) if len(depths) > 1 else min(300.0, left)
+        budget = min(_BUDGET_S[depth], left) if len(depths) > 1 else min(240.0, left)
         results[depth] = await _sustained(depth, clip, args.seconds, args.max_sessions, budget)
         _report(depth, results[depth], mbit, per_core)
         best_all = results.get("all")
         if depth == "all" and best_all is not None and overload_clip:
             step = await _overload(overload_clip, args.overload_seconds, 2 * best_all.sessions)
             _report_overload(step, best_all.sessions)
+    if "boxes" in depths and args.backend_sessions:
+        long_clip = overload_clip or _clip(args.overload_seconds)
+        await _backend_overload(long_clip, args.overload_seconds, args.backend_sessions)
     print("summary: " + ", ".join(
         f"{d} {r.sessions if r else 0} sessions" for d, r in results.items()
     ))  # fmt: skip
