@@ -102,16 +102,27 @@ class LoadConfig:
         max_lag_s: a window whose analysis would start more than this long after its
             media arrived is shed (the service does not queue behind live media).
         capacity: concurrent sessions; the next one gets ``ih1003`` and close 1013.
+        backend_capacity_s: model-seconds per second of one model backend shared by all
+            sessions, each window costing ``processing_ratio x window length``; None gives
+            each session a model of its own (``simulator/backend.py``).
+        backend_max_wait_s: a window that would wait longer for the shared backend is shed
+            (``backpressure``), sessions served more than average first.
+        backend_refuse_wait_s: past this backlog (seconds of wait) new sessions are refused
+            with ``ih1003`` and close 1013.
     """
 
     processing_ratio: float = 0.05
     queue_windows: int = 2
     max_lag_s: float = 8.0
     capacity: int = 200
+    backend_capacity_s: float | None = None
+    backend_max_wait_s: float = 4.0
+    backend_refuse_wait_s: float = 8.0
 
 
-DecodeDepth = Literal["all", "keyframes", "none"]
-"""How much media the simulator decodes: every frame, keyframes only, or nothing."""
+DecodeDepth = Literal["all", "keyframes", "none", "boxes"]
+"""How much media the simulator decodes: every frame, keyframes only, nothing (demux only),
+or nothing and no demuxer either (``boxes``: container box headers read on the event loop)."""
 DECODE_DEPTHS: tuple[str, ...] = get_args(DecodeDepth)
 
 
@@ -124,7 +135,8 @@ class AnalysisConfig:
         video_gap_ms: a stretch without video packets longer than this is a video gap.
         decode: ``all`` frames (default), ``keyframes`` only (several times cheaper; motion
             is measured between keyframes) or ``none`` (demux only: features come from the
-            compressed packets, see the README).
+            compressed packets, see the README) or ``boxes`` (no demuxer either: the same
+            packet features from the container's box headers, parsed on the event loop).
         keyframes_only: older spelling of ``decode="keyframes"``.
     """
 
@@ -138,8 +150,8 @@ class AnalysisConfig:
     def __post_init__(self) -> None:
         if self.decode not in DECODE_DEPTHS:
             raise ConfigError(f"decode must be one of {', '.join(DECODE_DEPTHS)}: {self.decode!r}")
-        if self.keyframes_only and self.decode == "none":
-            raise ConfigError("keyframes_only contradicts decode='none'")
+        if self.keyframes_only and self.decode in ("none", "boxes"):
+            raise ConfigError(f"keyframes_only contradicts decode={self.decode!r}")
 
     @property
     def depth(self) -> DecodeDepth:

@@ -9,6 +9,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from types import TracebackType
 from typing import Any
@@ -17,12 +18,14 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from runtime.logs import get_logger
+from simulator.backend import ModelBackend
 from simulator.config import SimulatorConfig
 from simulator.exceptions import SimulatorNotStartedError
 from simulator.protocol import STREAM_MODELS, envelope, error_data
 from simulator.routes import StreamRequest, key_id, route_http
 from simulator.session import StreamSession
 from simulator.usage import SessionUsage, UsageLedger
+from simulator.windows import Reserve, Window
 
 __all__ = ["Simulator"]
 
@@ -38,6 +41,15 @@ class Simulator:
         self._server: Server | None = None
         self._requests: dict[ServerConnection, StreamRequest] = {}
         self._active = 0
+        load = self.config.load
+        self.backend: ModelBackend | None = None
+        """The shared model backend (``LoadConfig.backend_capacity_s``), if configured."""
+        if load.backend_capacity_s is not None:
+            self.backend = ModelBackend(
+                load.backend_capacity_s,
+                max_wait_s=load.backend_max_wait_s,
+                refuse_wait_s=load.backend_refuse_wait_s,
+            )
 
     @property
     def port(self) -> int:
@@ -142,6 +154,13 @@ class Simulator:
             log.info("session refused", code="ih1003", active=self._active)
             await self._refuse(ws, "ih1003")
             return
+        backend = self.backend
+        if backend is not None and not backend.accepts_sessions(time.monotonic()):
+            log.info(
+                "session refused", code="ih1003", backend_wait_s=backend.wait_s(time.monotonic())
+            )
+            await self._refuse(ws, "ih1003", "The model backend is saturated; retry later.")
+            return
         usage = SessionUsage(
             session_id=uuid.uuid4().hex,
             api_version=request.api_version,
@@ -154,8 +173,34 @@ class Simulator:
         log.info("session started", session_id=usage.session_id, faults=usage.faults)
         try:
             session = StreamSession(
-                ws, config=self.config, usage=usage, grant=request.grant, faults=request.faults
+                ws,
+                config=self.config,
+                usage=usage,
+                grant=request.grant,
+                faults=request.faults,
+                reserve=self._reserver(usage.session_id, request),
             )
             await session.run()
         finally:
             self._active -= 1
+            if self.backend is not None:
+                self.backend.leave(usage.session_id)
+
+    def _reserver(self, session_id: str, request: StreamRequest) -> Reserve | None:
+        """The session's access to the shared backend: windows cost ratio x window length."""
+        backend = self.backend
+        if backend is None:
+            return None
+        backend.join(session_id)
+        ratio = request.faults.processing_ratio
+        if ratio is None:
+            ratio = self.config.load.processing_ratio
+
+        def reserve(
+            window: Window, now: float, earliest: float, latest: float
+        ) -> tuple[float, float] | str:
+            cost = ratio * (window.end_ms - window.start_ms) / 1000.0
+            slot = backend.reserve(session_id, cost, now=now, earliest=earliest, latest=latest)
+            return slot if isinstance(slot, str) else (slot.start, slot.done)
+
+        return reserve

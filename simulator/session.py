@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from chunks.containers import sniff_container
 from runtime.logs import get_logger
 from simulator.analysis import analyse_window
+from simulator.box_media import BoxMediaStream, open_media_stream
 from simulator.config import KeyGrant, SimulatorConfig
 from simulator.exceptions import MalformedMediaError, NoUsableVideoError
 from simulator.faults import FaultPlan
@@ -24,7 +25,7 @@ from simulator.options import ConfigRejected, apply_config
 from simulator.protocol import AUDIO_MODEL, ERRORS, envelope, error_data
 from simulator.tracker import EventTracker, SessionOptions
 from simulator.usage import SessionUsage, utc_now
-from simulator.windows import AnalysisQueue, Window, WindowPlanner
+from simulator.windows import AnalysisQueue, Reserve, Window, WindowPlanner
 
 __all__ = ["StreamSession"]
 
@@ -71,6 +72,7 @@ class StreamSession:
         usage: SessionUsage,
         grant: KeyGrant,
         faults: FaultPlan,
+        reserve: Reserve | None = None,
     ) -> None:
         self._ws = ws
         self._config = config
@@ -90,8 +92,9 @@ class StreamSession:
             max_lag_s=config.load.max_lag_s,
             emit=self._emit_window,
             drop=self._drop_window,
+            reserve=reserve,
         )
-        self._media: MediaStream | None = None
+        self._media: MediaStream | BoxMediaStream | None = None
         self._progress: asyncio.Queue[MediaProgress] = asyncio.Queue()
         self._media_done = asyncio.Event()
         self._end: asyncio.Future[_End] | None = None
@@ -259,7 +262,7 @@ class StreamSession:
             def report(progress: MediaProgress) -> None:
                 loop.call_soon_threadsafe(self._progress.put_nowait, progress)
 
-            self._media = MediaStream(
+            self._media = open_media_stream(
                 container,
                 report,
                 require_video=self._options.model != AUDIO_MODEL,

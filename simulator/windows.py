@@ -116,6 +116,8 @@ class WindowPlanner:
 
 Emit = Callable[[Window], Awaitable[None]]
 Drop = Callable[[Window, str], Awaitable[None]]
+Reserve = Callable[[Window, float, float, float], "tuple[float, float] | str"]
+"""A shared model backend: (window, now, earliest, latest start) -> (start, done) or why shed."""
 
 
 class AnalysisQueue:
@@ -129,8 +131,16 @@ class AnalysisQueue:
     """
 
     def __init__(
-        self, *, ratio: float, queue_windows: int, max_lag_s: float, emit: Emit, drop: Drop
+        self,
+        *,
+        ratio: float,
+        queue_windows: int,
+        max_lag_s: float,
+        emit: Emit,
+        drop: Drop,
+        reserve: Reserve | None = None,
     ) -> None:
+        self._reserve = reserve
         self._ratio = ratio
         self._queue_windows = queue_windows
         self._max_lag_s = max_lag_s
@@ -163,10 +173,17 @@ class AnalysisQueue:
         if start > now and waiting >= self._queue_windows:
             await self._drop(window, "backpressure")
             return
-        if start - window.arrival > self._max_lag_s:
+        if self._reserve is not None:  # one backend for all sessions (simulator/backend.py)
+            slot = self._reserve(window, now, start, window.arrival + self._max_lag_s)
+            if isinstance(slot, str):
+                await self._drop(window, slot)
+                return
+            start, done = slot
+        elif start - window.arrival > self._max_lag_s:
             await self._drop(window, "lag")
             return
-        done = start + self._ratio * window.owned_ms / 1000.0
+        else:
+            done = start + self._ratio * window.owned_ms / 1000.0
         self._busy_until = done
         self._pending.append((start, done, window))
         self._idle.clear()

@@ -66,6 +66,32 @@ __all__ = ["simulate"]
     help="Concurrent sessions; the next gets ih1003 and close 1013.",
 )
 @click.option(
+    "--backend-capacity",
+    "backend_capacity_s",
+    default=None,
+    type=click.FloatRange(min=0.001),
+    help="One model backend shared by all sessions, in model-seconds per second (each "
+    "window costs ratio x 8 s); overload sheds windows fairly across sessions. Default: "
+    "a model per session.",
+)
+@click.option(
+    "--backend-max-wait",
+    "backend_max_wait_s",
+    default=4.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    help="Shed a window that would wait longer than this for the shared backend.",
+)
+@click.option(
+    "--backend-refuse-wait",
+    "backend_refuse_wait_s",
+    default=8.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    help="Refuse new sessions (ih1003, close 1013) while the shared backend's backlog "
+    "is longer than this.",
+)
+@click.option(
     "--idle-timeout",
     "idle_timeout_s",
     default=300.0,
@@ -90,11 +116,12 @@ __all__ = ["simulate"]
 )
 @click.option(
     "--decode",
-    type=click.Choice(["all", "keyframes", "none"]),
+    type=click.Choice(["all", "keyframes", "none", "boxes"]),
     default=None,
     help="Analysis depth: decode all frames (default), keyframes only (several times "
-    "cheaper, coarser motion), or none (demux only: features from packet sizes and "
-    "timestamps, cheapest; see simulator/README.md).",
+    "cheaper, coarser motion), none (demux only: features from packet sizes and "
+    "timestamps), or boxes (the same features from container box headers, no demuxer; "
+    "cheapest, for 1,000 sessions; see simulator/README.md).",
 )
 @click.option(
     "--keyframes-only",
@@ -119,6 +146,9 @@ def simulate(  # noqa: PLR0917 - click passes each option as a parameter
     queue_windows: int,
     max_lag_s: float,
     capacity: int,
+    backend_capacity_s: float | None,
+    backend_max_wait_s: float,
+    backend_refuse_wait_s: float,
     idle_timeout_s: float,
     max_duration_s: float,
     max_segment_bytes: int,
@@ -164,6 +194,9 @@ def simulate(  # noqa: PLR0917 - click passes each option as a parameter
             queue_windows=queue_windows,
             max_lag_s=max_lag_s,
             capacity=capacity,
+            backend_capacity_s=backend_capacity_s,
+            backend_max_wait_s=backend_max_wait_s,
+            backend_refuse_wait_s=backend_refuse_wait_s,
         ),
         analysis=AnalysisConfig(decode=cast(DecodeDepth, depth)),  # click.Choice checked it
     )

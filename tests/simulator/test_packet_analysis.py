@@ -212,7 +212,9 @@ def test_decode_depth_is_validated() -> None:
     assert AnalysisConfig().depth == "all"
     assert AnalysisConfig(keyframes_only=True).depth == "keyframes"
     assert AnalysisConfig(decode="none").depth == "none"
-    with pytest.raises(ConfigError, match=r"^decode must be one of all, keyframes, none: 'some'$"):
+    with pytest.raises(
+        ConfigError, match=r"^decode must be one of all, keyframes, none, boxes: 'some'$"
+    ):
         AnalysisConfig(decode="some")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^keyframes_only contradicts decode='none'$"):
         AnalysisConfig(decode="none", keyframes_only=True)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from interhumanai import InterhumanClient
 from sim_helpers import CLIP_A, compact, frames_of
 
@@ -81,9 +82,10 @@ async def test_cli_rejects_a_bad_fault_spec(tmp_path: Path) -> None:
     )
 
 
-async def test_cli_decode_none_analyses_from_packets(tmp_path: Path) -> None:
+@pytest.mark.parametrize("depth", ["none", "boxes"])
+async def test_cli_decode_none_or_boxes_analyses_from_packets(tmp_path: Path, depth: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *_CLI, "simulate", "--port", "0", "--ratio", "0", "--decode", "none",
+        *_CLI, "simulate", "--port", "0", "--ratio", "0", "--decode", depth,
         stderr=asyncio.subprocess.PIPE, env=_ENV, cwd=tmp_path,
     )  # fmt: skip
     assert proc.stderr is not None
