@@ -38,7 +38,7 @@ class BoxMediaStream:
     """One session's media read from box headers: feed bytes in, progress reports out.
 
     Args:
-        container: ``mp4`` or ``matroska`` (from :func:`~simulator.media.sniff_container`).
+        container: ``mp4`` or ``matroska`` (from :func:`~chunks.containers.sniff_container`).
         report: called (on the event loop, from :meth:`feed` / :meth:`finish`) with each
             :class:`MediaProgress`.
         require_video: fail with ``NoUsableVideoError`` when there is no video track.

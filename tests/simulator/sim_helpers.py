@@ -53,6 +53,38 @@ ALL_OPTIONS: dict[str, Any] = {
 }
 
 
+CLIP_B_PACKET_EVENTS: list[tuple[Any, ...]] = [
+    ("session.ready",),
+    ("session.updated",),
+    ("signal.detected", "confusion", "medium", 0.0),
+    ("signal.detected", "hesitation", "medium", 0.0),
+    ("signal.detected", "uncertainty", "medium", 0.0),
+    ("engagement.updated", "neutral", 0.0),
+    ("conversation_quality.updated", 33.7, ((0.0, 8.0),)),
+    ("feedback.generated",),
+    ("signal.updated", "confusion", "low", 0.0),
+    ("signal.updated", "hesitation", "medium", 0.0),
+    ("signal.updated", "uncertainty", "medium", 0.0),
+    ("conversation_quality.updated", 33.9, ((3.0, 11.0),)),
+    ("feedback.generated",),
+    ("signal.updated", "confusion", "low", 0.0),
+    ("signal.updated", "hesitation", "medium", 0.0),
+    ("signal.updated", "uncertainty", "medium", 0.0),
+    ("conversation_quality.updated", 34.0, ((6.0, 14.0),)),
+    ("feedback.generated",),
+    ("signal.updated", "confusion", "low", 0.0),
+    ("signal.updated", "hesitation", "low", 0.0),
+    ("signal.updated", "uncertainty", "medium", 0.0),
+    ("conversation_quality.updated", 33.9, ((9.0, 14.2),)),
+    ("feedback.generated",),
+    ("signal.ended", "confusion", 14.2),
+    ("signal.ended", "hesitation", 14.2),
+    ("signal.ended", "uncertainty", 14.2),
+    ("session.ended", "client_shutdown"),
+]
+"""CLIP_B's compact events from packet features (``decode="none"`` and ``"boxes"``)."""
+
+
 def fixture_checksums() -> dict[str, str]:
     """``SHA256SUMS`` of the fixture clips: file name -> hex digest."""
     lines = (FIXTURE_DIR / "SHA256SUMS").read_text().splitlines()

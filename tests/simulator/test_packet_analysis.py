@@ -9,6 +9,7 @@ from sim_helpers import (
     ALL_OPTIONS,
     CLIP_A,
     CLIP_B,
+    CLIP_B_PACKET_EVENTS,
     CLIP_GAP,
     CLIP_NO_VIDEO,
     CLIP_WEBM,
@@ -29,36 +30,6 @@ from simulator.packet_features import (
     packet_level_cb,
 )
 
-CLIP_B_EVENTS: list[tuple[Any, ...]] = [
-    ("session.ready",),
-    ("session.updated",),
-    ("signal.detected", "confusion", "medium", 0.0),
-    ("signal.detected", "hesitation", "medium", 0.0),
-    ("signal.detected", "uncertainty", "medium", 0.0),
-    ("engagement.updated", "neutral", 0.0),
-    ("conversation_quality.updated", 33.7, ((0.0, 8.0),)),
-    ("feedback.generated",),
-    ("signal.updated", "confusion", "low", 0.0),
-    ("signal.updated", "hesitation", "medium", 0.0),
-    ("signal.updated", "uncertainty", "medium", 0.0),
-    ("conversation_quality.updated", 33.9, ((3.0, 11.0),)),
-    ("feedback.generated",),
-    ("signal.updated", "confusion", "low", 0.0),
-    ("signal.updated", "hesitation", "medium", 0.0),
-    ("signal.updated", "uncertainty", "medium", 0.0),
-    ("conversation_quality.updated", 34.0, ((6.0, 14.0),)),
-    ("feedback.generated",),
-    ("signal.updated", "confusion", "low", 0.0),
-    ("signal.updated", "hesitation", "low", 0.0),
-    ("signal.updated", "uncertainty", "medium", 0.0),
-    ("conversation_quality.updated", 33.9, ((9.0, 14.2),)),
-    ("feedback.generated",),
-    ("signal.ended", "confusion", 14.2),
-    ("signal.ended", "hesitation", 14.2),
-    ("signal.ended", "uncertainty", 14.2),
-    ("session.ended", "client_shutdown"),
-]
-
 
 @pytest.fixture
 async def packets(start_simulator: SimulatorFactory) -> Driver:
@@ -73,7 +44,7 @@ def _signals(run: Any) -> list[tuple[Any, ...]]:
 async def test_exact_event_sequence_of_a_clip_without_decoding(packets: Driver) -> None:
     run = await packets.run(frames_of(CLIP_B), configs=[ALL_OPTIONS])
 
-    assert without_closing(run) == CLIP_B_EVENTS
+    assert without_closing(run) == CLIP_B_PACKET_EVENTS
     assert run.close.code == 1000
     assert run.data("signal.detected")[0]["rationale"] == (
         "voice activity 32%, 4 pause(s), motion energy 0.48, level -40 dBFS, brightness change 0.33"
@@ -114,7 +85,9 @@ async def test_different_clips_give_different_events_without_decoding(packets: D
         ("signal.updated", "engagement", "medium", 0.0),
         ("signal.ended", "engagement", 14.2),
     ]
-    assert _signals(b) == [e for e in CLIP_B_EVENTS if e[0].startswith(("signal.", "engagement"))]
+    assert _signals(b) == [
+        e for e in CLIP_B_PACKET_EVENTS if e[0].startswith(("signal.", "engagement"))
+    ]
 
 
 async def test_video_gap_from_packet_timestamps_is_degraded(packets: Driver) -> None:
