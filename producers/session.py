@@ -16,8 +16,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiokafka.errors import KafkaError
-
 from producers.chunker import Chunk, Chunker
 from producers.exceptions import (
     InternalProducerError,
@@ -301,10 +299,7 @@ class SessionRunner:
         self._pending.append(await self._publisher.send(self._key, value))
 
     async def _delivered(self, future: asyncio.Future[Any]) -> None:
-        try:
-            await future
-        except KafkaError as exc:
-            raise PublishError(f"Kafka did not acknowledge a record: {exc}") from exc
+        await future  # a publisher fails it with PublishError
 
     async def _flush(self) -> None:
         while self._pending:
@@ -332,12 +327,10 @@ class SessionRunner:
                 "SessionEnded", session_ended(self.session_id, reason, message, totals, utc_now())
             )
             await self._flush()
-        except (ProducerError, KafkaError) as exc:
+        except ProducerError as exc:
             if reason != "publish_error":
                 self.result.reason = "publish_error"
-                self.result.error = (
-                    exc if isinstance(exc, ProducerError) else PublishError(str(exc))
-                )
+                self.result.error = exc
             log.error("session_end_not_published", error=str(exc))
             return
         log.info("session_ended", error=str(error) if error else None)
