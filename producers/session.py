@@ -10,7 +10,6 @@ cancellation), exactly one SessionEnded record follows.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from producers.exceptions import (
     PublishError,
     SourceError,
 )
+from producers.handoff import Handoff
 from producers.probe import MediaInfo
 from producers.publisher import Publisher
 from producers.reader import MediaReader, ReaderOptions
@@ -201,41 +201,41 @@ class SessionRunner:
 
     async def _stream(self, reader: MediaReader) -> tuple[str, PipelineError | None]:
         """Publish chunks until the source ends, fails, or a stop is requested."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
+        handoff: Handoff[tuple[str, Any]] = Handoff(
+            asyncio.get_running_loop(), _QUEUE_CHUNKS, self._thread_stop, poll_s=_PUT_POLL_S
+        )
         thread = threading.Thread(
             target=self._pump,
-            args=(reader, loop, queue),
+            args=(reader, handoff),
             name=f"demux-{self.session_id[:8]}",
             daemon=True,
         )
         thread.start()
         self._pumping = True
-        stop_wait = asyncio.ensure_future(self._stop.wait())
+        watcher = asyncio.ensure_future(self._interrupt_on_stop(handoff))
         try:
             while True:
-                get = asyncio.ensure_future(queue.get())
-                await asyncio.wait({get, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not get.done():
-                    get.cancel()
+                got = await handoff.get()
+                if got is None:  # a stop was requested while waiting
                     return "stopped", None
-                kind, item = get.result()
+                kind, item = got
                 if kind == "chunk":
+                    if self._stop.is_set():
+                        return "stopped", None
                     await self._publish_chunk(item)
                 elif kind == "error":
                     return "source_error", item
                 else:
                     return ("stopped", None) if self._stop.is_set() else ("completed", None)
         finally:
-            stop_wait.cancel()
+            watcher.cancel()
             self._thread_stop.set()
 
-    def _pump(
-        self,
-        reader: MediaReader,
-        loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[tuple[str, Any]],
-    ) -> None:
+    async def _interrupt_on_stop(self, handoff: Handoff[tuple[str, Any]]) -> None:
+        await self._stop.wait()
+        handoff.interrupt()
+
+    def _pump(self, reader: MediaReader, handoff: Handoff[tuple[str, Any]]) -> None:
         """Thread body: demux, chunk, hand each chunk to the loop (blocking while full)."""
         templates = [t for t in (reader.video_template, reader.audio_template) if t is not None]
         # The whole encoded record must fit the limit: payload + envelope + session id.
@@ -248,40 +248,19 @@ class SessionRunner:
         )
         try:
             for chunk in chunker.chunks(reader.packets()):
-                if not self._put(loop, queue, ("chunk", chunk)):
+                if not handoff.put(("chunk", chunk)):
                     return
-            self._put(loop, queue, ("done", None))
+            handoff.put(("done", None))
         except SourceError as exc:
-            self._put(loop, queue, ("error", exc))
+            handoff.put(("error", exc))
         except Exception as exc:  # a PyAV failure we did not classify: still end the session
             self._log.exception("demux_failed")
             error = SourceError(
                 self.spec.display, f"cannot process media ({type(exc).__name__}: {exc})"
             )
-            self._put(loop, queue, ("error", error))
+            handoff.put(("error", error))
         finally:
             reader.close()
-
-    def _put(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[tuple[str, Any]],
-        item: tuple[str, Any],
-    ) -> bool:
-        try:
-            future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-        except RuntimeError:  # the loop is gone
-            return False
-        while True:
-            try:
-                future.result(timeout=_PUT_POLL_S)
-                return not self._thread_stop.is_set()
-            except concurrent.futures.TimeoutError:
-                if self._thread_stop.is_set():
-                    future.cancel()
-                    return False
-            except concurrent.futures.CancelledError:
-                return False
 
     async def _publish_chunk(self, chunk: Chunk) -> None:
         topic = self._publisher.topic
