@@ -242,10 +242,11 @@ class MediaReader:
                 if not copy_video:
                     yield from self._route(packet, state, wall_start)
                     continue
-                pts += video_shift
-                packet.pts = pts
-                dts = packet.dts
-                packet.dts = pts if dts is None else dts + video_shift
+                if video_shift or packet.dts is None:
+                    pts += video_shift
+                    packet.pts = pts
+                    dts = packet.dts
+                    packet.dts = pts if dts is None else dts + video_shift
                 start = pts * video_tb
                 duration = packet.duration
                 end = start + (duration * video_tb if duration else frame_s)
@@ -257,10 +258,11 @@ class MediaReader:
             elif not copy_audio:
                 yield from self._audio(packet, state)
             elif pts * audio_tb + offset_s >= -_AUDIO_LEAD_S:  # else: before the first keyframe
-                pts += audio_shift
-                packet.pts = pts
-                dts = packet.dts
-                packet.dts = pts if dts is None else dts + audio_shift
+                if audio_shift or packet.dts is None:
+                    pts += audio_shift
+                    packet.pts = pts
+                    dts = packet.dts
+                    packet.dts = pts if dts is None else dts + audio_shift
                 start = pts * audio_tb
                 duration = packet.duration
                 end = start + duration * audio_tb if duration else start

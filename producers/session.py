@@ -46,7 +46,8 @@ __all__ = [
     "SessionRunner",
 ]
 
-_QUEUE_CHUNKS = 2
+_QUEUE_CHUNKS = 2  # handed-over batches waiting for the loop
+_FILE_BATCH_CHUNKS = 4  # chunks per loop wake-up when a file is read as fast as it goes
 _DELIVERY_WINDOW = 8
 _PUT_POLL_S = 0.25
 # The Avro envelope around a chunk payload (ids, times, framing) stays far below this.
@@ -201,8 +202,16 @@ class SessionRunner:
 
     async def _stream(self, reader: MediaReader) -> tuple[str, PipelineError | None]:
         """Publish chunks until the source ends, fails, or a stop is requested."""
+        # A file read as fast as it goes hands chunks over a few at a time (fewer thread
+        # wake-ups); live or paced media goes out chunk by chunk.
+        paced = self.spec.live or self._config.reader.realtime
+        batch = 1 if paced else _FILE_BATCH_CHUNKS
         handoff: Handoff[tuple[str, Any]] = Handoff(
-            asyncio.get_running_loop(), _QUEUE_CHUNKS, self._thread_stop, poll_s=_PUT_POLL_S
+            asyncio.get_running_loop(),
+            _QUEUE_CHUNKS * batch,
+            self._thread_stop,
+            batch=batch,
+            poll_s=_PUT_POLL_S,
         )
         thread = threading.Thread(
             target=self._pump,
@@ -250,15 +259,15 @@ class SessionRunner:
             for chunk in chunker.chunks(reader.packets()):
                 if not handoff.put(("chunk", chunk)):
                     return
-            handoff.put(("done", None))
+            handoff.put(("done", None), last=True)
         except SourceError as exc:
-            handoff.put(("error", exc))
+            handoff.put(("error", exc), last=True)
         except Exception as exc:  # a PyAV failure we did not classify: still end the session
             self._log.exception("demux_failed")
             error = SourceError(
                 self.spec.display, f"cannot process media ({type(exc).__name__}: {exc})"
             )
-            handoff.put(("error", error))
+            handoff.put(("error", error), last=True)
         finally:
             reader.close()
 

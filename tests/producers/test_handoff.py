@@ -46,3 +46,16 @@ async def test_interrupt_wakes_a_waiting_get() -> None:
     handoff.interrupt()
 
     assert await waiting is None
+
+
+async def test_a_batch_reaches_the_loop_when_full_or_on_the_last_item() -> None:
+    handoff: Handoff[int] = Handoff(asyncio.get_running_loop(), 4, threading.Event(), batch=2)
+    handoff.put(1)
+    await asyncio.sleep(0.01)
+    held = handoff._queue.qsize()  # one item: still in the worker's batch
+    handoff.put(2)
+    handoff.put(3, last=True)
+    got = [await handoff.get() for _ in range(3)]
+
+    assert held == 0
+    assert got == [1, 2, 3]
