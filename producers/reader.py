@@ -233,12 +233,12 @@ class MediaReader:
             audio_shift = state.shift(self._audio_in.index)
         pace = self.options.realtime
         for packet in demuxed:
-            if stop():
-                return
             pts = packet.pts
             if pts is None or packet.size == 0:
                 continue
             if packet.stream_index == video_index:
+                if stop():  # checked once per video frame
+                    return
                 if not copy_video:
                     yield from self._route(packet, state, wall_start)
                     continue
