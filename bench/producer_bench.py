@@ -14,7 +14,11 @@ The two contenders do the same job on the same file:
   segments (``frag_keyframe+empty_moov+default_base_moof``) into a tmpfs directory when
   ``/dev/shm`` exists (so neither side pays for a disk).
 
-Each round runs every (input, contender) pair once, alternating which contender goes
+A third, reference contender is the PyAV floor: a bare ``python -c`` that imports only PyAV,
+demuxes the file and muxes every packet into one in-memory fragmented MP4 (no chunk
+logic, records, settings or logging). No PyAV-based producer can use less CPU than it.
+
+Each round runs every (input, contender) pair once, rotating which contender goes
 first; figures are medians over the rounds. CPU is user+sys of the child (``os.wait4``),
 peak RSS its ``ru_maxrss``.
 
@@ -129,6 +133,30 @@ def ffmpeg_command(ffmpeg: str, source: Path, out: Path) -> list[str]:
     ]
 
 
+_FLOOR = """
+import io, sys, av
+with av.open(sys.argv[1]) as source:
+    streams = [*source.streams.video[:1], *source.streams.audio[:1]]
+    sink = io.BytesIO()
+    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+    with av.open(sink, "w", format="mp4", options=options) as out:
+        mapped = {s.index: out.add_stream_from_template(s, opaque=True) for s in streams}
+        for packet in source.demux(streams):
+            if packet.dts is None:
+                continue
+            packet.stream = mapped[packet.stream_index]
+            out.mux_one(packet)
+            if sink.tell() > 1 << 24:
+                sink.seek(0)
+                sink.truncate()
+"""
+
+
+def floor_command(source: Path) -> list[str]:
+    """The PyAV floor: demux ``source`` and mux every packet into one in-memory fMP4."""
+    return [sys.executable, "-c", _FLOOR, str(source)]
+
+
 def measure(command: list[str], scratch: Path) -> Run:
     """Run ``command`` to its end; its output goes to files in ``scratch``."""
     with open(scratch / "stdout", "w+b") as out, open(scratch / "stderr", "w+b") as err:
@@ -153,20 +181,22 @@ def _scratch_root() -> str | None:
 
 
 def race(ffmpeg: str, files: list[Input], rounds: int) -> dict[tuple[str, str], list[Run]]:
-    """``rounds`` rounds over every (input, contender), alternating who goes first."""
+    """``rounds`` rounds over every (input, contender), rotating who goes first."""
     runs: dict[tuple[str, str], list[Run]] = {}
+    contenders = ["ours", "ffmpeg", "floor"]
     for number in range(rounds):
         print(f"round {number + 1}/{rounds}...", file=sys.stderr, flush=True)
+        order = contenders[number % 3 :] + contenders[: number % 3]
         for item in files:
-            order = ("ours", "ffmpeg") if number % 2 == 0 else ("ffmpeg", "ours")
             for who in order:
                 with tempfile.TemporaryDirectory(dir=_scratch_root()) as tmp:
                     scratch = Path(tmp)
-                    command = (
-                        ours_command(item.path)
-                        if who == "ours"
-                        else ffmpeg_command(ffmpeg, item.path, scratch)
-                    )
+                    if who == "ours":
+                        command = ours_command(item.path)
+                    elif who == "ffmpeg":
+                        command = ffmpeg_command(ffmpeg, item.path, scratch)
+                    else:
+                        command = floor_command(item.path)
                     runs.setdefault((item.label, who), []).append(measure(command, scratch))
     return runs
 
@@ -180,41 +210,52 @@ def _median(runs: list[Run]) -> Run:
     )
 
 
+def _rate(media_s: float, cpu_s: float) -> str:
+    return f"{media_s / cpu_s:.0f}" if cpu_s > 0 else "n/a"
+
+
 def report(files: list[Input], runs: dict[tuple[str, str], list[Run]]) -> None:
     """Print the whole-process and the steady-state tables."""
     med = {key: _median(value) for key, value in runs.items()}
     print("\nwhole process, start-up included (medians; CPU = user+sys of the child)")
     print(
         f"{'input':15s} {'pieces ours/ff':>14s} | {'ours wall':>9s} {'CPU':>6s} {'RSS':>7s} | "
-        f"{'ffmpeg wall':>11s} {'CPU':>6s} {'RSS':>7s} | {'ffmpeg/ours CPU':>15s} {'wall':>5s}"
+        f"{'ffmpeg wall':>11s} {'CPU':>6s} {'RSS':>7s} | {'ffmpeg/ours CPU':>15s} {'wall':>5s} | "
+        f"{'PyAV floor CPU':>14s} {'ffmpeg/floor':>12s}"
     )
     for item in files:
-        ours, ff = med[item.label, "ours"], med[item.label, "ffmpeg"]
+        ours, ff, floor = (med[item.label, who] for who in ("ours", "ffmpeg", "floor"))
         print(
             f"{item.label:15s} {f'{ours.pieces}/{ff.pieces}':>14s} | "
             f"{ours.wall_s:8.3f}s {ours.cpu_s:5.3f}s {ours.rss_mib:4.0f} MiB | "
             f"{ff.wall_s:10.3f}s {ff.cpu_s:5.3f}s {ff.rss_mib:4.0f} MiB | "
-            f"{ff.cpu_s / ours.cpu_s:15.2f} {ff.wall_s / ours.wall_s:5.2f}"
+            f"{ff.cpu_s / ours.cpu_s:15.2f} {ff.wall_s / ours.wall_s:5.2f} | "
+            f"{floor.cpu_s:13.3f}s {ff.cpu_s / floor.cpu_s:12.2f}"
         )
     base = files[0]
     print(
         f"\nsteady state: media s per CPU s, start-up (each tool's run on the {base.label} "
-        "input) subtracted"
+        "input) subtracted; the short inputs' figures are dominated by noise"
     )
-    print(f"{'input':15s} | {'ours':>10s} | {'ffmpeg':>10s} | {'ours/ffmpeg':>11s}")
+    header = ("ours", "ffmpeg", "ours/ffmpeg", "PyAV floor")
+    print(f"{'input':15s} | " + " | ".join(f"{name:>11s}" for name in header))
     for item in files[1:]:
-        rates = []
-        for who in ("ours", "ffmpeg"):
-            cpu = med[item.label, who].cpu_s - med[base.label, who].cpu_s
-            rates.append((item.media_s - base.media_s) / cpu if cpu > 0 else float("inf"))
+        media_s = item.media_s - base.media_s
+        cpu = {
+            who: med[item.label, who].cpu_s - med[base.label, who].cpu_s
+            for who in ("ours", "ffmpeg", "floor")
+        }
+        ratio = f"{cpu['ffmpeg'] / cpu['ours']:.2f}" if min(cpu.values()) > 0 else "n/a"
         print(
-            f"{item.label:15s} | {rates[0]:10.0f} | {rates[1]:10.0f} | {rates[0] / rates[1]:11.2f}"
+            f"{item.label:15s} | {_rate(media_s, cpu['ours']):>11s} | "
+            f"{_rate(media_s, cpu['ffmpeg']):>11s} | {ratio:>11s} | "
+            f"{_rate(media_s, cpu['floor']):>11s}"
         )
-    ours, ff = med[base.label, "ours"], med[base.label, "ffmpeg"]
+    ours, ff, floor = (med[base.label, who] for who in ("ours", "ffmpeg", "floor"))
     print(
         f"start-up ({base.label} run): ours {ours.cpu_s * 1000:.0f} ms CPU, "
         f"{ours.wall_s * 1000:.0f} ms wall; ffmpeg {ff.cpu_s * 1000:.0f} ms CPU, "
-        f"{ff.wall_s * 1000:.0f} ms wall"
+        f"{ff.wall_s * 1000:.0f} ms wall; PyAV floor {floor.cpu_s * 1000:.0f} ms CPU"
     )
 
 
