@@ -1,40 +1,72 @@
-"""Producer remux throughput vs ``ffmpeg -c copy``, and peak memory on a one-hour input.
+"""Producer remux against ``ffmpeg -c copy -f segment``, whole process against whole process.
 
-Run: ``.venv/bin/python bench/producer_bench.py`` (installs Debian's ffmpeg with apt-get
-when it is missing). Inputs are generated once under ``$PIPELINE_STATE_DIR/bench``:
+Run: ``.venv/bin/python bench/producer_bench.py [--runs N]`` (installs Debian's ffmpeg with
+apt-get when it is missing). Inputs are generated once under ``$PIPELINE_STATE_DIR/bench``
+(never committed): a 1 s and a 60 s 320x240 H.264 + AAC file (GOP 2 s; the 1 s one GOP 1 s),
+a one-hour file made of the 60 s one (``ffmpeg -stream_loop``, stream copy) and a 60 s
+1280x720 30 fps file (~3 Mbit/s, GOP 2 s).
 
-* a 60 s 1280x720 30 fps H.264 + AAC file (PyAV, ~3 Mbit/s, GOP 2 s);
-* a 60 s 320x240 H.264 + AAC file and a one-hour file made of it (``ffmpeg -stream_loop``).
+The two contenders do the same job on the same file:
 
-Throughput: our chunker (demux + per-chunk fragmented-MP4 mux, each chunk written to a
-file) against ffmpeg writing fragmented-MP4 segments of the same file with stream copy
-(``-f segment``, ``-f hls -hls_segment_type fmp4``, one ``frag_keyframe`` file). Best of
-N runs each, in this process's run; ratio = ffmpeg time / our time (>= 1.0: as fast).
-Memory: ``ru_maxrss`` of ``inter1-pipeline produce --dry-run`` subprocesses on the
-one-minute and the one-hour input (flat means the ratio stays near 1.0).
+* ours: ``inter1-pipeline produce --dry-run --no-progress FILE`` (demux, keyframe-aligned
+  2 s fragmented-MP4 chunks, Avro chunk records; nothing published);
+* ffmpeg: ``ffmpeg -i FILE -c copy -f segment -segment_time 2`` writing fragmented-MP4
+  segments (``frag_keyframe+empty_moov+default_base_moof``) into a tmpfs directory when
+  ``/dev/shm`` exists (so neither side pays for a disk).
+
+A third, reference contender is the PyAV floor: a bare ``python -c`` that imports only PyAV,
+demuxes the file and muxes every packet into one in-memory fragmented MP4 (no chunk
+logic, records, settings or logging). No PyAV-based producer can use less CPU than it.
+
+Each round runs every (input, contender) pair once, rotating which contender goes
+first; figures are medians over the rounds. CPU is user+sys of the child (``os.wait4``),
+peak RSS its ``ru_maxrss``.
+
+Two views:
+
+1. whole process: start-up included, the figure a user sees; ratio = ffmpeg CPU / our CPU
+   (>= 1.0: we use no more CPU than ffmpeg for the job);
+2. steady state: media seconds per CPU second with each tool's start-up taken out, by
+   subtracting its run on the 1 s input (measured in the same rounds) from its run on
+   the long input; ratio = our rate / ffmpeg's rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+_FRAG = "frag_keyframe+empty_moov+default_base_moof"
+_CHUNKS = re.compile(r"(\d+) chunks")
 
-from producers.chunker import Chunker  # noqa: E402 - after the path setup above
-from producers.reader import MediaReader, ReaderOptions  # noqa: E402
-from producers.sources import parse_source  # noqa: E402
-from producers.synthetic import MediaSpec, write_media  # noqa: E402
+
+@dataclass(frozen=True)
+class Input:
+    """One benchmark input file and its media length."""
+
+    label: str
+    path: Path
+    media_s: float
+
+
+@dataclass(frozen=True)
+class Run:
+    """One child process: wall and CPU seconds, peak RSS in MiB, chunks/segments written."""
+
+    wall_s: float
+    cpu_s: float
+    rss_mib: float
+    pieces: int
 
 
 def ensure_ffmpeg() -> str:
@@ -52,213 +84,220 @@ def ensure_ffmpeg() -> str:
     return found
 
 
-def inputs(workdir: Path, ffmpeg: str) -> tuple[Path, Path, Path]:
-    """(60 s 720p, 60 s low-res, 1 h low-res), generated once."""
+def _generate(path: Path, spec: str) -> None:
+    """Write ``MediaSpec(<spec>)`` to ``path`` in a child process: this process stays small,
+    because a child's ``ru_maxrss`` starts from its parent's resident size at the fork."""
+    if path.exists():
+        return
+    print(f"generating {path.name}...", flush=True)
+    code = (
+        "import sys; from pathlib import Path; "
+        "from producers.synthetic import MediaSpec, write_media; "
+        f"write_media(Path(sys.argv[1]), MediaSpec({spec}))"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, cwd=ROOT)
+
+
+def inputs(workdir: Path, ffmpeg: str) -> list[Input]:
+    """The benchmark inputs, shortest first (the first one measures start-up)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    hd = workdir / "hd_60s.mp4"
-    if not hd.exists():
-        print("generating 60 s 1280x720 H.264+AAC input...", flush=True)
-        write_media(
-            hd,
-            MediaSpec(duration_s=60, width=1280, height=720, fps=30, gop=60, bit_rate=3_000_000),
-        )
-    low = workdir / "low_60s.mp4"
-    if not low.exists():
-        write_media(low, MediaSpec(duration_s=60, width=320, height=240, fps=25, gop=50))
+    tiny, low, hd = workdir / "low_1s.mp4", workdir / "low_60s.mp4", workdir / "hd_60s.mp4"
+    _generate(tiny, "duration_s=1, width=320, height=240, fps=25, gop=25")
+    _generate(low, "duration_s=60, width=320, height=240, fps=25, gop=50")
+    _generate(hd, "duration_s=60, width=1280, height=720, fps=30, gop=60, bit_rate=3_000_000")
     hour = workdir / "low_3600s.mp4"
     if not hour.exists():
         print("making a one-hour input (ffmpeg -stream_loop, stream copy)...", flush=True)
-        subprocess.run(
-            [
-                ffmpeg,
-                "-v",
-                "error",
-                "-y",
-                "-stream_loop",
-                "59",
-                "-i",
-                str(low),
-                "-c",
-                "copy",
-                str(hour),
-            ],
-            check=True,
+        loop = [ffmpeg, "-v", "error", "-y", "-stream_loop", "59", "-i", str(low)]
+        subprocess.run([*loop, "-c", "copy", str(hour)], check=True)
+    return [
+        Input("1 s 320x240", tiny, 1.0),
+        Input("60 s 320x240", low, 60.0),
+        Input("60 s 1280x720", hd, 60.0),
+        Input("1 h 320x240", hour, 3600.0),
+    ]
+
+
+def ours_command(source: Path) -> list[str]:
+    """The producer's whole job on ``source``, publishing nothing."""
+    cli = Path(sys.executable).parent / "inter1-pipeline"
+    return [str(cli), "produce", "--dry-run", "--no-progress", str(source)]
+
+
+def ffmpeg_command(ffmpeg: str, source: Path, out: Path) -> list[str]:
+    """ffmpeg's stream copy of ``source`` into 2 s fragmented-MP4 segment files in ``out``."""
+    return [
+        *(ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(source), "-c", "copy"),
+        *("-f", "segment", "-segment_time", "2", "-segment_format", "mp4"),
+        *("-segment_format_options", f"movflags={_FRAG}", str(out / "seg%05d.mp4")),
+    ]
+
+
+_FLOOR = """
+import io, sys, av
+with av.open(sys.argv[1]) as source:
+    streams = [*source.streams.video[:1], *source.streams.audio[:1]]
+    sink = io.BytesIO()
+    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+    with av.open(sink, "w", format="mp4", options=options) as out:
+        mapped = {s.index: out.add_stream_from_template(s, opaque=True) for s in streams}
+        for packet in source.demux(streams):
+            if packet.dts is None:
+                continue
+            packet.stream = mapped[packet.stream_index]
+            out.mux_one(packet)
+            if sink.tell() > 1 << 24:
+                sink.seek(0)
+                sink.truncate()
+"""
+
+
+def floor_command(source: Path) -> list[str]:
+    """The PyAV floor: demux ``source`` and mux every packet into one in-memory fMP4."""
+    return [sys.executable, "-c", _FLOOR, str(source)]
+
+
+def measure(command: list[str], scratch: Path) -> Run:
+    """Run ``command`` to its end; its output goes to files in ``scratch``."""
+    with open(scratch / "stdout", "w+b") as out, open(scratch / "stderr", "w+b") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            err.seek(0)
+            tail = err.read()[-2000:].decode(errors="replace")
+            raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{tail}")
+        out.seek(0)
+        found = _CHUNKS.search(out.read().decode(errors="replace"))
+    pieces = int(found.group(1)) if found else len(list(scratch.glob("seg*.mp4")))
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, pieces)
+
+
+def _scratch_root() -> str | None:
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+def race(ffmpeg: str, files: list[Input], rounds: int) -> dict[tuple[str, str], list[Run]]:
+    """``rounds`` rounds over every (input, contender), rotating who goes first."""
+    runs: dict[tuple[str, str], list[Run]] = {}
+    contenders = ["ours", "ffmpeg", "floor"]
+    for number in range(rounds):
+        print(f"round {number + 1}/{rounds}...", file=sys.stderr, flush=True)
+        order = contenders[number % 3 :] + contenders[: number % 3]
+        for item in files:
+            for who in order:
+                with tempfile.TemporaryDirectory(dir=_scratch_root()) as tmp:
+                    scratch = Path(tmp)
+                    if who == "ours":
+                        command = ours_command(item.path)
+                    elif who == "ffmpeg":
+                        command = ffmpeg_command(ffmpeg, item.path, scratch)
+                    else:
+                        command = floor_command(item.path)
+                    runs.setdefault((item.label, who), []).append(measure(command, scratch))
+    return runs
+
+
+def _median(runs: list[Run]) -> Run:
+    return Run(
+        statistics.median(r.wall_s for r in runs),
+        statistics.median(r.cpu_s for r in runs),
+        statistics.median(r.rss_mib for r in runs),
+        runs[0].pieces,
+    )
+
+
+def _rate(media_s: float, cpu_s: float) -> str:
+    return f"{media_s / cpu_s:.0f}" if cpu_s > 0 else "n/a"
+
+
+def report(files: list[Input], runs: dict[tuple[str, str], list[Run]]) -> None:
+    """Print the whole-process and the steady-state tables."""
+    med = {key: _median(value) for key, value in runs.items()}
+    print("\nwhole process, start-up included (medians; CPU = user+sys of the child)")
+    print(
+        f"{'input':15s} {'pieces ours/ff':>14s} | {'ours wall':>9s} {'CPU':>6s} {'RSS':>7s} | "
+        f"{'ffmpeg wall':>11s} {'CPU':>6s} {'RSS':>7s} | {'ffmpeg/ours CPU':>15s} {'wall':>5s} | "
+        f"{'PyAV floor CPU':>14s} {'ffmpeg/floor':>12s}"
+    )
+    for item in files:
+        ours, ff, floor = (med[item.label, who] for who in ("ours", "ffmpeg", "floor"))
+        print(
+            f"{item.label:15s} {f'{ours.pieces}/{ff.pieces}':>14s} | "
+            f"{ours.wall_s:8.3f}s {ours.cpu_s:5.3f}s {ours.rss_mib:4.0f} MiB | "
+            f"{ff.wall_s:10.3f}s {ff.cpu_s:5.3f}s {ff.rss_mib:4.0f} MiB | "
+            f"{ff.cpu_s / ours.cpu_s:15.2f} {ff.wall_s / ours.wall_s:5.2f} | "
+            f"{floor.cpu_s:13.3f}s {ff.cpu_s / floor.cpu_s:12.2f}"
         )
-    return hd, low, hour
+    base = files[0]
+    print(
+        f"\nsteady state: media s per CPU s, start-up (each tool's run on the {base.label} "
+        "input) subtracted; the short inputs' figures are dominated by noise"
+    )
+    header = ("ours", "ffmpeg", "ours/ffmpeg", "PyAV floor")
+    print(f"{'input':15s} | " + " | ".join(f"{name:>11s}" for name in header))
+    for item in files[1:]:
+        media_s = item.media_s - base.media_s
+        cpu = {
+            who: med[item.label, who].cpu_s - med[base.label, who].cpu_s
+            for who in ("ours", "ffmpeg", "floor")
+        }
+        ratio = f"{cpu['ffmpeg'] / cpu['ours']:.2f}" if min(cpu.values()) > 0 else "n/a"
+        print(
+            f"{item.label:15s} | {_rate(media_s, cpu['ours']):>11s} | "
+            f"{_rate(media_s, cpu['ffmpeg']):>11s} | {ratio:>11s} | "
+            f"{_rate(media_s, cpu['floor']):>11s}"
+        )
+    ours, ff, floor = (med[base.label, who] for who in ("ours", "ffmpeg", "floor"))
+    print(
+        f"start-up ({base.label} run): ours {ours.cpu_s * 1000:.0f} ms CPU, "
+        f"{ours.wall_s * 1000:.0f} ms wall; ffmpeg {ff.cpu_s * 1000:.0f} ms CPU, "
+        f"{ff.wall_s * 1000:.0f} ms wall; PyAV floor {floor.cpu_s * 1000:.0f} ms CPU"
+    )
 
 
-def our_remux(source: Path, out_dir: Path) -> int:
-    """Chunk ``source`` into 2 s fMP4 chunk files in ``out_dir``; returns the chunk count."""
-    reader = MediaReader(parse_source(str(source)), ReaderOptions(), threading.Event())
-    reader.open()
-    try:
-        templates = [t for t in (reader.video_template, reader.audio_template) if t is not None]
-        chunker = Chunker(templates, target_duration_s=2.0, max_part_bytes=8 << 20)
-        count = 0
-        for chunk in chunker.chunks(reader.packets()):
-            (out_dir / f"chunk{chunk.seq:05d}.mp4").write_bytes(b"".join(chunk.parts))
-            count += 1
-        return count
-    finally:
-        reader.close()
-
-
-def ffmpeg_commands(ffmpeg: str, source: Path, out: Path) -> dict[str, list[str]]:
-    base = [ffmpeg, "-v", "error", "-y", "-i", str(source), "-c", "copy"]
-    frag = "frag_keyframe+empty_moov+default_base_moof"
-    return {
-        "segment": [
-            *base,
-            "-f",
-            "segment",
-            "-segment_time",
-            "2",
-            "-segment_format",
-            "mp4",
-            "-segment_format_options",
-            f"movflags={frag}",
-            str(out / "seg%05d.mp4"),
-        ],
-        "hls-fmp4": [
-            *base,
-            "-f",
-            "hls",
-            "-hls_time",
-            "2",
-            "-hls_segment_type",
-            "fmp4",
-            "-hls_playlist_type",
-            "vod",
-            "-hls_segment_filename",
-            str(out / "hls%05d.m4s"),
-            str(out / "index.m3u8"),
-        ],
-        "frag-file": [*base, "-movflags", frag, "-f", "mp4", str(out / "frag.mp4")],
+def startup(rounds: int) -> None:
+    """Median CPU/wall of the command's help screens (the start-up that every command pays)."""
+    cli = str(Path(sys.executable).parent / "inter1-pipeline")
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "inter1-pipeline --help": [cli, "--help"],
+        "inter1-pipeline produce --help": [cli, "produce", "--help"],
     }
-
-
-def _timed_ours(source: Path, out: Path) -> tuple[float, float]:
-    """(wall s, CPU s) of one in-process remux."""
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    started = time.perf_counter()
-    our_remux(source, out)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def _timed_command(command: list[str]) -> tuple[float, float]:
-    """(wall s, CPU s) of one subprocess run."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed with {status}")
-    return wall, usage.ru_utime + usage.ru_stime
-
-
-def _ffmpeg_contender(
-    ffmpeg: str, source: Path, name: str
-) -> Callable[[Path], tuple[float, float]]:
-    def run(out: Path) -> tuple[float, float]:
-        return _timed_command(ffmpeg_commands(ffmpeg, source, out)[name])
-
-    return run
-
-
-def race(
-    runs: int, contenders: dict[str, Callable[[Path], tuple[float, float]]]
-) -> dict[str, tuple[float, float]]:
-    """Round-robin ``runs`` rounds (fair under a drifting machine load); best wall and CPU each."""
-    best: dict[str, tuple[float, float]] = {}
-    for _ in range(runs):
-        for name, contender in contenders.items():
-            with tempfile.TemporaryDirectory() as tmp:
-                wall, cpu = contender(Path(tmp))
-            old = best.get(name, (wall, cpu))
-            best[name] = (min(old[0], wall), min(old[1], cpu))
-    return best
-
-
-def peak_rss_mib(command: list[str]) -> tuple[float, float]:
-    """(peak RSS in MiB, wall seconds) of one subprocess run."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed with {status}")
-    return usage.ru_maxrss / 1024, wall
+    with tempfile.TemporaryDirectory(dir=_scratch_root()) as tmp:
+        timed = {
+            name: [measure(command, Path(tmp)) for _ in range(rounds)]
+            for name, command in commands.items()
+        }
+    for name, samples in timed.items():
+        m = _median(samples)
+        print(f"{name:31s} {m.cpu_s * 1000:4.0f} ms CPU, {m.wall_s * 1000:4.0f} ms wall")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per contender")
+    parser.add_argument("--runs", type=int, default=5, help="rounds (runs per contender/input)")
     parser.add_argument(
         "--workdir",
         type=Path,
         default=Path(os.environ.get("PIPELINE_STATE_DIR") or ROOT / ".stack") / "bench",
     )
-    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-hour", action="store_true", help="leave out the 1 h input")
     args = parser.parse_args()
     ffmpeg = ensure_ffmpeg()
+    files = inputs(args.workdir, ffmpeg)
+    if args.skip_hour:
+        files = files[:-1]
     version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, check=True)
-    hd, low, hour = inputs(args.workdir, ffmpeg)
     print(f"ffmpeg: {version.stdout.splitlines()[0]}")
-    print(f"input: {hd} ({hd.stat().st_size / 1048576:.1f} MiB, 60 s 1280x720 30 fps)")
-
-    chunks = our_remux(hd, Path(tempfile.mkdtemp()))  # warm-up (imports, page cache)
-    contenders: dict[str, Callable[[Path], tuple[float, float]]] = {
-        "ours": lambda out: _timed_ours(hd, out)
-    }
-    for name in ffmpeg_commands(ffmpeg, hd, Path("/")):
-        contenders[f"ffmpeg {name}"] = _ffmpeg_contender(ffmpeg, hd, name)
-    best = race(args.runs, contenders)
-    ours_wall, ours_cpu = best.pop("ours")
-    print(
-        f"ours (PyAV chunker, {chunks} fMP4 chunk files): {ours_wall * 1000:.0f} ms wall, "
-        f"{ours_cpu * 1000:.0f} ms CPU ({60 / ours_wall:.0f}× real time)"
-    )
-    for name, (wall, cpu) in best.items():
-        print(
-            f"{name:16s} -c copy: {wall * 1000:.0f} ms wall, {cpu * 1000:.0f} ms CPU -> "
-            f"ratio ffmpeg/ours: wall {wall / ours_wall:.2f}, CPU {cpu / ours_cpu:.2f}"
-        )
-    cli = [
-        str(Path(sys.executable).parent / "inter1-pipeline"),
-        "produce",
-        "--dry-run",
-        "--no-progress",
-    ]
-    rss_cli, wall_cli = peak_rss_mib([*cli, str(hd)])
-    print(
-        "whole CLI (startup + Avro records, no Kafka) on the 720p file: "
-        f"{wall_cli * 1000:.0f} ms, peak RSS {rss_cli:.0f} MiB"
-    )
-    if args.skip_memory:
-        return
-    minute, _ = peak_rss_mib([*cli, str(low)])
-    one_hour, wall = peak_rss_mib([*cli, str(hour)])
-    looped, _ = peak_rss_mib([*cli, "--loop", "60", str(low)])
-    with tempfile.TemporaryDirectory() as tmp:
-        ff_minute, _ = peak_rss_mib(ffmpeg_commands(ffmpeg, low, Path(tmp))["segment"])
-        ff_hour, _ = peak_rss_mib(ffmpeg_commands(ffmpeg, hour, Path(tmp))["segment"])
-    print(f"peak RSS, 1-minute 320x240 input:          {minute:.0f} MiB")
-    print(
-        f"peak RSS, 1-hour 320x240 input:            {one_hour:.0f} MiB "
-        f"(ratio {one_hour / minute:.2f}; the hour ingested in {wall:.1f} s, "
-        f"{3600 / wall:.0f}× real time)"
-    )
-    print(
-        f"peak RSS, 1-minute input --loop 60 (1 h):  {looped:.0f} MiB "
-        f"(ratio {looped / minute:.2f}; the 1-hour file's extra is its MP4 sample index, "
-        "read once at open)"
-    )
-    print(
-        f"ffmpeg -f segment peak RSS, 1 min vs 1 h:  {ff_minute:.0f} vs {ff_hour:.0f} MiB "
-        "(baseline; the ffmpeg binary's own footprint dominates)"
-    )
+    print(f"ffmpeg segments into: {_scratch_root() or tempfile.gettempdir()}")
+    print(f"rounds: {args.runs}, contenders alternating; {os.cpu_count()} CPUs, load shared")
+    runs = race(ffmpeg, files, args.runs)
+    report(files, runs)
+    startup(args.runs)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Root of the ``inter1-pipeline`` command.
 
 Subcommands are imported only when invoked, so ``--help`` stays fast and a command's
-heavy dependencies (PyAV, chDB) load only for the commands that need them.
+heavy dependencies (PyAV, chDB) load only for the commands that need them. Settings
+(pydantic) and logging (structlog) load only when a command runs, not for a help screen.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from typing import Any
 import click
 
 from runtime.errors import ExitCode, PipelineError
-from runtime.logs import configure_logging
-from runtime.settings import LogSettings, load, validate_all
 
 __all__ = ["main"]
 
@@ -33,6 +32,9 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+_SUBCOMMAND_ARGS = "inter1_pipeline.subcommand_args"
+
+
 class _LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
@@ -49,6 +51,13 @@ class _LazyGroup(click.Group):
             raise TypeError(f"{module_name}.{attr} is not a click command")
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[_SUBCOMMAND_ARGS] = rest  # read by the group callback, before they are parsed
+        return name, command, rest
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, _COMMANDS[name]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
@@ -63,9 +72,25 @@ def cli() -> None:
 
     Settings come from the environment (and a .env file); see the README for the list.
     """
+    ctx = click.get_current_context()
+    if _asks_for_help(ctx.meta.get(_SUBCOMMAND_ARGS, []), ctx.help_option_names):
+        return  # the subcommand prints its help and exits: nothing to configure
+    from runtime.logs import configure_logging
+    from runtime.settings import LogSettings, load, validate_all
+
     settings = load(LogSettings)
     configure_logging(settings.level, settings.format)
     validate_all()
+
+
+def _asks_for_help(args: list[str], help_names: list[str]) -> bool:
+    """Whether the subcommand's own arguments (before any ``--``) ask for its help."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg in help_names:
+            return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -74,7 +74,7 @@ class Chunker:
         self._target_s = target_duration_s
         self._max_part_bytes = max_part_bytes
         self._seq = 0
-        self._last_dts: dict[int, int] = {}
+        self._last_dts: list[int | None] = [None, None]
         self.open_gop = False
         self._current: _Open | None = None
         self._closed: _Open | None = None
@@ -83,13 +83,29 @@ class Chunker:
     def chunks(self, packets: Iterable[MediaPacket]) -> Iterator[Chunk]:
         """Consume ``packets`` and yield chunks as soon as each is complete."""
         self._current, self._closed, self._early = None, None, []
+        last_dts = self._last_dts  # per kind (video, audio); the MP4 muxer needs it to advance
         for media in packets:
-            if not self._monotonic(media):
+            dts = media.packet.dts  # a kind's packets share one time base for the session
+            if dts is None:
                 continue
             if media.kind == "video":
-                yield from self._on_video(media)
+                last = last_dts[0]
+                if last is not None and dts <= last:
+                    continue
+                last_dts[0] = dts
+                emitted = self._on_video(media)
             else:
-                yield from self._on_audio(media)
+                last = last_dts[1]
+                if last is not None and dts <= last:
+                    continue
+                last_dts[1] = dts
+                current = self._current
+                if self._closed is None and current is not None:  # the common case
+                    current.packets.append((1, media.packet))
+                    continue
+                emitted = self._on_audio(media)
+            if emitted:
+                yield from emitted
         if self._closed is not None:
             yield self._emit(self._closed)
         current = self._current
@@ -97,13 +113,15 @@ class Chunker:
             current.end_s = current.video_end_s
             yield self._emit(current)
 
-    def _on_video(self, media: MediaPacket) -> Iterator[Chunk]:
+    def _on_video(self, media: MediaPacket) -> tuple[Chunk, ...]:
+        """Add a video packet; returns the chunks it completes (usually none)."""
+        emitted: tuple[Chunk, ...] = ()
         current = self._current
         if current is None:
             current = self._current = _Open(media.pts_s, media.keyframe, packets=self._early)
         elif media.keyframe and media.pts_s - current.start_s >= self._target_s - _CUT_TOLERANCE_S:
             if self._closed is not None:
-                yield self._emit(self._closed)
+                emitted = (self._emit(self._closed),)
             current.end_s = media.pts_s
             self._closed, current = current, _Open(media.pts_s, True)
             self._current = current
@@ -119,33 +137,25 @@ class Chunker:
             assert closed.end_s is not None
             if not self._has_audio or media.pts_s - closed.end_s > _AUDIO_WAIT_S:
                 self._closed = None
-                yield self._emit(closed)
+                emitted = (*emitted, self._emit(closed))
+        return emitted
 
-    def _on_audio(self, media: MediaPacket) -> Iterator[Chunk]:
+    def _on_audio(self, media: MediaPacket) -> tuple[Chunk, ...]:
+        """Add an audio packet; returns the chunk it completes, if any."""
+        emitted: tuple[Chunk, ...] = ()
         closed = self._closed
         if closed is not None:
             assert closed.end_s is not None
             if media.pts_s < closed.end_s:
                 closed.packets.append((1, media.packet))
-                return
+                return emitted
             self._closed = None
-            yield self._emit(closed)
+            emitted = (self._emit(closed),)
         if self._current is not None:
             self._current.packets.append((1, media.packet))
         else:
             self._early.append((1, media.packet))  # audio before the first video packet
-
-    def _monotonic(self, media: MediaPacket) -> bool:
-        """Drop packets whose decode time does not advance (the MP4 muxer rejects them)."""
-        index = 0 if media.kind == "video" else 1
-        dts = media.packet.dts  # a kind's packets share one time base for the whole session
-        if dts is None:
-            return False
-        last = self._last_dts.get(index)
-        if last is not None and dts <= last:
-            return False
-        self._last_dts[index] = dts
-        return True
+        return emitted
 
     def _emit(self, chunk: _Open) -> Chunk:
         assert chunk.end_s is not None

@@ -2,8 +2,9 @@
 
 :class:`KafkaPublisher` wraps the project's idempotent ``acks=all`` producer;
 :class:`DryRunPublisher` acknowledges everything at once (``produce --dry-run``, benches).
-Both return a delivery future per record; :meth:`send` waits while too many are in flight,
-which pushes back on the demuxing thread through the session's bounded queue.
+Both return a delivery future per record (failing with :class:`PublishError`); :meth:`send`
+waits while too many are in flight, which pushes back on the demuxing thread through the
+session's bounded queue. aiokafka is imported only by a Kafka publisher that starts.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from aiokafka.errors import KafkaError
-
 from producers.exceptions import PublishError
-from runtime.kafka import make_producer
 from runtime.settings import KafkaSettings
 
 __all__ = ["DryRunPublisher", "KafkaPublisher", "Publisher"]
@@ -30,7 +28,8 @@ class Publisher(Protocol):
     async def stop(self) -> None: ...
 
     async def send(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
-        """Hand one record over; returns a future resolved when it is acknowledged."""
+        """Hand one record over; returns a future resolved when it is acknowledged (or
+        failed with :class:`PublishError`). Raises :class:`PublishError` when refused."""
         ...
 
 
@@ -63,6 +62,10 @@ class KafkaPublisher:
         """Connect (idempotent)."""
         if self._producer is not None:
             return
+        from aiokafka.errors import KafkaError
+
+        from runtime.kafka import make_producer
+
         producer = make_producer(self._settings)
         try:
             await producer.start()
@@ -89,6 +92,8 @@ class KafkaPublisher:
         """Queue one record, waiting while the in-flight budget is used up."""
         if self._producer is None or self._capacity is None:
             raise RuntimeError("KafkaPublisher.start() was not called")
+        from aiokafka.errors import KafkaError
+
         size = len(value)
         while not self._fits(size):
             self._capacity.clear()
@@ -105,8 +110,29 @@ class KafkaPublisher:
         except BaseException:
             self._release(size)
             raise
-        future.add_done_callback(lambda _: self._release(size))
-        return future
+        acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda done: self._acknowledged(done, acked, size))
+        return acked
+
+    def _acknowledged(
+        self, done: asyncio.Future[Any], acked: asyncio.Future[Any], size: int
+    ) -> None:
+        """Release the budget and pass the outcome on, a Kafka error as PublishError."""
+        from aiokafka.errors import KafkaError
+
+        self._release(size)
+        if acked.done():
+            return
+        if done.cancelled():
+            acked.cancel()
+        elif (exc := done.exception()) is None:
+            acked.set_result(done.result())
+        elif isinstance(exc, KafkaError):
+            error = PublishError(f"Kafka did not acknowledge a record: {exc}")
+            error.__cause__ = exc
+            acked.set_exception(error)
+        else:
+            acked.set_exception(exc)
 
     def _fits(self, size: int) -> bool:
         if self._in_flight == 0:

@@ -81,7 +81,7 @@ class _PlayState:
         return ticks
 
 
-@dataclass
+@dataclass(slots=True)
 class MediaPacket:
     """A packet ready to mux: ``packet`` times are session times in its own time base."""
 
@@ -187,12 +187,19 @@ class MediaReader:
             time_bases={s.index: float(s.time_base or 0) for s in streams},
         )
         try:
-            for packet in container.demux(streams):
+            demuxed = container.demux(streams)
+            for packet in demuxed:  # until the first video keyframe
                 if self._stop.is_set():
                     return state.video_end
                 if packet.pts is None or packet.size == 0:
                     continue
                 yield from self._route(packet, state, wall_start)
+                if state.origin is not None:
+                    break
+            if not self._stop.is_set():
+                yield from self._rest(demuxed, state, wall_start)
+            if self._stop.is_set():
+                return state.video_end
         except av.error.FFmpegError as exc:
             if self._disconnected(exc, state):
                 return state.video_end
@@ -203,6 +210,63 @@ class MediaReader:
             raise NoVideoStreamError(self.spec.display, "no decodable video frames")
         self._check_complete(container, state.origin, session_start_s, state.video_end)
         return state.video_end
+
+    def _rest(
+        self, demuxed: Iterator[av.Packet[Any]], state: _PlayState, wall_start: float
+    ) -> Iterator[MediaPacket]:
+        """The packets after the first video keyframe (the hot loop).
+
+        Stream-copied packets are rebased inline, with the same arithmetic as
+        :meth:`_video` and :meth:`_audio` (which transcoded streams still go through):
+        a nested generator per packet costs more than the rebasing itself.
+        """
+        stop = self._stop.is_set
+        video_index = state.video_index
+        copy_video, copy_audio = self._vt is None, self._at is None
+        frame_s = 1.0 / self._fps
+        offset_s = state.offset_s()
+        video_tb = state.time_bases[video_index]
+        video_shift = state.shift(video_index)
+        audio_tb, audio_shift = 0.0, 0
+        if self._audio_in is not None:
+            audio_tb = state.time_bases[self._audio_in.index]
+            audio_shift = state.shift(self._audio_in.index)
+        pace = self.options.realtime
+        for packet in demuxed:
+            pts = packet.pts
+            if pts is None or packet.size == 0:
+                continue
+            if packet.stream_index == video_index:
+                if stop():  # checked once per video frame
+                    return
+                if not copy_video:
+                    yield from self._route(packet, state, wall_start)
+                    continue
+                if video_shift or packet.dts is None:
+                    pts += video_shift
+                    packet.pts = pts
+                    dts = packet.dts
+                    packet.dts = pts if dts is None else dts + video_shift
+                start = pts * video_tb
+                duration = packet.duration
+                end = start + (duration * video_tb if duration else frame_s)
+                video_end = state.video_end or 0.0
+                state.video_end = end if end > video_end else video_end
+                if pace:
+                    self._pace(start, wall_start)
+                yield MediaPacket("video", packet, start, end, packet.is_keyframe)
+            elif not copy_audio:
+                yield from self._audio(packet, state)
+            elif pts * audio_tb + offset_s >= -_AUDIO_LEAD_S:  # else: before the first keyframe
+                if audio_shift or packet.dts is None:
+                    pts += audio_shift
+                    packet.pts = pts
+                    dts = packet.dts
+                    packet.dts = pts if dts is None else dts + audio_shift
+                start = pts * audio_tb
+                duration = packet.duration
+                end = start + duration * audio_tb if duration else start
+                yield MediaPacket("audio", packet, start, end, True)
 
     def _read_error(self, exc: av.error.FFmpegError) -> SourceError:
         """Classify a demux failure; a failed relay explains it best (e.g. a dropped stream)."""

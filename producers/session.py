@@ -10,13 +10,10 @@ cancellation), exactly one SessionEnded record follows.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-from aiokafka.errors import KafkaError
 
 from chunks.records import ChunkTopicRecord
 from producers.chunker import Chunk, Chunker
@@ -26,6 +23,7 @@ from producers.exceptions import (
     PublishError,
     SourceError,
 )
+from producers.handoff import Handoff
 from producers.probe import MediaInfo
 from producers.publisher import Publisher
 from producers.reader import MediaReader, ReaderOptions
@@ -49,7 +47,8 @@ __all__ = [
     "SessionRunner",
 ]
 
-_QUEUE_CHUNKS = 2
+_QUEUE_CHUNKS = 2  # handed-over batches waiting for the loop
+_FILE_BATCH_CHUNKS = 4  # chunks per loop wake-up when a file is read as fast as it goes
 _DELIVERY_WINDOW = 8
 _PUT_POLL_S = 0.25
 # The Avro envelope around a chunk payload (ids, times, framing) stays far below this.
@@ -204,41 +203,49 @@ class SessionRunner:
 
     async def _stream(self, reader: MediaReader) -> tuple[str, PipelineError | None]:
         """Publish chunks until the source ends, fails, or a stop is requested."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
+        # A file read as fast as it goes hands chunks over a few at a time (fewer thread
+        # wake-ups); live or paced media goes out chunk by chunk.
+        paced = self.spec.live or self._config.reader.realtime
+        batch = 1 if paced else _FILE_BATCH_CHUNKS
+        handoff: Handoff[tuple[str, Any]] = Handoff(
+            asyncio.get_running_loop(),
+            _QUEUE_CHUNKS * batch,
+            self._thread_stop,
+            batch=batch,
+            poll_s=_PUT_POLL_S,
+        )
         thread = threading.Thread(
             target=self._pump,
-            args=(reader, loop, queue),
+            args=(reader, handoff),
             name=f"demux-{self.session_id[:8]}",
             daemon=True,
         )
         thread.start()
         self._pumping = True
-        stop_wait = asyncio.ensure_future(self._stop.wait())
+        watcher = asyncio.ensure_future(self._interrupt_on_stop(handoff))
         try:
             while True:
-                get = asyncio.ensure_future(queue.get())
-                await asyncio.wait({get, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not get.done():
-                    get.cancel()
+                got = await handoff.get()
+                if got is None:  # a stop was requested while waiting
                     return "stopped", None
-                kind, item = get.result()
+                kind, item = got
                 if kind == "chunk":
+                    if self._stop.is_set():
+                        return "stopped", None
                     await self._publish_chunk(item)
                 elif kind == "error":
                     return "source_error", item
                 else:
                     return ("stopped", None) if self._stop.is_set() else ("completed", None)
         finally:
-            stop_wait.cancel()
+            watcher.cancel()
             self._thread_stop.set()
 
-    def _pump(
-        self,
-        reader: MediaReader,
-        loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[tuple[str, Any]],
-    ) -> None:
+    async def _interrupt_on_stop(self, handoff: Handoff[tuple[str, Any]]) -> None:
+        await self._stop.wait()
+        handoff.interrupt()
+
+    def _pump(self, reader: MediaReader, handoff: Handoff[tuple[str, Any]]) -> None:
         """Thread body: demux, chunk, hand each chunk to the loop (blocking while full)."""
         templates = [t for t in (reader.video_template, reader.audio_template) if t is not None]
         # The whole encoded record must fit the limit: payload + envelope + session id.
@@ -251,40 +258,19 @@ class SessionRunner:
         )
         try:
             for chunk in chunker.chunks(reader.packets()):
-                if not self._put(loop, queue, ("chunk", chunk)):
+                if not handoff.put(("chunk", chunk)):
                     return
-            self._put(loop, queue, ("done", None))
+            handoff.put(("done", None), last=True)
         except SourceError as exc:
-            self._put(loop, queue, ("error", exc))
+            handoff.put(("error", exc), last=True)
         except Exception as exc:  # a PyAV failure we did not classify: still end the session
             self._log.exception("demux_failed")
             error = SourceError(
                 self.spec.display, f"cannot process media ({type(exc).__name__}: {exc})"
             )
-            self._put(loop, queue, ("error", error))
+            handoff.put(("error", error), last=True)
         finally:
             reader.close()
-
-    def _put(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[tuple[str, Any]],
-        item: tuple[str, Any],
-    ) -> bool:
-        try:
-            future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-        except RuntimeError:  # the loop is gone
-            return False
-        while True:
-            try:
-                future.result(timeout=_PUT_POLL_S)
-                return not self._thread_stop.is_set()
-            except concurrent.futures.TimeoutError:
-                if self._thread_stop.is_set():
-                    future.cancel()
-                    return False
-            except concurrent.futures.CancelledError:
-                return False
 
     async def _publish_chunk(self, chunk: Chunk) -> None:
         topic = self._publisher.topic
@@ -303,10 +289,7 @@ class SessionRunner:
         self._pending.append(await self._publisher.send(self._key, value))
 
     async def _delivered(self, future: asyncio.Future[Any]) -> None:
-        try:
-            await future
-        except KafkaError as exc:
-            raise PublishError(f"Kafka did not acknowledge a record: {exc}") from exc
+        await future  # a publisher fails it with PublishError
 
     async def _flush(self) -> None:
         while self._pending:
@@ -332,12 +315,10 @@ class SessionRunner:
             message = str(error) if error is not None else None
             await self._send(session_ended(self.session_id, reason, message, totals, utc_now()))
             await self._flush()
-        except (ProducerError, KafkaError) as exc:
+        except ProducerError as exc:
             if reason != "publish_error":
                 self.result.reason = "publish_error"
-                self.result.error = (
-                    exc if isinstance(exc, ProducerError) else PublishError(str(exc))
-                )
+                self.result.error = exc
             log.error("session_end_not_published", error=str(exc))
             return
         log.info("session_ended", error=str(error) if error else None)

@@ -12,7 +12,6 @@ from collections.abc import MutableMapping
 from typing import Any, Literal, cast
 
 import structlog
-from tqdm import tqdm
 
 from runtime.redact import redact_text
 
@@ -37,8 +36,13 @@ class _StderrLogger:
     daemonizing code may swap after configuration)."""
 
     def msg(self, message: str) -> None:
-        # tqdm.write clears and redraws any progress bar on the terminal around the line.
-        tqdm.write(message, file=sys.stderr)
+        # With progress bars on screen, tqdm.write clears and redraws them around the line.
+        # Without, a plain write: tqdm.write's lock would import multiprocessing (~25 ms).
+        bars = sys.modules.get("tqdm")
+        if bars is not None and bars.tqdm._instances:
+            bars.tqdm.write(message, file=sys.stderr)
+        else:
+            sys.stderr.write(message + "\n")
 
     log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from io import BytesIO
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
@@ -44,8 +44,10 @@ from schemas.framing import (
     single_object_header,
     wrong_magic,
 )
-from schemas.registry_client import RegistryClient
 from schemas.validation import ENCODE_ERRORS, validation_error
+
+if TYPE_CHECKING:  # httpx loads only when a registry is configured
+    from schemas.registry_client import RegistryClient
 
 __all__ = ["Codec", "Decoded", "codec_from_settings", "decode", "encode", "get_codec", "subject"]
 
@@ -314,6 +316,8 @@ def codec_from_settings(
     settings = settings if settings is not None else load(SchemaSettings)
     if settings.url is None or not settings.url.get_secret_value():
         return Codec(catalog)
+    from schemas.registry_client import RegistryClient
+
     registry = RegistryClient(
         settings.url.get_secret_value(),
         username=settings.username,

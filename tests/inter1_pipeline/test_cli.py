@@ -86,3 +86,37 @@ def test_invalid_setting_fails_at_start_naming_the_variable(tmp_path: Path) -> N
     assert result.stderr.splitlines()[-1] == (
         "error: invalid setting(s): INTER1_API_VERSION: Input should be 'v1' or 'v2'"
     )
+
+
+_LOADED = (
+    "import sys; from inter1_pipeline.cli import main\n"
+    "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+    "heavy = ('pydantic', 'structlog', 'av', 'aiokafka', 'httpx', 'fastavro', 'multiprocessing')\n"
+    "print(' '.join(name for name in heavy if name in sys.modules))"
+)
+
+
+def _loaded(*args: str) -> list[str]:
+    """The heavy packages a command has imported by the time it returns."""
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADED, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1].split()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["produce", "--help"], ["produce", "x.mp4", "-h"]])
+def test_help_screens_load_no_settings_logging_or_media(args: list[str]) -> None:
+    assert _loaded(*args) == []
+
+
+def test_dry_run_produce_loads_no_kafka_or_registry_client(tmp_path: Path) -> None:
+    from producers.synthetic import MediaSpec, write_media
+
+    clip = write_media(tmp_path / "clip.mp4", MediaSpec(duration_s=1))
+    loaded = _loaded("produce", "--dry-run", "--no-progress", str(clip))
+    assert loaded == ["pydantic", "structlog", "av", "fastavro"]
