@@ -7,7 +7,6 @@ them to the ``runtime.kafka`` factories.
 
 from __future__ import annotations
 
-from deploy.kafka_broker import read_bootstrap
 from runtime.errors import ConfigError
 from runtime.settings import KafkaSettings, StackSettings, load
 
@@ -25,6 +24,8 @@ def kafka_settings() -> KafkaSettings:
     if settings.bootstrap_servers:
         return settings
     stack = load(StackSettings)
+    from deploy.kafka_broker import read_bootstrap  # loads aiokafka: only when needed
+
     address = read_bootstrap(stack.state_dir)
     if address is None:
         raise ConfigError(
