@@ -28,7 +28,10 @@ _COMMANDS: dict[str, str] = {
     "simulate": "Serve the local Inter-1 Stream API simulator.",
     "cues": "Turn the event stream into live cues and session state (faust).",
     "migrate": "Apply the ClickHouse DDL migrations.",
-    "query": "Run a SQL query against ClickHouse.",
+    "query": "Run a SQL query against ClickHouse (through a running sink if it holds the store).",
+    "sink": "Insert events, usage, cues and session records into ClickHouse exactly once.",
+    "reconcile": "Compare expected billable seconds with the vendor's usage.",
+    "report": "Render a session's HTML report with plots.",
     "demo": "Run the pipeline end to end on the embedded defaults.",
 }
 

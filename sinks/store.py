@@ -1,0 +1,110 @@
+"""The sink's handle on ClickHouse: one client, used from worker threads one call at a time.
+
+The embedded chDB engine lives in the sink's process, so the sink's own inserts, its
+summary statements and the read-only query endpoint (:mod:`sinks.query_server`) all go
+through this one object; a lock keeps their calls from interleaving on the client.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from sinks.exceptions import SchemaMismatchError, classify
+
+__all__ = ["READ_SETTINGS", "Store"]
+
+READ_SETTINGS: Mapping[str, Any] = {
+    "readonly": 1,
+    "output_format_json_quote_64bit_integers": 0,
+}
+"""Settings of every analyst read: read-only, JSON numbers as numbers."""
+
+
+class Store:
+    """A ClickHouse client shared by threads; every call maps driver errors to project errors."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Client:
+        """The underlying client (hold no reference across threads; prefer the methods)."""
+        return self._client
+
+    def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        *,
+        token: str | None = None,
+    ) -> None:
+        """Insert rows; ``token`` becomes ``insert_deduplication_token``."""
+        settings = {"insert_deduplication_token": token} if token else {}
+        try:
+            with self._lock:
+                self._client.insert(table, rows, column_names=list(columns), settings=settings)
+        except (ClickHouseError, OSError) as exc:
+            raise classify(exc, f"insert into {table} (token {token})") from exc
+        except (ValueError, TypeError) as exc:
+            # clickhouse-connect serialises rows client-side: a value that does not fit its
+            # column type fails here, before anything is sent. Find the column.
+            raise self._value_mismatch(table, rows, columns, exc) from exc
+
+    def command(self, sql: str, *, settings: Mapping[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing."""
+        try:
+            with self._lock:
+                self._client.command(sql, settings=dict(settings or {}))
+        except (ClickHouseError, OSError) as exc:
+            raise classify(exc, f"statement {sql[:80]!r}") from exc
+
+    def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Typed result rows of a query."""
+        try:
+            with self._lock:
+                result = self._client.query(sql, parameters=dict(parameters or {}))
+        except (ClickHouseError, OSError) as exc:
+            raise classify(exc, f"query {sql[:80]!r}") from exc
+        return [tuple(r) for r in result.result_rows]
+
+    def raw(self, sql: str, fmt: str, *, readonly: bool = True) -> bytes:
+        """A query's output in a ClickHouse format (``JSONEachRow``, ``CSVWithNames``...)."""
+        settings = dict(READ_SETTINGS) if readonly else {}
+        try:
+            with self._lock:
+                return bytes(self._client.raw_query(sql, fmt=fmt, settings=settings))
+        except (ClickHouseError, OSError) as exc:
+            raise classify(exc, "query") from exc
+
+    def columns(self, table: str) -> dict[str, str]:
+        """Column name -> type of a table in the current database (empty: no such table)."""
+        found = self.rows(
+            "SELECT name, type FROM system.columns "
+            "WHERE database = currentDatabase() AND table = {t:String}",
+            {"t": table},
+        )
+        return {str(name): str(kind) for name, kind in found}
+
+    def close(self) -> None:
+        """Close the client."""
+        with self._lock:
+            self._client.close()
+
+    @staticmethod
+    def _value_mismatch(
+        table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], exc: Exception
+    ) -> SchemaMismatchError:
+        for index, column in enumerate(columns):
+            kinds = {type(row[index]).__name__ for row in rows if row[index] is not None}
+            if len(kinds) > 1:
+                return SchemaMismatchError(
+                    f"table {table}, column {column}: values of mixed types {sorted(kinds)}: {exc}"
+                )
+        return SchemaMismatchError(f"table {table}: a value does not fit its column: {exc}")
