@@ -91,7 +91,7 @@ class QueryServer:
                         if fmt not in _FORMATS:
                             self._reply(400, f"unsupported format {fmt}\n".encode())
                             return
-                        self._reply(200, store.raw(body.decode("utf-8"), fmt))
+                        self._reply(200, store.raw(body.decode("utf-8"), fmt, readonly=True))
                     elif parts.path.startswith("/insert/"):
                         table = parts.path.removeprefix("/insert/")
                         if table not in WRITABLE_TABLES:

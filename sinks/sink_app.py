@@ -446,7 +446,10 @@ class SinkApp:
             return
         stack = AsyncExitStack()
         try:
-            store = Store(await run_blocking(make_client, self.url))
+            store = Store(
+                await run_blocking(make_client, self.url),
+                reader=await run_blocking(make_client, self.url),
+            )
             stack.callback(store.close)
             if self._migrate:
                 await run_blocking(migrate, store.client)

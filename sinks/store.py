@@ -16,21 +16,22 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks.exceptions import SchemaMismatchError, classify
 
-__all__ = ["READ_SETTINGS", "Store"]
+__all__ = ["FORMAT_SETTINGS", "READ_SETTINGS", "Store"]
 
-READ_SETTINGS: Mapping[str, Any] = {
-    "readonly": 1,
-    "output_format_json_quote_64bit_integers": 0,
-}
-"""Settings of every analyst read: read-only, JSON numbers as numbers."""
+FORMAT_SETTINGS: Mapping[str, Any] = {"output_format_json_quote_64bit_integers": 0}
+"""Settings of every formatted read: JSON numbers as numbers."""
+READ_SETTINGS: Mapping[str, Any] = {"readonly": 1, **FORMAT_SETTINGS}
+"""Settings of reads for others (the sink's endpoint): read-only as well."""
 
 
 class Store:
     """A ClickHouse client shared by threads; every call maps driver errors to project errors."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, reader: Client | None = None) -> None:
         self._client = client
+        self._reader = reader
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
 
     @property
     def client(self) -> Client:
@@ -74,12 +75,21 @@ class Store:
             raise classify(exc, f"query {sql[:80]!r}") from exc
         return [tuple(r) for r in result.result_rows]
 
-    def raw(self, sql: str, fmt: str, *, readonly: bool = True) -> bytes:
-        """A query's output in a ClickHouse format (``JSONEachRow``, ``CSVWithNames``...)."""
-        settings = dict(READ_SETTINGS) if readonly else {}
+    def raw(self, sql: str, fmt: str, *, readonly: bool = False) -> bytes:
+        """A query's output in a ClickHouse format (``JSONEachRow``, ``CSVWithNames``...).
+
+        ``readonly`` runs it on the separate reader connection with ``readonly=1`` (on the
+        embedded engine settings stick to a connection, so reads for others never share the
+        connection the sink writes with).
+        """
         try:
+            if readonly:
+                if self._reader is None:
+                    raise RuntimeError("this store has no read-only connection")
+                with self._read_lock:
+                    return bytes(self._reader.raw_query(sql, fmt=fmt, settings=dict(READ_SETTINGS)))
             with self._lock:
-                return bytes(self._client.raw_query(sql, fmt=fmt, settings=settings))
+                return bytes(self._client.raw_query(sql, fmt=fmt, settings=dict(FORMAT_SETTINGS)))
         except (ClickHouseError, OSError) as exc:
             raise classify(exc, "query") from exc
 
@@ -96,6 +106,9 @@ class Store:
         """Close the client."""
         with self._lock:
             self._client.close()
+        if self._reader is not None:
+            with self._read_lock:
+                self._reader.close()
 
     @staticmethod
     def _value_mismatch(

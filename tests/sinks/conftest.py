@@ -272,9 +272,7 @@ class Dataset:
 
 
 @pytest.fixture(scope="session")
-def sample_store(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Dataset]:
+def sample_store(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     """A clean sink run over the sample dataset: its store directory, stopped."""
     topics = create_topics(f"sinkdata-{uuid.uuid4().hex[:8]}.")
     publish_sample(topics)
@@ -290,3 +288,9 @@ def sample_store(
         if sink.proc.poll() is None:
             sink.kill9()
     return Dataset(store_dir, topics, group, dead_letters(topics, 1), rows)
+
+
+@pytest.fixture(scope="session")
+def sink_helpers() -> Any:
+    """This module's helpers for the tests (the suite imports test files by path)."""
+    return sys.modules[__name__]
