@@ -103,7 +103,7 @@ def _usage(
 
 
 def _session_a() -> list[tuple[str, str, dict[str, Any]]]:
-    sid, kw = SESSION_A, {"tenant": "acme", "app": "sales-coach"}
+    sid, tenant, app = SESSION_A, "acme", "sales-coach"
     started = {
         "session_id": sid,
         "source_url": "file:///data/call-a.mp4",
@@ -135,71 +135,193 @@ def _session_a() -> list[tuple[str, str, dict[str, Any]]]:
     }
     q1 = _scores(70.0, 60.0, 55.0, 80.0, 72.0, 50.0)
     q2 = _scores(75.0, 66.0, 58.0, 78.0, 76.0, 50.0)
-    events = [
-        ("session.ready", {
-            "session_idle_timeout_seconds": 300, "session_max_duration_seconds": 3600,
-            "max_segment_duration_seconds": None, "min_segment_size_bytes": 1024,
-            "max_segment_size_bytes": 33554432,
-            "supported_session_config_options": {
-                "include": ["conversation_quality_overall"], "goal_dimensions": None,
-                "model": None}}),
+    events: list[tuple[str, dict[str, Any]]] = [
+        (
+            "session.ready",
+            {
+                "session_idle_timeout_seconds": 300,
+                "session_max_duration_seconds": 3600,
+                "max_segment_duration_seconds": None,
+                "min_segment_size_bytes": 1024,
+                "max_segment_size_bytes": 33554432,
+                "supported_session_config_options": {
+                    "include": ["conversation_quality_overall"],
+                    "goal_dimensions": None,
+                    "model": None,
+                },
+            },
+        ),
         ("engagement.updated", {"state": "engaged", "start": 0.0}),
-        ("signal.detected", {"signal_type": "hesitation", "start": 3.0, "probability": "medium",
-                             "rationale": "Pauses before answering.", "modality": ["video"]}),
-        ("signal.updated", {"signal_type": "hesitation", "start": 3.0, "probability": "high",
-                            "rationale": "Repeated filled pauses.", "modality": ["video"]}),
-        ("conversation_quality.updated", {"overall": q1, "timeline": [
-            {"start": 0.0, "end": 8.0, "values": q1},
-            {"start": 3.0, "end": 11.0, "values": q2}]}),
+        (
+            "signal.detected",
+            {
+                "signal_type": "hesitation",
+                "start": 3.0,
+                "probability": "medium",
+                "rationale": "Pauses before answering.",
+                "modality": ["video"],
+            },
+        ),
+        (
+            "signal.updated",
+            {
+                "signal_type": "hesitation",
+                "start": 3.0,
+                "probability": "high",
+                "rationale": "Repeated filled pauses.",
+                "modality": ["video"],
+            },
+        ),
+        (
+            "conversation_quality.updated",
+            {
+                "overall": q1,
+                "timeline": [
+                    {"start": 0.0, "end": 8.0, "values": q1},
+                    {"start": 3.0, "end": 11.0, "values": q2},
+                ],
+            },
+        ),
         ("signal.ended", {"signal_type": "hesitation", "end": 9.0}),
         ("engagement.updated", {"state": "neutral", "start": 12.0}),
-        ("signal.detected", {"signal_type": "interest", "start": 15.0, "probability": "low",
-                             "rationale": None, "modality": ["video"]}),
+        (
+            "signal.detected",
+            {
+                "signal_type": "interest",
+                "start": 15.0,
+                "probability": "low",
+                "rationale": None,
+                "modality": ["video"],
+            },
+        ),
         ("coverage.dropped", {"ranges": [{"start": 18.0, "end": 21.0}]}),
         ("coverage.degraded", {"ranges": [{"start": 21.0, "end": 24.0}], "reason": "video_gap"}),
         ("engagement.updated", {"state": "engaged", "start": 24.0}),
         ("conversation_quality.updated", {"overall": q2, "timeline": None}),
         ("gaze.updated", {}),
         ("session.ended", {"reason": "client_shutdown"}),
-    ]  # fmt: skip
+    ]
     out: list[tuple[str, str, dict[str, Any]]] = [("chunks", "SessionStarted", started)]
     for seq, (kind, data) in enumerate(events):
-        event = _event(sid, seq, kind, data, **kw)
+        event = _event(sid, seq, kind, data, tenant=tenant, app=app)
         if kind == "gaze.updated":
             raw = '{"type":"gaze.updated","data":{"target":"camera"}}'
             event["payload"] = (UNKNOWN_EVENT, {"type": kind, "raw_json": raw})
         out.append(("events", "Inter1Event", event))
     out += [
-        ("usage", "UsageRecord", _usage(sid, 0.0, 18.0, reason="analysed", analysed=18.0, **kw)),
-        ("usage", "UsageRecord", _usage(sid, 18.0, 21.0, reason="backpressure", dropped=3.0, **kw)),
-        ("usage", "UsageRecord", _usage(sid, 21.0, 24.0, reason="video_gap", degraded=3.0, **kw)),
-        ("usage", "UsageRecord", _usage(sid, 24.0, 30.0, reason="analysed", analysed=6.0, **kw)),
-        ("cues", "Cue", {
-            "cue_id": "cue-a-1", "session_id": sid, "rule": "hesitation-burst",
-            "kind": "signal_count", "severity": "warning",
-            "message": "hesitation twice within 30 s", "media_start_s": 3.0,
-            "media_end_s": 3.0, "evidence_event_ids": [f"{sid}:0:000002", f"{sid}:0:000003"],
-            "trigger_event_id": f"{sid}:0:000003", "event_timestamp": T0 + timedelta(seconds=3),
-            "fired_at": T0 + timedelta(seconds=3.1), "tenant": "acme", "app": "sales-coach"}),
+        (
+            "usage",
+            "UsageRecord",
+            _usage(sid, 0.0, 18.0, reason="analysed", analysed=18.0, tenant=tenant, app=app),
+        ),
+        (
+            "usage",
+            "UsageRecord",
+            _usage(sid, 18.0, 21.0, reason="backpressure", dropped=3.0, tenant=tenant, app=app),
+        ),
+        (
+            "usage",
+            "UsageRecord",
+            _usage(sid, 21.0, 24.0, reason="video_gap", degraded=3.0, tenant=tenant, app=app),
+        ),
+        (
+            "usage",
+            "UsageRecord",
+            _usage(sid, 24.0, 30.0, reason="analysed", analysed=6.0, tenant=tenant, app=app),
+        ),
+        (
+            "cues",
+            "Cue",
+            {
+                "cue_id": "cue-a-1",
+                "session_id": sid,
+                "rule": "hesitation-burst",
+                "kind": "signal_count",
+                "severity": "warning",
+                "message": "hesitation twice within 30 s",
+                "media_start_s": 3.0,
+                "media_end_s": 3.0,
+                "evidence_event_ids": [f"{sid}:0:000002", f"{sid}:0:000003"],
+                "trigger_event_id": f"{sid}:0:000003",
+                "event_timestamp": T0 + timedelta(seconds=3),
+                "fired_at": T0 + timedelta(seconds=3.1),
+                "tenant": "acme",
+                "app": "sales-coach",
+            },
+        ),
         ("chunks", "SessionEnded", ended),
-    ]  # fmt: skip
+    ]
     return out
 
 
 def _session_b() -> list[tuple[str, str, dict[str, Any]]]:
-    sid, kw = SESSION_B, {"tenant": "globex", "app": "interview"}
+    sid, tenant, app = SESSION_B, "globex", "interview"
     return [
-        ("events", "Inter1Event", _event(sid, 0, "engagement.updated",
-                                         {"state": "disengaged", "start": 0.0}, **kw)),
-        ("events", "Inter1Event", _event(sid, 1, "signal.detected", {
-            "signal_type": "stress", "start": 3.0, "probability": "high", "rationale": None,
-            "modality": None}, **kw)),
-        ("events", "Inter1Event", _event(sid, 0, "signal.ended", {
-            "signal_type": "stress", "end": 3.0}, incarnation=1, media_offset_s=3.0, **kw)),
-        ("usage", "UsageRecord", _usage(sid, 0.0, 6.0, reason="analysed", analysed=6.0, **kw)),
-        ("usage", "UsageRecord", _usage(sid, 3.0, 6.0, reason="failover", reanalysed=3.0,
-                                        source="worker", incarnation=1, **kw)),
-    ]  # fmt: skip
+        (
+            "events",
+            "Inter1Event",
+            _event(
+                sid,
+                0,
+                "engagement.updated",
+                {"state": "disengaged", "start": 0.0},
+                tenant=tenant,
+                app=app,
+            ),
+        ),
+        (
+            "events",
+            "Inter1Event",
+            _event(
+                sid,
+                1,
+                "signal.detected",
+                {
+                    "signal_type": "stress",
+                    "start": 3.0,
+                    "probability": "high",
+                    "rationale": None,
+                    "modality": None,
+                },
+                tenant=tenant,
+                app=app,
+            ),
+        ),
+        (
+            "events",
+            "Inter1Event",
+            _event(
+                sid,
+                0,
+                "signal.ended",
+                {"signal_type": "stress", "end": 3.0},
+                incarnation=1,
+                media_offset_s=3.0,
+                tenant=tenant,
+                app=app,
+            ),
+        ),
+        (
+            "usage",
+            "UsageRecord",
+            _usage(sid, 0.0, 6.0, reason="analysed", analysed=6.0, tenant=tenant, app=app),
+        ),
+        (
+            "usage",
+            "UsageRecord",
+            _usage(
+                sid,
+                3.0,
+                6.0,
+                reason="failover",
+                reanalysed=3.0,
+                source="worker",
+                incarnation=1,
+                tenant=tenant,
+                app=app,
+            ),
+        ),
+    ]
 
 
 def sample_records() -> list[tuple[str, str, dict[str, Any]]]:
