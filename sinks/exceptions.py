@@ -58,8 +58,6 @@ class SchemaMismatchError(ClickHouseQueryError):
     Run ``inter1-pipeline migrate`` (or fix the cluster DDL) and restart the sink.
     """
 
-    exit_code = ExitCode.CONFIG
-
 
 class MigrationError(PipelineError):
     """A migration failed, or an applied migration's file was edited afterwards."""

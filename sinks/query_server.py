@@ -97,10 +97,9 @@ class QueryServer:
                         if table not in WRITABLE_TABLES:
                             self._reply(403, f"table {table} is not writable here\n".encode())
                             return
-                        rows = [json.loads(line) for line in body.splitlines() if line.strip()]
+                        rows = [line for line in body.splitlines() if line.strip()]
                         if rows:
-                            columns = list(rows[0])
-                            store.insert(table, [[r[c] for c in columns] for r in rows], columns)
+                            store.insert_json(table, b"\n".join(rows))
                         self._reply(200, f"{len(rows)}\n".encode())
                     else:
                         self._reply(404, b"not found\n")

@@ -58,6 +58,14 @@ class Store:
             # column type fails here, before anything is sent. Find the column.
             raise self._value_mismatch(table, rows, columns, exc) from exc
 
+    def insert_json(self, table: str, body: bytes) -> None:
+        """Insert ``JSONEachRow`` rows (values in ClickHouse's JSON text forms)."""
+        try:
+            with self._lock:
+                self._client.raw_insert(table, insert_block=body, fmt="JSONEachRow")
+        except (ClickHouseError, OSError) as exc:
+            raise classify(exc, f"insert into {table}") from exc
+
     def command(self, sql: str, *, settings: Mapping[str, Any] | None = None) -> None:
         """Run a statement that returns nothing."""
         try:

@@ -74,8 +74,7 @@ class DirectWarehouse(Warehouse):
 
     def insert_json(self, table: str, rows: list[dict[str, Any]]) -> None:
         if rows:
-            columns = list(rows[0])
-            self._store.insert(table, [[r[c] for c in columns] for r in rows], columns)
+            self._store.insert_json(table, "\n".join(json.dumps(r) for r in rows).encode())
 
     def close(self) -> None:
         self._store.close()

@@ -269,6 +269,21 @@ class Dataset:
     group: str
     dead_letters: list[dict[str, Any]]
     endpoint_rows: list[dict[str, Any]]
+    cli_results: list[subprocess.CompletedProcess[str]]
+    endpoint_url: str
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``inter1-pipeline ARGS`` as a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "inter1_pipeline", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -283,11 +298,21 @@ def sample_store(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory)
         wait_committed(group, topics)
         # while the sink holds the store, the analyst path goes through its endpoint
         rows = sink.query("SELECT count() AS n FROM events FINAL")
+        url = sink.endpoint()
+        sql = "SELECT tenant, billable_s FROM billing_daily ORDER BY tenant"
+        env = {**sink.env, "LOG_FORMAT": "json"}
+        cli = [run_cli("query", sql, "--format", fmt, env=env) for fmt in ("table", "csv", "json")]
+        cli.append(run_cli("query", "INSERT INTO cues (cue_id) VALUES ('x')", env=env))
+        vendor = store_dir.parent / "vendor.csv"
+        vendor.write_text("session_id,billed_seconds\nsess-a,27\nsess-b,9\n")
+        cli.append(run_cli("reconcile", "--vendor-usage", str(vendor), env=env))
+        report = store_dir.parent / "live-report.html"
+        cli.append(run_cli("report", "sess-a", "--output", str(report), env=env))
         assert sink.terminate() == 0, sink.tail()
     finally:
         if sink.proc.poll() is None:
             sink.kill9()
-    return Dataset(store_dir, topics, group, dead_letters(topics, 1), rows)
+    return Dataset(store_dir, topics, group, dead_letters(topics, 1), rows, cli, url)
 
 
 @pytest.fixture(scope="session")
