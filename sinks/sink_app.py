@@ -102,6 +102,10 @@ class SinkStats:
     insert_failures: int = 0
     summaries: int = 0
     rows_per_table: dict[str, int] = field(default_factory=dict)
+    prepare_s: float = 0.0  # time spent decoding and batching
+    insert_s: float = 0.0  # time spent in ClickHouse inserts
+    first_record_at: float | None = None  # time.monotonic() of the first record processed
+    last_insert_at: float | None = None  # time.monotonic() of the last batch acknowledged
 
 
 def sink_topics() -> list[str]:
@@ -146,6 +150,8 @@ class SinkHandler(BatchHandler):
         self._producer: Any = None
         self._batchers: dict[TopicPartition, PartitionBatcher] = {}
         self._ready: list[Batch] = []
+        self._inflight: asyncio.Future[None] | None = None
+        self._inflight_batches: list[Batch] = []
         self._dead_letters: list[asyncio.Future[Any]] = []
         self._to_summarise: set[str] = set()
         self._event_sessions: set[str] = set()
@@ -172,28 +178,42 @@ class SinkHandler(BatchHandler):
         dead = await run_blocking(self._prepare, records)
         for record, error in dead:
             await self._dead_letter(record, error)
-        if not self._ready or time.monotonic() < self._retry_at:
-            return self._pressure()
+        if self._inflight is not None and self._inflight.done():
+            await self._settle()
+        if self._inflight is None and self._ready and time.monotonic() >= self._retry_at:
+            # insert the closed batches in a worker thread while the next poll is decoded
+            batches, self._ready = self._ready, []
+            self._inflight_batches = batches
+            self._inflight = asyncio.ensure_future(run_blocking(self._insert_batches, batches))
+        return self._pressure()
+
+    async def _settle(self) -> None:
+        """Wait for the insert in flight; a retriable failure requeues what is left."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        left, self._inflight_batches = self._inflight_batches, []
         try:
-            await run_blocking(self._insert_ready)
+            await inflight
         except PipelineError as exc:
+            self._ready = left + self._ready
             if not exc.retriable:
                 raise
             self._failed(exc)
-        return self._pressure()
 
     async def flush(self) -> None:
         if self._dead_letters:
             await asyncio.gather(*self._dead_letters)
             self._dead_letters.clear()
+        deadline = time.monotonic() + self._settings.retry_timeout_s
+        await self._settle()
         for batcher in self._batchers.values():
             batch = batcher.cut()
             if batch is not None:
                 self._ready.append(batch)
-        deadline = time.monotonic() + self._settings.retry_timeout_s
         while True:
             try:
-                await run_blocking(self._insert_ready)
+                await run_blocking(self._insert_batches, self._ready)
                 await run_blocking(self._summarise)
                 break
             except PipelineError as exc:
@@ -214,8 +234,8 @@ class SinkHandler(BatchHandler):
     # internals ---------------------------------------------------------------------------
 
     def _pressure(self) -> Backpressure | None:
-        if not self._ready:
-            return None
+        if not self._ready or self._inflight is not None:
+            return None  # nothing waits, or it waits for the insert in flight (no failure)
         waiting = frozenset(TopicPartition(b.topic, b.partition) for b in self._ready)
         return Backpressure(waiting, max(0.05, self._retry_at - time.monotonic()))
 
@@ -261,6 +281,9 @@ class SinkHandler(BatchHandler):
     def _prepare(self, records: Sequence[Record]) -> list[tuple[Record, PipelineError]]:
         """Decode and batch (worker thread); returns the records to dead-letter."""
         dead: list[tuple[Record, PipelineError]] = []
+        started = time.monotonic()
+        if self.stats.first_record_at is None:
+            self.stats.first_record_at = started
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             batcher = self._batcher(tp, record.offset)
@@ -284,6 +307,7 @@ class SinkHandler(BatchHandler):
             )
             self.stats.skipped_already_inserted += batcher.skipped - before
             self.stats.records += 1
+        self.stats.prepare_s += time.monotonic() - started
         return dead
 
     async def _dead_letter(self, record: Record, error: PipelineError) -> None:
@@ -316,10 +340,12 @@ class SinkHandler(BatchHandler):
             reason=datum["error_message"],
         )
 
-    def _insert_ready(self) -> None:
-        """Insert queued batches in order (worker thread); a failure leaves it queued."""
-        while self._ready:
-            batch = self._ready[0]
+    def _insert_batches(self, batches: list[Batch]) -> None:
+        """Insert batches in order (worker thread), removing each from ``batches`` once
+        acknowledged: on a failure, ``batches`` holds what is left."""
+        while batches:
+            batch = batches[0]
+            started = time.monotonic()
             if batch.rows:
                 for table, rows in sorted(batch.rows.items()):
                     self._store.insert(table, rows, COLUMNS[table], token=batch.token)
@@ -342,6 +368,8 @@ class SinkHandler(BatchHandler):
                     counts[table] = counts.get(table, 0) + len(rows)
                 self.stats.rows_inserted += batch.row_count
                 self.stats.batches_inserted += 1
+                self.stats.last_insert_at = time.monotonic()
+                self.stats.insert_s += self.stats.last_insert_at - started
                 _log.debug(
                     "batch_inserted",
                     topic=batch.topic,
@@ -352,7 +380,7 @@ class SinkHandler(BatchHandler):
                 )
             self._to_summarise |= batch.ended_sessions
             self._event_sessions |= batch.event_sessions
-            self._ready.pop(0)
+            batches.pop(0)
         self._backoff_s = self._settings.retry_initial_s
 
     def _summarise(self) -> None:
