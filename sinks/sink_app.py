@@ -305,7 +305,11 @@ class SinkHandler(BatchHandler):
             self._ready.extend(
                 batcher.add(record.offset, rows, ended_session=ended, event_session=event_session)
             )
-            self.stats.skipped_already_inserted += batcher.skipped - before
+            if batcher.skipped != before:
+                self.stats.skipped_already_inserted += 1
+                if ended is not None:
+                    # inserted before a crash, maybe not summarised yet: summarise (again)
+                    self._to_summarise.add(ended)
             self.stats.records += 1
         self.stats.prepare_s += time.monotonic() - started
         return dead

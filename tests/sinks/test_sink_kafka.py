@@ -235,22 +235,25 @@ def test_kill9_between_insert_and_commit_then_restart(
     helpers.publish_sample(topics)
     group = f"sink-{uuid.uuid4().hex[:8]}"
     store_dir = tmp_path / "clickhouse"
-    # batches of 4 offsets, no checkpoint for an hour: full batches are inserted, none committed
+    # batches of 2 offsets, no checkpoint for an hour: full batches are inserted (among them
+    # the session's SessionEnded), none committed, no summary written (that is a checkpoint's)
     first = helpers.SinkProcess(
         store_dir,
         topics,
         group,
-        PIPELINE_SINK_BATCH_RECORDS="4",
+        PIPELINE_SINK_BATCH_RECORDS="2",
         PIPELINE_SINK_FLUSH_INTERVAL_S="3600",
     )
     try:
-        # events 18 records -> 4 full batches, usage 6 -> 1; cues 1 and chunks 2 -> none
-        first.wait_rows("SELECT count() FROM sink_batches", 5)
-        first.wait_rows("SELECT count() FROM events", 16)
+        # events 18 records -> 9 full batches, usage 6 -> 3, chunks 2 -> 1; the one cue waits
+        first.wait_rows("SELECT count() FROM sink_batches", 13)
+        first.wait_rows("SELECT count() FROM events", 17)
+        assert first.query("SELECT count() AS n FROM cues") == [{"n": 0}]
+        assert first.query("SELECT count() AS n FROM session_summaries") == [{"n": 0}]
         assert helpers.committed(group) == {}
     finally:
         first.kill9()
-    second = helpers.SinkProcess(store_dir, topics, group, PIPELINE_SINK_BATCH_RECORDS="4")
+    second = helpers.SinkProcess(store_dir, topics, group, PIPELINE_SINK_BATCH_RECORDS="2")
     try:
         helpers.wait_committed(group, topics)
         assert second.terminate() == 0, second.tail()
@@ -267,12 +270,10 @@ def test_kill9_between_insert_and_commit_then_restart(
     with opened(sample_store.store_dir) as warehouse:
         clean = snapshot(warehouse)
     assert after_crash == clean
-    # the four full batches kept their offsets; the rest was cut at the restart's checkpoint
-    assert ledger[:4] == [
-        {"partition": 0, "first_offset": 0, "last_offset": 3},
-        {"partition": 0, "first_offset": 4, "last_offset": 7},
-        {"partition": 0, "first_offset": 8, "last_offset": 11},
-        {"partition": 0, "first_offset": 12, "last_offset": 15},
+    # the batches inserted before the crash were not inserted again
+    assert ledger == [
+        {"partition": 0, "first_offset": first, "last_offset": first + 1}
+        for first in range(0, 18, 2)
     ]
 
 
