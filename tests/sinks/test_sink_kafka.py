@@ -284,7 +284,12 @@ def test_batch_retried_after_insert_failure_appears_once(
     request: pytest.FixtureRequest,
 ) -> None:
     """ClickHouse refuses inserts into usage (a guard view throws): the sink pauses, retries
-    with backoff, and once the guard is lifted every row is there exactly once."""
+    with backoff, and once the guard is lifted every row is there exactly once.
+
+    The failed inserts are partial failures: ClickHouse wrote the batch's rows into
+    ``usage`` before the view threw, so each retry of the same batch is dropped by its
+    ``insert_deduplication_token``; the raw (not FINAL) count proves it.
+    """
     helpers = request.getfixturevalue("sink_helpers")
     topics = helpers.create_topics(f"sinkretry-{uuid.uuid4().hex[:8]}.")
     counts = helpers.publish_sample(topics, garbage=False)
