@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 
+from runtime.batch_handler import Record
 from runtime.errors import ExitCode
+from runtime.settings import SinkSettings
+from schemas.codec import get_codec
 from sinks.batches import PartitionBatcher
 from sinks.clickhouse_client import make_client
 from sinks.exceptions import (
@@ -18,7 +24,8 @@ from sinks.exceptions import (
     SchemaMismatchError,
 )
 from sinks.migrations import migrate
-from sinks.sink_app import check_schema
+from sinks.sample_dataset import SESSION_A, sample_records
+from sinks.sink_app import SinkHandler, check_schema
 from sinks.store import Store
 from sinks.tables import COLUMNS
 
@@ -115,3 +122,38 @@ def test_unreachable_server_is_retriable_unavailable() -> None:
     with pytest.raises(ClickHouseUnavailableError) as info:
         make_client("http://127.0.0.1:1/db", connect_timeout_s=2)
     assert info.value.retriable is True
+
+
+@pytest.mark.clickhouse
+def test_summary_on_session_end_and_rewritten_by_a_late_event(store: Store) -> None:
+    """The handler alone (records as the consume loop hands them over, no broker): the
+    summary row appears at the checkpoint holding the SessionEnded; an event arriving after
+    the end rewrites it with a higher version."""
+    codec = get_codec()
+    offsets: dict[str, int] = {}
+
+    def record(key: str, name: str, datum: dict[str, Any]) -> Record:
+        topic = f"inter1.{key}"
+        offset = offsets.get(topic, 0)
+        offsets[topic] = offset + 1
+        value = codec.encode(name, datum)
+        sid = datum["session_id"].encode()
+        return ConsumerRecord(topic, 0, offset, 0, 0, sid, value, None, len(sid), len(value), [])
+
+    handler = SinkHandler(store, codec, "inter1.dead-letter", SinkSettings(batch_records=1000))
+    first = [record(k, n, d) for k, n, d in sample_records() if d["session_id"] == SESSION_A]
+
+    async def scenario() -> list[tuple[Any, ...]]:
+        await handler.process(first)
+        await handler.flush()
+        summaries = store.rows("SELECT session_id, events, version FROM session_summaries FINAL")
+        event = next(d for k, n, d in sample_records() if n == "Inter1Event")
+        event = {**event, "event_id": "sess-a:0:000099", "event_seq": 99}
+        await handler.process([record("events", "Inter1Event", event)])
+        await handler.flush()
+        return summaries + store.rows(
+            "SELECT session_id, events, version FROM session_summaries FINAL"
+        )
+
+    assert asyncio.run(scenario()) == [("sess-a", 14, 19), ("sess-a", 15, 20)]
+    assert handler.stats.summaries == 2
