@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# System packages: ffmpeg (relays SRT sources; serves the live-source tests) and GStreamer's
-# RTSP server (the RTSP live-source test).
+# System packages: ffmpeg (relays SRT sources; serves the live-source tests), GStreamer's
+# RTSP server (the RTSP live-source test) and Chromium (the report test opens the HTML
+# report headless and screenshots it).
 setup: $(STAMP) ## Create .venv, install the package and tools, fetch the Kafka broker jars (idempotent)
 	$(BIN)/inter1-pipeline stack fetch
 	command -v ffmpeg >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg)
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
 	/usr/bin/python3 -c 'import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0"); \
 		from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find("rtph264pay")' 2>/dev/null || \
 		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends python3-gi \

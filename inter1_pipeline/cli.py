@@ -28,6 +28,9 @@ _COMMANDS: dict[str, str] = {
     "cues": "Turn the event stream into live cues and session state (faust).",
     "migrate": "Apply the ClickHouse DDL migrations.",
     "query": "Run a SQL query against ClickHouse.",
+    "sink": "Insert events, usage, cues and sessions into ClickHouse, once.",
+    "reconcile": "Compare expected billable seconds with the vendor's usage.",
+    "report": "Render a session's HTML report with plots.",
     "demo": "Run the pipeline end to end on the embedded defaults.",
 }
 

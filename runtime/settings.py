@@ -22,6 +22,7 @@ __all__ = [
     "KafkaSettings",
     "LogSettings",
     "SchemaSettings",
+    "SinkSettings",
     "StackSettings",
     "load",
     "validate_all",
@@ -119,6 +120,29 @@ class CuesSettings(BaseSettings):
     """How long the web server still shows a session after its end (not kept across restarts)."""
 
 
+class SinkSettings(BaseSettings):
+    """The ClickHouse sink (``inter1-pipeline sink``): batching, retries, query endpoint."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="PIPELINE_SINK_")
+
+    group_id: str = Field(default="inter1-sink", min_length=1)
+    """Consumer group of the sink."""
+    batch_records: int = Field(default=5000, ge=1)
+    """Offsets per batch bucket: a full batch spans ``[k*N, (k+1)*N)`` of one partition."""
+    flush_interval_s: float = Field(default=1.0, gt=0)
+    """Longest a consumed record waits before it is inserted and its offset committed."""
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    """Backoff between insert attempts while ClickHouse is unavailable (doubling, capped)."""
+    retry_timeout_s: float = Field(default=600.0, gt=0)
+    """How long a checkpoint keeps retrying before the sink stops (nothing is committed)."""
+    query_host: str = "127.0.0.1"
+    query_port: int = Field(default=0, ge=0, le=65535)
+    """Read-only query endpoint for analyst commands (0: a free port, written to the state dir)."""
+    session_timeout_s: float = Field(default=10.0, ge=6.0)
+    """Consumer-group session timeout (how long a crashed sink holds its partitions)."""
+
+
 class LogSettings(BaseSettings):
     """Log level and format (``auto``: console on a terminal, JSON otherwise)."""
 
@@ -157,6 +181,7 @@ def validate_all() -> None:
         SchemaSettings,
         Inter1Settings,
         CuesSettings,
+        SinkSettings,
         LogSettings,
     ):
         load(kind)

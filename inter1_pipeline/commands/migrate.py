@@ -14,11 +14,21 @@ __all__ = ["migrate"]
 
 @click.command()
 @click.option("--status", is_flag=True, help="List migrations and their state; change nothing.")
-def migrate(status: bool) -> None:
+@click.option(
+    "--cluster-ddl",
+    is_flag=True,
+    help="Print the cluster variant (ON CLUSTER, Replicated*, Distributed); apply nothing.",
+)
+def migrate(status: bool, cluster_ddl: bool) -> None:
     """Apply pending ClickHouse migrations (idempotent) to CLICKHOUSE_URL.
 
     Default CLICKHOUSE_URL is the embedded engine under .stack/clickhouse.
     """
+    if cluster_ddl:
+        from sinks.cluster_ddl import cluster_ddl as render
+
+        click.echo(render(), nl=False)
+        return
     url = clickhouse_url()
     client = make_client(url)
     try:

@@ -1,14 +1,14 @@
-"""``inter1-pipeline query``: run SQL against ClickHouse and print the result."""
+"""``inter1-pipeline query``: run SQL against ClickHouse and print the result.
+
+Against the embedded store held by a running ``sink``, the query goes through the sink's
+read-only endpoint; otherwise straight to ``CLICKHOUSE_URL``.
+"""
 
 from __future__ import annotations
 
 import sys
 
 import click
-from clickhouse_connect.driver.exceptions import ClickHouseError
-
-from sinks.clickhouse_client import make_client
-from sinks.exceptions import ClickHouseQueryError
 
 __all__ = ["query"]
 
@@ -28,17 +28,20 @@ _FORMATS = {
     type=click.Choice(sorted(_FORMATS)),
     default="table",
     show_default=True,
-    help="Output format.",
+    help="Output format (json: one JSON object per row).",
 )
 def query(sql: str, fmt: str) -> None:
-    """Run SQL (or `-` to read it from stdin) against CLICKHOUSE_URL and print the rows."""
+    """Run SQL (or `-` to read it from stdin) against CLICKHOUSE_URL and print the rows.
+
+    Works while `inter1-pipeline sink` holds the embedded store (read-only, through it).
+    """
+    from sinks.warehouse import open_warehouse
+
     if sql == "-":
         sql = sys.stdin.read()
-    client = make_client()
+    warehouse = open_warehouse()
     try:
-        output = client.raw_query(sql, fmt=_FORMATS[fmt])
-    except ClickHouseError as exc:
-        raise ClickHouseQueryError(" ".join(str(exc).split())[:500]) from None
+        output = warehouse.raw(sql, _FORMATS[fmt])
     finally:
-        client.close()
+        warehouse.close()
     click.echo(output.decode("utf-8"), nl=False)

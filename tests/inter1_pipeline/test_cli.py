@@ -14,8 +14,11 @@ SUBCOMMANDS = [
     "migrate",
     "produce",
     "query",
+    "reconcile",
+    "report",
     "schemas",
     "simulate",
+    "sink",
     "stack",
     "topics",
 ]

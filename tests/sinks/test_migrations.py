@@ -32,11 +32,11 @@ def _write(directory: Path, name: str, sql: str) -> Path:
 
 def test_project_migrations_apply_once(client: Client) -> None:
     first = migrate(client)
-    assert [(m.version, m.name) for m in first] == [(1, "record_log")]
+    assert [(m.version, m.name) for m in first] == [(1, "record_log"), (2, "analytics")]
     assert [m.version for m in first] == [m.version for m in discover(MIGRATIONS_DIR)]
     assert migrate(client) == []
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
-    assert {"schema_migrations", "record_log"} <= tables
+    assert {"schema_migrations", "record_log", "events", "usage", "session_summaries"} <= tables
 
 
 def test_order_multiple_statements_and_ledger(client: Client, tmp_path: Path) -> None:

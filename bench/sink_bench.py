@@ -1,0 +1,287 @@
+"""Sink: events/s against a raw clickhouse-connect insert of the same rows; produced ->
+queryable latency p50/p99.
+
+Against the broker in ``KAFKA_BOOTSTRAP_SERVERS`` (or the running local stack, or a broker
+started here) and a fresh embedded store, on fresh prefixed topics:
+
+* Raw baseline: the rows the sink writes for N events (built beforehand, not timed),
+  inserted with ``client.insert`` per table in batches of the sink's batch size, into
+  copies of the sink's tables in the same store.
+* Sink: the same N events published first, then timed from the sink's start of
+  consumption to its last insert (decode, rows, batching, dedup-token inserts, ledger).
+* Latency: events published live at a steady rate; per event, the time from its send to
+  the moment it shows in ``events`` (polled every 20 ms with default sink settings).
+
+Prints figures; asserts nothing.
+
+    .venv/bin/python bench/sink_bench.py [--events 20000] [--live 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer  # noqa: E402
+from aiokafka.admin import NewTopic  # noqa: E402
+
+from deploy.kafka_broker import LocalBroker  # noqa: E402
+from deploy.kafka_jars import ensure_jars, jars_dir  # noqa: E402
+from runtime.kafka import client_options, make_admin, make_producer  # noqa: E402
+from runtime.logs import configure_logging  # noqa: E402
+from runtime.settings import KafkaSettings, SinkSettings, load  # noqa: E402
+from runtime.topics import load_topic_specs  # noqa: E402
+from schemas.codec import get_codec  # noqa: E402
+from schemas.inter1_events import PAYLOAD_BRANCHES  # noqa: E402
+from sinks.sink_app import SinkApp  # noqa: E402
+from sinks.tables import COLUMNS, KafkaCoordinates, rows_for  # noqa: E402
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+_KINDS = [
+    ("signal.detected", {"signal_type": "interest", "start": 3.0, "probability": "medium",
+                         "rationale": "Leans in.", "modality": ["video"]}),
+    ("signal.ended", {"signal_type": "interest", "end": 9.0}),
+    ("engagement.updated", {"state": "engaged", "start": 3.0}),
+    ("conversation_quality.updated", {"overall": {
+        "quality_index": 70.0, "clarity": 60.0, "authority": 55.0, "energy": 80.0,
+        "rapport": 72.0, "learning": 50.0}, "timeline": None}),
+]  # fmt: skip
+
+
+def event(session: int, seq: int, tag: str) -> dict[str, Any]:
+    kind, data = _KINDS[seq % len(_KINDS)]
+    sid = f"bench-{tag}-{session:04d}"
+    at = T0 + timedelta(seconds=seq)
+    return {
+        "event_id": f"{sid}:0:{seq:06d}",
+        "session_id": sid,
+        "api_version": "v1",
+        "event_type": kind,
+        "timestamp": at,
+        "correlation_id": f"c-{seq}",
+        "incarnation": 0,
+        "event_seq": seq,
+        "media_offset_s": 0.0,
+        "chunk_seq": seq,
+        "first_chunk_seq": 0,
+        "received_at": at,
+        "tenant": "acme",
+        "app": "bench",
+        "payload": (PAYLOAD_BRANCHES[kind], data),
+    }
+
+
+async def ensure_broker(stack: list[LocalBroker]) -> None:
+    if load(KafkaSettings).bootstrap_servers:
+        return
+    from deploy.kafka_broker import read_bootstrap
+    from runtime.settings import StackSettings
+
+    address = read_bootstrap(load(StackSettings).state_dir)
+    if address is None:
+        state = Path(tempfile.mkdtemp(prefix="sink-bench-kafka-"))
+        jars_dir(state).parent.mkdir(parents=True)
+        jars_dir(state).symlink_to(ensure_jars(ROOT / ".stack").directory)
+        broker = LocalBroker(state, heap_mb=512, start_timeout_s=180)
+        address = await broker.start()
+        stack.append(broker)
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = address
+    load.cache_clear()
+
+
+async def create_topics(prefix: str) -> None:
+    specs = load_topic_specs(prefix="")
+    admin = make_admin()
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(prefix + specs[k].name, 4 if k == "events" else 1, 1)
+                for k in ("events", "usage", "cues", "chunks", "dead_letter")
+            ]
+        )
+    finally:
+        await admin.close()
+    await asyncio.sleep(1.0)
+
+
+async def publish(topic: str, events: list[dict[str, Any]], sent: dict[str, float] | None,
+                  rate: float | None = None) -> None:  # fmt: skip
+    codec = get_codec()
+    producer = make_producer()
+    await producer.start()
+    try:
+        futures = []
+        for e in events:
+            value = codec.encode("Inter1Event", e, topic=topic)
+            if sent is not None:
+                sent[e["event_id"]] = time.monotonic()
+            futures.append(await producer.send(topic, value, key=e["session_id"].encode()))
+            if rate:
+                await asyncio.sleep(1.0 / rate)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def raw_insert_seconds(app: SinkApp, events: list[dict[str, Any]], batch: int) -> float:
+    """Insert the sink's rows for ``events`` with plain client.insert; returns seconds."""
+    client = app.store.client
+    client.command("CREATE DATABASE IF NOT EXISTS bench_raw")
+    tables: dict[str, list[list[Any]]] = {}
+    for offset, e in enumerate(events):
+        at = KafkaCoordinates("t", 0, offset)
+        for table, rows in (rows_for("Inter1Event", e, at) or {}).items():
+            tables.setdefault(table, []).extend(rows)
+    for table in tables:
+        client.command(f"CREATE TABLE bench_raw.{table} AS default.{table}")
+    started = time.perf_counter()
+    for table, rows in tables.items():
+        for i in range(0, len(rows), batch):
+            chunk = rows[i : i + batch]
+            client.insert(f"bench_raw.{table}", chunk, column_names=list(COLUMNS[table]))
+    return time.perf_counter() - started
+
+
+async def raw_pipeline_seconds(app: SinkApp, topic: str, events: int, batch: int) -> float:
+    """Plain aiokafka consume + codec decode + rows + client.insert of the same events (no
+    batching rules, tokens, ledger or commits), into the raw copies; returns seconds."""
+    client = app.store.client
+    for table in COLUMNS:
+        client.command(f"TRUNCATE TABLE IF EXISTS bench_raw.{table}")
+    codec = get_codec()
+    consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **client_options())
+    await consumer.start()
+    try:
+        await consumer.getmany(timeout_ms=1)
+        while not consumer.assignment():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        seen = 0
+        pending: dict[str, list[list[Any]]] = {}
+        while seen < events:
+            fetched = await consumer.getmany(timeout_ms=200, max_records=batch)
+            for records in fetched.values():
+                for r in records:
+                    d = codec.decode(r.value)
+                    at = KafkaCoordinates(r.topic, r.partition, r.offset)
+                    for table, rows in (rows_for(d.name, d.datum, at) or {}).items():
+                        pending.setdefault(table, []).extend(rows)
+                    seen += 1
+            if sum(len(v) for v in pending.values()) >= batch or seen >= events:
+                for table, rows in pending.items():
+                    client.insert(f"bench_raw.{table}", rows, column_names=list(COLUMNS[table]))
+                pending = {}
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
+    """Run the three measurements and print them."""
+    configure_logging("WARNING", "console")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--live", type=int, default=200, help="events sent live for latency")
+    parser.add_argument("--rate", type=float, default=50.0, help="live events per second")
+    parser.add_argument("--flush-interval", type=float, default=0.25, help="sink checkpoints")
+    args = parser.parse_args()
+    brokers: list[LocalBroker] = []
+    await ensure_broker(brokers)
+    prefix = f"sinkbench-{uuid.uuid4().hex[:6]}."
+    os.environ["KAFKA_TOPIC_PREFIX"] = prefix
+    load.cache_clear()
+    load_topic_specs.cache_clear()
+    try:
+        await create_topics(prefix)
+        topic = prefix + load_topic_specs(prefix="")["events"].name
+        backlog = [event(i % 200, i // 200, "backlog") for i in range(args.events)]
+        await publish(topic, backlog, None)
+        settings = load(SinkSettings).model_copy(
+            update={"group_id": f"bench-{prefix}", "flush_interval_s": args.flush_interval}
+        )
+        store = Path(tempfile.mkdtemp(prefix="sink-bench-store-")) / "clickhouse"
+        async with SinkApp(url=f"chdb://{store}", settings=settings) as app:
+            batch = settings.batch_records
+            raw_s = await asyncio.to_thread(raw_insert_seconds, app, backlog, batch)
+            runner = asyncio.create_task(app.run())
+            stats = app.handler.stats
+            # done when every event's row is inserted (the last partial batches at a checkpoint)
+            while stats.rows_per_table.get("events", 0) < args.events:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            # from the first record consumed (group join excluded) to the last acknowledged insert
+            assert stats.first_record_at is not None
+            assert stats.last_insert_at is not None
+            sink_s = stats.last_insert_at - stats.first_record_at
+            split = (stats.prepare_s, stats.insert_s, stats.batches_inserted)
+            pipeline_s = await raw_pipeline_seconds(app, topic, args.events, batch)
+            sent: dict[str, float] = {}
+            live = [event(i % 10, 100000 + i, "live") for i in range(args.live)]
+            publisher = asyncio.create_task(publish(topic, live, sent, args.rate))
+            seen: dict[str, float] = {}
+            deadline = time.monotonic() + args.live / args.rate + 30
+            while len(seen) < len(live) and time.monotonic() < deadline:
+                ids = [e["event_id"] for e in live if e["event_id"] in sent.keys() - seen.keys()]
+                if ids:
+                    found = await asyncio.to_thread(
+                        app.store.rows,
+                        "SELECT event_id FROM events WHERE has({ids:Array(String)}, event_id)",
+                        {"ids": ids},
+                    )
+                    now = time.monotonic()
+                    for (eid,) in found:
+                        seen.setdefault(str(eid), now)
+                await asyncio.sleep(0.02)
+            await publisher
+            app.request_stop()
+            await runner
+        latencies = sorted(seen[k] - sent[k] for k in seen)
+        raw_rate = args.events / raw_s
+        sink_rate = args.events / sink_s
+        print(f"events: {args.events} (each: an events row and one derived row)")
+        print(
+            f"raw clickhouse-connect insert of the same rows: {raw_s:.3f} s, {raw_rate:,.0f} ev/s"
+        )
+        print(
+            f"sink (decode, rows, batches, tokens, ledger): {sink_s:.3f} s, {sink_rate:,.0f} ev/s"
+        )
+        print(f"ratio sink / raw insert: {sink_rate / raw_rate:.2f} (target >= 0.8)")
+        print(
+            f"  sink time split: decode+rows+batching {split[0]:.3f} s, inserts "
+            f"{split[1]:.3f} s in {split[2]} batches (overlapping in a worker thread)"
+        )
+        pipeline_rate = args.events / pipeline_s
+        print(
+            f"raw pipeline (aiokafka + decode + rows + insert, no tokens/ledger/commits): "
+            f"{pipeline_s:.3f} s, {pipeline_rate:,.0f} ev/s; ratio sink / raw pipeline: "
+            f"{sink_rate / pipeline_rate:.2f}"
+        )
+        if latencies:
+            p50 = statistics.median(latencies)
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            print(
+                f"produced -> queryable latency over {len(latencies)} live events at "
+                f"{args.rate:g}/s (flush interval {settings.flush_interval_s:g} s): "
+                f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (target p99 < 2000 ms)"
+            )
+        else:
+            print("no live event became queryable")
+    finally:
+        for broker in brokers:
+            await broker.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

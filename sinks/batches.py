@@ -1,0 +1,119 @@
+"""Deterministic sink batches: per topic-partition, cut on offset boundaries, ledgered.
+
+A batch holds the rows of consecutive records of one topic-partition. It is cut
+
+* when it reaches the end of its offset bucket: offsets ``[k*N, (k+1)*N)`` for a batch
+  size ``N``, so a batch that fills up always spans the same offsets, after any restart;
+* at a checkpoint (the consume loop's time/size trigger): the open, partial batch is cut
+  where consumption stands.
+
+Every inserted batch is recorded in the ``sink_batches`` ledger after its rows. After a
+restart the records of a ledgered range are not inserted again (a partial batch inserted
+before a crash is therefore never re-cut at other offsets); a crash between the rows and
+the ledger row is absorbed by the insert's ``insert_deduplication_token``
+(``topic:partition:first-last``, the same for the re-cut aligned batch) and by the
+ReplacingMergeTree keys every view reads with ``FINAL``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sinks.tables import RowSet
+
+__all__ = ["Batch", "PartitionBatcher"]
+
+
+@dataclass
+class Batch:
+    """Rows of consecutive records ``first_offset..last_offset`` of one topic-partition."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    records: int = 0
+    rows: RowSet = field(default_factory=dict)
+    ended_sessions: set[str] = field(default_factory=set)
+    event_sessions: set[str] = field(default_factory=set)
+
+    @property
+    def token(self) -> str:
+        """``insert_deduplication_token``: ``topic:partition:first-last``."""
+        return f"{self.topic}:{self.partition}:{self.first_offset}-{self.last_offset}"
+
+    @property
+    def row_count(self) -> int:
+        """Rows over every table."""
+        return sum(len(rows) for rows in self.rows.values())
+
+
+class PartitionBatcher:
+    """Cuts one topic-partition's records into deterministic batches.
+
+    Args:
+        topic: the topic.
+        partition: the partition.
+        batch_records: offsets per bucket (a full batch spans exactly one bucket).
+        inserted: ledgered ``(first, last)`` ranges at or after the first offset to come;
+            their records are skipped.
+    """
+
+    def __init__(
+        self, topic: str, partition: int, batch_records: int, inserted: list[tuple[int, int]]
+    ) -> None:
+        if batch_records < 1:
+            raise ValueError("batch_records must be at least 1")
+        self.topic = topic
+        self.partition = partition
+        self._size = batch_records
+        self._inserted = sorted(inserted)
+        self._open: Batch | None = None
+        self.skipped = 0
+
+    def _already_inserted(self, offset: int) -> bool:
+        while self._inserted and self._inserted[0][1] < offset:
+            self._inserted.pop(0)
+        return bool(self._inserted) and self._inserted[0][0] <= offset
+
+    def add(
+        self,
+        offset: int,
+        rows: RowSet | None,
+        *,
+        ended_session: str | None = None,
+        event_session: str | None = None,
+    ) -> list[Batch]:
+        """Add one record's rows; returns the batches this closed (oldest first)."""
+        closed: list[Batch] = []
+        if self._already_inserted(offset):
+            self.skipped += 1
+            if self._open is not None:
+                closed.append(self._open)
+                self._open = None
+            return closed
+        batch = self._open
+        if batch is not None and batch.first_offset // self._size != offset // self._size:
+            closed.append(batch)
+            batch = None
+        if batch is None:
+            batch = Batch(self.topic, self.partition, offset, offset)
+        batch.last_offset = offset
+        batch.records += 1
+        for table, table_rows in (rows or {}).items():
+            batch.rows.setdefault(table, []).extend(table_rows)
+        if ended_session is not None:
+            batch.ended_sessions.add(ended_session)
+        if event_session is not None:
+            batch.event_sessions.add(event_session)
+        if (offset + 1) % self._size == 0:
+            closed.append(batch)
+            self._open = None
+        else:
+            self._open = batch
+        return closed
+
+    def cut(self) -> Batch | None:
+        """Close the open batch where it stands (checkpoint); None when nothing is open."""
+        batch, self._open = self._open, None
+        return batch

@@ -1,0 +1,562 @@
+"""``inter1-pipeline sink``: events, usage, cues and session records into ClickHouse, once.
+
+Consumes the events, usage, cues and chunk topics with the shared
+:class:`runtime.consume_loop.ConsumeLoop`. Each record is decoded with the codec and turned
+into rows (:mod:`sinks.tables`), cut into deterministic batches per topic-partition
+(:mod:`sinks.batches`) and inserted off the event loop with
+``insert_deduplication_token = topic:partition:first-last``; the consume loop commits
+offsets only after :meth:`SinkHandler.flush` returned, i.e. after ClickHouse acknowledged
+every batch holding them.
+
+* Undecodable record: a ``DeadLetter`` on the dead-letter topic with the reason (its
+  offset is committed only after the dead letter was acknowledged).
+* ClickHouse unavailable or busy: the batch stays queued, its partitions are paused
+  (:class:`runtime.batch_handler.Backpressure`) and the insert is retried with capped
+  exponential backoff; a checkpoint retries until ``retry_timeout_s`` and then stops the
+  sink without committing. Nothing is dropped.
+* Schema mismatch (a table or column missing): checked at start, the error names the
+  table and the column.
+* A record for a session the sink never saw start is stored like any other.
+* When a session's ``SessionEnded`` (chunk topic) has been inserted, the checkpoint writes
+  its summary row (``session_summaries``) from the session's final figures; events that
+  arrive after the end rewrite it (a higher ``version`` replaces the row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiokafka import TopicPartition
+
+from runtime.batch_handler import Backpressure, BatchHandler, Record, run_blocking
+from runtime.consume_loop import ConsumeLoop, LoopOptions, LoopStats
+from runtime.errors import PipelineError
+from runtime.kafka import make_producer
+from runtime.logs import get_logger
+from runtime.settings import SinkSettings, load
+from runtime.topics import topic_name
+from schemas.codec import Codec, codec_from_settings
+from schemas.exceptions import CodecError
+from sinks.batches import Batch, PartitionBatcher
+from sinks.clickhouse_client import clickhouse_url, make_client
+from sinks.exceptions import SchemaMismatchError
+from sinks.migrations import migrate
+from sinks.query_server import QueryServer
+from sinks.store import Store
+from sinks.tables import COLUMNS, KafkaCoordinates, rows_for
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "SinkApp",
+    "SinkHandler",
+    "SinkStats",
+    "check_schema",
+    "run_sink",
+    "sink_topics",
+]
+
+_log = get_logger("sinks.sink_app")
+_LEDGER_COLUMNS = ("topic", "partition", "first_offset", "last_offset", "records")
+SUMMARY_COLUMNS = (
+    "session_id",
+    "tenant",
+    "app",
+    "labels",
+    "started_at",
+    "ended_at",
+    "end_reason",
+    "media_seconds",
+    "events",
+    "signals",
+    "signal_types",
+    "open_signals",
+    "engaged_share",
+    "quality_index",
+    "analysed_s",
+    "degraded_s",
+    "dropped_s",
+    "reanalysed_s",
+    "billable_s",
+    "cues",
+    "version",
+)
+
+
+@dataclass
+class SinkStats:
+    """What the sink did (cumulative)."""
+
+    records: int = 0
+    batches_inserted: int = 0
+    rows_inserted: int = 0
+    skipped_already_inserted: int = 0
+    dead_letters: int = 0
+    insert_failures: int = 0
+    summaries: int = 0
+    rows_per_table: dict[str, int] = field(default_factory=dict)
+    prepare_s: float = 0.0  # time spent decoding and batching
+    insert_s: float = 0.0  # time spent in ClickHouse inserts
+    first_record_at: float | None = None  # time.monotonic() of the first record processed
+    last_insert_at: float | None = None  # time.monotonic() of the last batch acknowledged
+
+
+def sink_topics() -> list[str]:
+    """The topics the sink consumes: events, usage, cues, chunks (session records)."""
+    return [topic_name(key) for key in ("events", "usage", "cues", "chunks")]
+
+
+def check_schema(store: Store) -> None:
+    """Every table and column the sink writes exists; otherwise name the table and column."""
+    wanted = {**COLUMNS, "sink_batches": _LEDGER_COLUMNS, "session_summaries": SUMMARY_COLUMNS}
+    for table, columns in wanted.items():
+        present = store.columns(table)
+        if not present:
+            raise SchemaMismatchError(
+                f"table {table} does not exist: run `inter1-pipeline migrate` against this store"
+            )
+        for column in columns:
+            if column not in present:
+                raise SchemaMismatchError(
+                    f"table {table} has no column {column}: the store's schema is older or "
+                    "newer than this sink; run `inter1-pipeline migrate`"
+                )
+
+
+class SinkHandler(BatchHandler):
+    """Decode -> rows -> deterministic batches -> idempotent inserts -> summaries.
+
+    Args:
+        store: the ClickHouse store.
+        codec: decodes the records.
+        dead_letter_topic: where undecodable records go.
+        settings: batching and retry settings.
+    """
+
+    def __init__(
+        self, store: Store, codec: Codec, dead_letter_topic: str, settings: SinkSettings
+    ) -> None:
+        self._store = store
+        self._codec = codec
+        self._dead_letter_topic = dead_letter_topic
+        self._settings = settings
+        self._producer: Any = None
+        self._batchers: dict[TopicPartition, PartitionBatcher] = {}
+        self._ready: list[Batch] = []
+        self._inflight: asyncio.Future[None] | None = None
+        self._inflight_batches: list[Batch] = []
+        self._dead_letters: list[asyncio.Future[Any]] = []
+        self._to_summarise: set[str] = set()
+        self._event_sessions: set[str] = set()
+        self._retry_at = 0.0
+        self._backoff_s = settings.retry_initial_s
+        self.stats = SinkStats()
+
+    async def start(self) -> None:
+        """Start the dead-letter producer (idempotent)."""
+        if self._producer is None:
+            producer = make_producer()
+            await producer.start()
+            self._producer = producer
+
+    async def stop(self) -> None:
+        """Stop the producer (idempotent)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    # consume-loop protocol ---------------------------------------------------------------
+
+    async def process(self, records: Sequence[Record]) -> Backpressure | None:
+        dead = await run_blocking(self._prepare, records)
+        for record, error in dead:
+            await self._dead_letter(record, error)
+        if self._inflight is not None and self._inflight.done():
+            await self._settle()
+        if self._inflight is None and self._ready and time.monotonic() >= self._retry_at:
+            # insert the closed batches in a worker thread while the next poll is decoded
+            batches, self._ready = self._ready, []
+            self._inflight_batches = batches
+            self._inflight = asyncio.ensure_future(run_blocking(self._insert_batches, batches))
+        return self._pressure()
+
+    async def _settle(self) -> None:
+        """Wait for the insert in flight; a retriable failure requeues what is left."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        left, self._inflight_batches = self._inflight_batches, []
+        try:
+            await inflight
+        except PipelineError as exc:
+            self._ready = left + self._ready
+            if not exc.retriable:
+                raise
+            self._failed(exc)
+
+    async def flush(self) -> None:
+        if self._dead_letters:
+            await asyncio.gather(*self._dead_letters)
+            self._dead_letters.clear()
+        deadline = time.monotonic() + self._settings.retry_timeout_s
+        await self._settle()
+        for batcher in self._batchers.values():
+            batch = batcher.cut()
+            if batch is not None:
+                self._ready.append(batch)
+        while True:
+            try:
+                await run_blocking(self._insert_batches, self._ready)
+                await run_blocking(self._summarise)
+                break
+            except PipelineError as exc:
+                if not exc.retriable or time.monotonic() >= deadline:
+                    raise
+                self._failed(exc)
+                await asyncio.sleep(max(0.0, self._retry_at - time.monotonic()))
+        self._backoff_s = self._settings.retry_initial_s
+
+    async def on_assign(self, partitions: frozenset[TopicPartition]) -> None:
+        for tp in partitions:
+            self._batchers.pop(tp, None)  # ledger read again on the first record
+
+    async def on_revoke(self, partitions: frozenset[TopicPartition]) -> None:
+        for tp in partitions:
+            self._batchers.pop(tp, None)
+
+    # internals ---------------------------------------------------------------------------
+
+    def _pressure(self) -> Backpressure | None:
+        if not self._ready or self._inflight is not None:
+            return None  # nothing waits, or it waits for the insert in flight (no failure)
+        waiting = frozenset(TopicPartition(b.topic, b.partition) for b in self._ready)
+        return Backpressure(waiting, max(0.05, self._retry_at - time.monotonic()))
+
+    def _failed(self, exc: PipelineError) -> None:
+        self.stats.insert_failures += 1
+        self._retry_at = time.monotonic() + self._backoff_s
+        _log.warning(
+            "insert_failed_retrying",
+            error=str(exc),
+            error_type=type(exc).__name__,
+            retry_in_s=self._backoff_s,
+            queued_batches=len(self._ready),
+            topic=self._ready[0].topic if self._ready else None,
+            partition=self._ready[0].partition if self._ready else None,
+            offset=self._ready[0].first_offset if self._ready else None,
+        )
+        self._backoff_s = min(self._settings.retry_max_s, self._backoff_s * 2)
+
+    def _batcher(self, tp: TopicPartition, first_offset: int) -> PartitionBatcher:
+        batcher = self._batchers.get(tp)
+        if batcher is None:
+            ledger = self._store.rows(
+                "SELECT first_offset, last_offset FROM sink_batches FINAL "
+                "WHERE topic = {t:String} AND partition = {p:UInt32} AND last_offset >= {o:UInt64} "
+                "ORDER BY first_offset",
+                {"t": tp.topic, "p": tp.partition, "o": first_offset},
+            )
+            inserted = [(int(a), int(b)) for a, b in ledger]
+            batcher = PartitionBatcher(
+                tp.topic, tp.partition, self._settings.batch_records, inserted
+            )
+            self._batchers[tp] = batcher
+            if inserted:
+                _log.info(
+                    "replaying_ledgered_batches",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=first_offset,
+                    ranges=len(inserted),
+                )
+        return batcher
+
+    def _prepare(self, records: Sequence[Record]) -> list[tuple[Record, PipelineError]]:
+        """Decode and batch (worker thread); returns the records to dead-letter."""
+        dead: list[tuple[Record, PipelineError]] = []
+        started = time.monotonic()
+        if self.stats.first_record_at is None:
+            self.stats.first_record_at = started
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            batcher = self._batcher(tp, record.offset)
+            rows = None
+            ended = event_session = None
+            try:
+                decoded = self._codec.decode(record.value or b"", topic=record.topic)
+                at = KafkaCoordinates(record.topic, record.partition, record.offset)
+                rows = rows_for(decoded.name, decoded.datum, at)
+                if decoded.name == "SessionEnded":
+                    ended = str(decoded.datum["session_id"])
+                elif decoded.name in ("Inter1Event", "UsageRecord", "Cue"):
+                    event_session = str(decoded.datum["session_id"])
+            except CodecError as exc:
+                if exc.retriable:
+                    raise
+                dead.append((record, exc))
+            before = batcher.skipped
+            self._ready.extend(
+                batcher.add(record.offset, rows, ended_session=ended, event_session=event_session)
+            )
+            if batcher.skipped != before:
+                self.stats.skipped_already_inserted += 1
+                if ended is not None:
+                    # inserted before a crash, maybe not summarised yet: summarise (again)
+                    self._to_summarise.add(ended)
+            self.stats.records += 1
+        self.stats.prepare_s += time.monotonic() - started
+        return dead
+
+    async def _dead_letter(self, record: Record, error: PipelineError) -> None:
+        key = record.key
+        datum = {
+            "stage": "sink",
+            "source_topic": record.topic,
+            "source_partition": record.partition,
+            "source_offset": record.offset,
+            "key": key,
+            "value": record.value,
+            "error_type": type(error).__name__,
+            "error_code": None,
+            "error_message": " ".join(str(error).split())[:500],
+            "retriable": error.retriable,
+            "session_id": key.decode("utf-8", "replace") if key else None,
+            "failed_at": datetime.now(UTC),
+            "headers": dict(record.headers or ()),
+        }
+        value = self._codec.encode("DeadLetter", datum, topic=self._dead_letter_topic)
+        future = await self._producer.send(self._dead_letter_topic, value, key=key)
+        self._dead_letters.append(future)
+        self.stats.dead_letters += 1
+        _log.warning(
+            "record_dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error_type=type(error).__name__,
+            reason=datum["error_message"],
+        )
+
+    def _insert_batches(self, batches: list[Batch]) -> None:
+        """Insert batches in order (worker thread), removing each from ``batches`` once
+        acknowledged: on a failure, ``batches`` holds what is left."""
+        while batches:
+            batch = batches[0]
+            started = time.monotonic()
+            if batch.rows:
+                for table, rows in sorted(batch.rows.items()):
+                    self._store.insert(table, rows, COLUMNS[table], token=batch.token)
+                self._store.insert(
+                    "sink_batches",
+                    [
+                        [
+                            batch.topic,
+                            batch.partition,
+                            batch.first_offset,
+                            batch.last_offset,
+                            batch.records,
+                        ]
+                    ],
+                    _LEDGER_COLUMNS,
+                    token=batch.token,
+                )
+                for table, rows in batch.rows.items():
+                    counts = self.stats.rows_per_table
+                    counts[table] = counts.get(table, 0) + len(rows)
+                self.stats.rows_inserted += batch.row_count
+                self.stats.batches_inserted += 1
+                self.stats.last_insert_at = time.monotonic()
+                self.stats.insert_s += self.stats.last_insert_at - started
+                _log.debug(
+                    "batch_inserted",
+                    topic=batch.topic,
+                    partition=batch.partition,
+                    offset=batch.first_offset,
+                    last_offset=batch.last_offset,
+                    rows=batch.row_count,
+                )
+            self._to_summarise |= batch.ended_sessions
+            self._event_sessions |= batch.event_sessions
+            batches.pop(0)
+        self._backoff_s = self._settings.retry_initial_s
+
+    def _summarise(self) -> None:
+        """Write the summary row of every session ended (or touched after its end)."""
+        if self._event_sessions:
+            late = self._store.rows(
+                "SELECT DISTINCT session_id FROM sessions_ended WHERE has({ids:Array(String)}, "
+                "session_id)",
+                {"ids": sorted(self._event_sessions)},
+            )
+            self._to_summarise |= {str(r[0]) for r in late}
+            self._event_sessions.clear()
+        for session_id in sorted(self._to_summarise):
+            rows = self._store.rows(
+                f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM session_summary_live "
+                "WHERE session_id = {sid:String}",
+                {"sid": session_id},
+            )
+            if rows:
+                version = rows[0][-1]
+                self._store.insert(
+                    "session_summaries",
+                    [list(r) for r in rows],
+                    SUMMARY_COLUMNS,
+                    token=f"summary:{session_id}:{version}",
+                )
+                self.stats.summaries += 1
+                _log.info("session_summarised", session_id=session_id, version=version)
+        self._to_summarise.clear()
+
+
+def _data_dir(url: str) -> Path | None:
+    parts = urlsplit(url)
+    return Path(parts.path) if parts.scheme == "chdb" and parts.path else None
+
+
+class SinkApp:
+    """The sink process: store, migrations, schema check, query endpoint, consume loop.
+
+    No I/O in the constructor; :meth:`start` / :meth:`stop` are idempotent; ``async with``
+    starts and stops it.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        settings: SinkSettings | None = None,
+        apply_migrations: bool = True,
+    ) -> None:
+        self.settings = settings or load(SinkSettings)
+        self.url = url or clickhouse_url()
+        self._migrate = apply_migrations
+        self._stack: AsyncExitStack | None = None
+        self._store: Store | None = None
+        self._handler: SinkHandler | None = None
+        self._loop: ConsumeLoop | None = None
+        self._server: QueryServer | None = None
+
+    @property
+    def store(self) -> Store:
+        """The store (after :meth:`start`)."""
+        if self._store is None:
+            raise RuntimeError("sink is not started")
+        return self._store
+
+    @property
+    def handler(self) -> SinkHandler:
+        """The batch handler (after :meth:`start`)."""
+        if self._handler is None:
+            raise RuntimeError("sink is not started")
+        return self._handler
+
+    @property
+    def query_url(self) -> str:
+        """The read-only query endpoint (after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError("sink is not started")
+        return self._server.url
+
+    async def __aenter__(self) -> SinkApp:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Open the store, migrate, check the schema, serve reads, join the group."""
+        if self._stack is not None:
+            return
+        stack = AsyncExitStack()
+        try:
+            store = Store(
+                await run_blocking(make_client, self.url),
+                reader=await run_blocking(make_client, self.url),
+            )
+            stack.callback(store.close)
+            if self._migrate:
+                await run_blocking(migrate, store.client)
+            await run_blocking(check_schema, store)
+            settings = self.settings
+            server = QueryServer(
+                store, settings.query_host, settings.query_port, _data_dir(self.url)
+            )
+            server.start()
+            stack.callback(server.stop)
+            handler = SinkHandler(store, codec_from_settings(), topic_name("dead_letter"), settings)
+            await handler.start()
+            stack.push_async_callback(handler.stop)
+            loop = ConsumeLoop(
+                handler,
+                sink_topics(),
+                group_id=settings.group_id,
+                options=LoopOptions(
+                    commit_interval_s=settings.flush_interval_s,
+                    commit_every=0,
+                    poll_timeout_ms=200,
+                ),
+                session_timeout_ms=int(settings.session_timeout_s * 1000),
+                heartbeat_interval_ms=1000,
+            )
+            await loop.start()
+            stack.push_async_callback(loop.stop)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack, self._store, self._handler = stack, store, handler
+        self._loop, self._server = loop, server
+        _log.info("sink_started", topics=sink_topics(), query_endpoint=server.url)
+
+    async def run(
+        self,
+        *,
+        timeout_s: float | None = None,
+        max_records: int | None = None,
+        handle_signals: bool = False,
+    ) -> LoopStats:
+        """Consume until stopped (SIGTERM/SIGINT with ``handle_signals``) or the bounds."""
+        if self._loop is None:
+            raise RuntimeError("sink is not started")
+        if handle_signals:
+            self._loop.handle_signals()
+        return await self._loop.run(timeout_s=timeout_s, max_records=max_records)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return after the current batch."""
+        if self._loop is not None:
+            self._loop.request_stop()
+
+    async def stop(self) -> None:
+        """Checkpoint (flush + commit), leave the group, stop serving, close (idempotent)."""
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        await stack.aclose()
+        if self._handler is not None:
+            stats = self._handler.stats
+            _log.info(
+                "sink_stopped",
+                records=stats.records,
+                batches=stats.batches_inserted,
+                rows=stats.rows_inserted,
+            )
+        self._loop = self._server = None
+        self._store = None
+
+
+async def run_sink(
+    *, url: str | None = None, settings: SinkSettings | None = None, apply_migrations: bool = True
+) -> SinkStats:
+    """Run the sink until SIGTERM/SIGINT; returns its stats."""
+    async with SinkApp(url=url, settings=settings, apply_migrations=apply_migrations) as app:
+        await app.run(handle_signals=True)
+        return app.handler.stats

@@ -1,0 +1,414 @@
+"""Decoded records -> rows of the analytics tables (``sinks/migrations/0002_analytics.sql``).
+
+One pure function per record kind returns ``{table: [row, ...]}``; rows are lists in the
+order of :data:`COLUMNS`. Times inside payloads are turned into session media time
+(``media_offset_s`` + the connection-relative time), so intervals of different Inter-1
+connections of one session line up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sinks.record_log import datum_json
+
+__all__ = ["COLUMNS", "KafkaCoordinates", "RowSet", "payload_data", "rows_for"]
+
+RowSet = dict[str, list[list[Any]]]
+"""Table name -> rows (each a list in :data:`COLUMNS` order)."""
+
+COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "events": (
+        "event_id",
+        "session_id",
+        "api_version",
+        "event_type",
+        "ts",
+        "correlation_id",
+        "incarnation",
+        "event_seq",
+        "media_offset_s",
+        "chunk_seq",
+        "received_at",
+        "tenant",
+        "app",
+        "payload_json",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+    ),
+    "signal_events": (
+        "event_id",
+        "session_id",
+        "incarnation",
+        "event_seq",
+        "event_type",
+        "signal_type",
+        "probability",
+        "rationale",
+        "media_s",
+        "ts",
+        "tenant",
+        "app",
+    ),
+    "engagement_events": (
+        "event_id",
+        "session_id",
+        "incarnation",
+        "event_seq",
+        "state",
+        "start_s",
+        "ts",
+        "tenant",
+        "app",
+    ),
+    "quality_overall": (
+        "event_id",
+        "session_id",
+        "incarnation",
+        "event_seq",
+        "quality_index",
+        "clarity",
+        "authority",
+        "energy",
+        "rapport",
+        "learning",
+        "ts",
+        "tenant",
+        "app",
+    ),
+    "quality_timeline": (
+        "event_id",
+        "session_id",
+        "incarnation",
+        "event_seq",
+        "idx",
+        "start_s",
+        "end_s",
+        "quality_index",
+        "clarity",
+        "authority",
+        "energy",
+        "rapport",
+        "learning",
+        "ts",
+        "tenant",
+        "app",
+    ),
+    "coverage": (
+        "event_id",
+        "session_id",
+        "incarnation",
+        "kind",
+        "reason",
+        "idx",
+        "start_s",
+        "end_s",
+        "seconds",
+        "ts",
+        "tenant",
+        "app",
+    ),
+    "sessions_started": (
+        "session_id",
+        "source_url",
+        "source_kind",
+        "live",
+        "container",
+        "video_codec",
+        "audio_codec",
+        "width",
+        "height",
+        "frame_rate",
+        "transcoded",
+        "tenant",
+        "app",
+        "labels",
+        "producer_id",
+        "started_at",
+    ),
+    "sessions_ended": (
+        "session_id",
+        "reason",
+        "error",
+        "chunks",
+        "media_seconds",
+        "bytes",
+        "ended_at",
+    ),
+    "usage": (
+        "usage_id",
+        "session_id",
+        "api_version",
+        "media_start_s",
+        "media_end_s",
+        "analysed_s",
+        "degraded_s",
+        "dropped_s",
+        "reanalysed_s",
+        "reason",
+        "source",
+        "incarnation",
+        "correlation_id",
+        "tenant",
+        "app",
+        "recorded_at",
+    ),
+    "cues": (
+        "cue_id",
+        "session_id",
+        "rule",
+        "kind",
+        "severity",
+        "message",
+        "media_start_s",
+        "media_end_s",
+        "evidence_event_ids",
+        "trigger_event_id",
+        "event_timestamp",
+        "tenant",
+        "app",
+    ),
+}
+"""Columns the sink writes, per table (the rest have defaults)."""
+
+_SCORES = ("quality_index", "clarity", "authority", "energy", "rapport", "learning")
+
+
+class KafkaCoordinates:
+    """Where a record was read from (kept on raw event rows)."""
+
+    __slots__ = ("offset", "partition", "topic")
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _event_rows(datum: Mapping[str, Any], at: KafkaCoordinates) -> RowSet:
+    branch, payload = datum["payload"]
+    sid = datum["session_id"]
+    eid = datum["event_id"]
+    inc = datum["incarnation"]
+    seq = datum["event_seq"]
+    offset_s = float(datum["media_offset_s"])
+    ts: datetime = datum["timestamp"]
+    tenant, app = _text(datum.get("tenant")), _text(datum.get("app"))
+    etype = datum["event_type"]
+    out: RowSet = {
+        "events": [
+            [
+                eid,
+                sid,
+                datum["api_version"],
+                etype,
+                ts,
+                datum["correlation_id"],
+                inc,
+                seq,
+                offset_s,
+                datum.get("chunk_seq"),
+                datum["received_at"],
+                tenant,
+                app,
+                datum_json({"branch": branch.rsplit(".", 1)[-1], "data": payload}),
+                at.topic,
+                at.partition,
+                at.offset,
+            ]
+        ]
+    }
+    short = branch.rsplit(".", 1)[-1]
+    if short in ("SignalDetected", "SignalUpdated", "SignalEnded"):
+        at_s = payload["end"] if short == "SignalEnded" else payload["start"]
+        out["signal_events"] = [
+            [
+                eid,
+                sid,
+                inc,
+                seq,
+                etype,
+                payload["signal_type"],
+                _text(payload.get("probability")),
+                _text(payload.get("rationale")),
+                offset_s + float(at_s),
+                ts,
+                tenant,
+                app,
+            ]
+        ]
+    elif short == "EngagementUpdated":
+        out["engagement_events"] = [
+            [
+                eid,
+                sid,
+                inc,
+                seq,
+                payload["state"],
+                offset_s + float(payload["start"]),
+                ts,
+                tenant,
+                app,
+            ]
+        ]
+    elif short == "ConversationQualityUpdated":
+        overall = payload.get("overall")
+        if overall is not None:
+            out["quality_overall"] = [
+                [eid, sid, inc, seq, *(float(overall[k]) for k in _SCORES), ts, tenant, app]
+            ]
+        timeline = payload.get("timeline") or []
+        if timeline:
+            out["quality_timeline"] = [
+                [
+                    eid,
+                    sid,
+                    inc,
+                    seq,
+                    idx,
+                    offset_s + float(entry["start"]),
+                    offset_s + float(entry["end"]),
+                    *(float(entry["values"][k]) for k in _SCORES),
+                    ts,
+                    tenant,
+                    app,
+                ]
+                for idx, entry in enumerate(timeline)
+            ]
+    elif short in ("CoverageDropped", "CoverageDegraded"):
+        kind = "dropped" if short == "CoverageDropped" else "degraded"
+        reason = _text(payload.get("reason"))
+        out["coverage"] = [
+            [
+                eid,
+                sid,
+                inc,
+                kind,
+                reason,
+                idx,
+                offset_s + float(r["start"]),
+                offset_s + float(r["end"]),
+                float(r["end"]) - float(r["start"]),
+                ts,
+                tenant,
+                app,
+            ]
+            for idx, r in enumerate(payload["ranges"])
+        ]
+    return out
+
+
+def _started_rows(d: Mapping[str, Any]) -> RowSet:
+    return {
+        "sessions_started": [
+            [
+                d["session_id"],
+                d["source_url"],
+                d["source_kind"],
+                d["live"],
+                d["container"],
+                d["video_codec"],
+                _text(d.get("audio_codec")),
+                d["width"],
+                d["height"],
+                d["frame_rate"],
+                d["transcoded"],
+                _text(d.get("tenant")),
+                _text(d.get("app")),
+                dict(d.get("labels") or {}),
+                d["producer_id"],
+                d["started_at"],
+            ]
+        ]
+    }
+
+
+def _ended_rows(d: Mapping[str, Any]) -> RowSet:
+    return {
+        "sessions_ended": [
+            [
+                d["session_id"],
+                d["reason"],
+                _text(d.get("error")),
+                d["chunks"],
+                d["media_seconds"],
+                d["bytes"],
+                d["ended_at"],
+            ]
+        ]
+    }
+
+
+def _usage_rows(d: Mapping[str, Any]) -> RowSet:
+    return {
+        "usage": [
+            [
+                d["usage_id"],
+                d["session_id"],
+                d["api_version"],
+                d["media_start_s"],
+                d["media_end_s"],
+                d["analysed_s"],
+                d["degraded_s"],
+                d["dropped_s"],
+                d["reanalysed_s"],
+                d["reason"],
+                d["source"],
+                d["incarnation"],
+                _text(d.get("correlation_id")),
+                _text(d.get("tenant")),
+                _text(d.get("app")),
+                d["recorded_at"],
+            ]
+        ]
+    }
+
+
+def _cue_rows(d: Mapping[str, Any]) -> RowSet:
+    return {
+        "cues": [
+            [
+                d["cue_id"],
+                d["session_id"],
+                d["rule"],
+                d["kind"],
+                d["severity"],
+                d["message"],
+                d["media_start_s"],
+                d["media_end_s"],
+                list(d["evidence_event_ids"]),
+                d["trigger_event_id"],
+                d["event_timestamp"],
+                _text(d.get("tenant")),
+                _text(d.get("app")),
+            ]
+        ]
+    }
+
+
+def rows_for(name: str, datum: Mapping[str, Any], at: KafkaCoordinates) -> RowSet | None:
+    """Rows for one decoded record; None for a record the sink does not store (VideoChunk)."""
+    if name == "Inter1Event":
+        return _event_rows(datum, at)
+    if name == "UsageRecord":
+        return _usage_rows(datum)
+    if name == "SessionStarted":
+        return _started_rows(datum)
+    if name == "SessionEnded":
+        return _ended_rows(datum)
+    if name == "Cue":
+        return _cue_rows(datum)
+    return None
+
+
+def payload_data(payload_json: str) -> Any:
+    """The ``data`` of an ``events.payload_json`` value."""
+    return json.loads(payload_json)["data"]

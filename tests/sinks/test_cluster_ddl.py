@@ -1,0 +1,61 @@
+"""The cluster DDL is generated from the migrations and committed as generated."""
+
+from __future__ import annotations
+
+import re
+
+from sinks.cluster_ddl import CLUSTER_DDL_FILE, cluster_ddl, cluster_statements
+from sinks.migrations import discover
+
+
+def test_committed_cluster_ddl_is_current() -> None:
+    assert CLUSTER_DDL_FILE.read_text(encoding="utf-8") == cluster_ddl(), (
+        "deploy/clickhouse/cluster.sql is stale: regenerate it with "
+        "`inter1-pipeline migrate --cluster-ddl > deploy/clickhouse/cluster.sql`"
+    )
+
+
+def test_every_table_is_replicated_and_distributed_every_view_on_cluster() -> None:
+    single = [s for m in discover() for s in m.statements()]
+    tables = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s) for s in single]
+    table_names = [m[1] for m in tables if m]
+    views = [m[1] for s in single if (m := re.match(r"CREATE VIEW IF NOT EXISTS (\w+)", s))]
+    statements = cluster_statements()
+    assert len(statements) == 2 * len(table_names) + len(views)
+    assert len(table_names) == 14
+    assert views == [
+        "sessions",
+        "signal_intervals",
+        "engagement_timeline",
+        "quality_timeline_latest",
+        "billing_daily",
+        "session_summary_live",
+    ]
+    for name in table_names:
+        local = next(
+            s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS {name}_local ")
+        )
+        assert "ON CLUSTER '{cluster}'" in local
+        assert re.search(
+            rf"ENGINE = Replicated\w*MergeTree\('/clickhouse/tables/{{shard}}/{{database}}/"
+            rf"{name}_local', '{{replica}}'",
+            local,
+        ), local
+        assert "non_replicated_deduplication_window" not in local
+        distributed = next(
+            s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS {name} ")
+        )
+        assert distributed.startswith(
+            f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER '{{cluster}}' AS {name}_local\n"
+            f"ENGINE = Distributed('{{cluster}}', currentDatabase(), {name}_local, cityHash64("
+        )
+    events = next(s for s in statements if s.startswith("CREATE TABLE IF NOT EXISTS events "))
+    assert events.endswith("cityHash64(session_id))")
+    summaries = next(s for s in statements if "session_summaries_local" in s)
+    assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/" in summaries
+    assert "session_summaries_local', '{replica}', version)" in summaries
+    for view in views:
+        assert any(
+            s.startswith(f"CREATE VIEW IF NOT EXISTS {view} ON CLUSTER '{{cluster}}' AS")
+            for s in statements
+        )
