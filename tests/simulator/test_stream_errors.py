@@ -83,7 +83,7 @@ async def test_model_the_key_lacks_is_a_non_fatal_ih2003(driver: Driver) -> None
     assert without_closing(run)[:3] == [
         ("session.ready",),
         ("error", "ih2003"),
-        ("signal.detected", "engagement", "medium", 0.0),
+        ("engagement.updated", "engaged", 0.0),  # inter-2 analyses on; no engagement signal
     ]
     assert run.close.code == 1000
     assert (await driver.usage(run.session_id))["model"] == "inter-2"

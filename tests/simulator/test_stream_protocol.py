@@ -92,8 +92,11 @@ async def test_v1_full_event_sequence_of_a_clip(driver: Driver) -> None:
 async def test_v2_same_sequence_without_modality(driver: Driver) -> None:
     run = await driver.run(frames_of(CLIP_RAMP), configs=[ALL_OPTIONS], api_version="v2")
 
-    # v2's vocabulary has no stress (nor tension, skepticism): the rest is identical.
-    assert without_closing(run) == [e for e in RAMP_EVENTS if "stress" not in e]
+    # v2's vocabulary has no engagement signal (nor disengagement, tension): the rest is
+    # identical, and engagement still comes as engagement.updated.
+    assert without_closing(run) == [
+        e for e in RAMP_EVENTS if not (e[0].startswith("signal.") and e[1] == "engagement")
+    ]
     signals = run.data("signal.detected") + run.data("signal.updated")
     assert ["modality" in s for s in signals] == [False] * 13
     assert run.data("session.updated") == [{**ALL_OPTIONS, "model": "inter-2"}]
