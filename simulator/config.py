@@ -133,6 +133,8 @@ class AnalysisConfig:
     Attributes:
         video_sample_fps: decoded frames per second downscaled for motion and brightness.
         video_gap_ms: a stretch without video packets longer than this is a video gap.
+        stream_skip_ms: a stretch without packets of any track longer than this is a stream
+            skip (media the client never sent: dropped, not billed).
         decode: ``all`` frames (default), ``keyframes`` only (several times cheaper; motion
             is measured between keyframes) or ``none`` (demux only: features come from the
             compressed packets, see the README) or ``boxes`` (no demuxer either: the same
@@ -144,6 +146,7 @@ class AnalysisConfig:
     hop_ms: int = 3000
     video_sample_fps: float = 4.0
     video_gap_ms: int = 1000
+    stream_skip_ms: int = 1000
     decode: DecodeDepth = "all"
     keyframes_only: bool = False
 

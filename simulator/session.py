@@ -82,7 +82,11 @@ class StreamSession:
         self._log = get_logger("simulator.session", session_id=usage.session_id)
         self._options = SessionOptions(model=usage.model)
         self._tracker = EventTracker(usage.api_version, audio_only=usage.model == AUDIO_MODEL)
-        self._planner = WindowPlanner(config.analysis.window_ms, config.analysis.hop_ms)
+        self._planner = WindowPlanner(
+            config.analysis.window_ms,
+            config.analysis.hop_ms,
+            gap_min_ms=config.analysis.video_gap_ms,
+        )
         ratio = config.load.processing_ratio
         if faults.processing_ratio is not None:
             ratio = faults.processing_ratio
@@ -272,6 +276,7 @@ class StreamSession:
                 shed_lag_s=self._config.load.max_lag_s,
                 window_ms=self._config.analysis.window_ms,
                 hop_ms=self._config.analysis.hop_ms,
+                stream_skip_ms=self._config.analysis.stream_skip_ms,
             )
         self._media.feed(data)
 
@@ -344,7 +349,12 @@ class StreamSession:
             self._usage.media_received_ms = max(self._usage.media_received_ms, progress.media_ms)
             final = progress.media_ms if progress.finished else None
             for window in self._planner.add(
-                progress.bins, progress.gaps_ms, progress.arrival, final, progress.skipped_ms
+                progress.bins,
+                progress.gaps_ms,
+                progress.arrival,
+                final,
+                progress.skipped_ms,
+                stream_skips_ms=progress.stream_skips_ms,
             ):
                 await self._queue.submit(window)
             for index, duration_ms in progress.segments_ms:
@@ -389,13 +399,21 @@ class StreamSession:
             for kind, data in events:
                 await self._send(kind, data)
         except ConnectionClosed:
-            self._usage.dropped(window.owned_start_ms, window.owned_end_ms, "undelivered")
+            usage = self._usage
+            usage.dropped(
+                window.owned_start_ms, window.owned_end_ms, "undelivered", window.stream_skips_ms
+            )
             return
         degraded = sum(b - a for a, b in window.degraded_ms) if not self._tracker.audio_only else 0
-        self._usage.analysed(window.owned_start_ms, window.owned_end_ms, degraded)
+        if window.all_skipped:  # media the client never sent: nothing analysed, nothing billed
+            self._usage.dropped(window.owned_start_ms, window.owned_end_ms, "stream_skip")
+        else:
+            self._usage.analysed_parts(window.media_parts_ms, window.stream_skips_ms, degraded)
 
     async def _drop_window(self, window: Window, reason: str) -> None:
-        self._usage.dropped(window.owned_start_ms, window.owned_end_ms, reason)
+        self._usage.dropped(
+            window.owned_start_ms, window.owned_end_ms, reason, window.stream_skips_ms
+        )
         if reason in ("backpressure", "lag", "drain_timeout"):
             ranges = [{"start": window.owned_start_ms / 1000, "end": window.owned_end_ms / 1000}]
             with contextlib.suppress(ConnectionClosed):

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from interhumanai import CloseInfo, InterhumanClient, StreamClient
 
+from chunks.boxes import top_level_boxes
 from simulator.clips import ClipSpec, split_fragments
 from simulator.config import AnalysisConfig, LoadConfig, SessionLimits, SimulatorConfig
 from simulator.server import Simulator
@@ -201,6 +202,55 @@ class Driver:
                 await asyncio.sleep(0.05)
         body["_status"] = response.status_code
         return body
+
+
+def cut_mp4_fragments(data: bytes, fragments: range) -> bytes:
+    """A fragmented MP4 with the ``moof``+``mdat`` pairs numbered ``fragments`` cut out.
+
+    What a client whose recorder kept its clock through a stall sends: a jump in the media
+    timestamps of every track (a stream skip).
+    """
+    out = bytearray()
+    fragment = -1
+    for kind, offset, size in top_level_boxes(data):
+        fragment += kind == b"moof"
+        if kind in (b"moof", b"mdat") and fragment in fragments:
+            continue
+        out += data[offset : offset + size]
+    return bytes(out)
+
+
+_SEGMENT_ID, _CLUSTER_ID = 0x18538067, 0x1F43B675
+
+
+def _ebml_element(data: bytes, pos: int) -> tuple[int, int, int, int]:
+    """(id, header length, size-field offset, payload size) of the EBML element at ``pos``."""
+    length = 8 - data[pos].bit_length() + 1
+    element_id = int.from_bytes(data[pos : pos + length])
+    size_at = pos + length
+    size_length = 8 - data[size_at].bit_length() + 1
+    size = int.from_bytes(data[size_at : size_at + size_length]) & ((1 << (7 * size_length)) - 1)
+    return element_id, length + size_length, size_at, size
+
+
+def cut_webm_clusters(data: bytes, clusters: range) -> bytes:
+    """A WebM with the ``Cluster`` s numbered ``clusters`` cut out (Segment size fixed up)."""
+    segment_id, header, size_at, size = _ebml_element(data, 0)
+    pos = header + size  # past the EBML header
+    segment_id, header, size_at, size = _ebml_element(data, pos)
+    assert segment_id == _SEGMENT_ID
+    kept = bytearray()
+    child, cluster = pos + header, -1
+    while child < pos + header + size:
+        element_id, child_header, _, child_size = _ebml_element(data, child)
+        cluster += element_id == _CLUSTER_ID
+        end = child + child_header + child_size
+        if not (element_id == _CLUSTER_ID and cluster in clusters):
+            kept += data[child:end]
+        child = end
+    size_length = pos + header - size_at
+    new_size = (len(kept) | (1 << (7 * size_length))).to_bytes(size_length)
+    return data[:size_at] + new_size + bytes(kept)
 
 
 def frames_of(spec: ClipSpec, chunk_bytes: int = 16384) -> list[bytes]:
