@@ -25,6 +25,7 @@ from simulator.features import FeatureBin, VideoAnalyser, _Bins
 from simulator.media import MediaProgress, MediaStream
 from simulator.mp4_boxes import Mp4BoxReader
 from simulator.packet_features import PacketAudioAnalyser, PacketVideoAnalyser
+from simulator.pcm import PcmStream
 from simulator.skips import SkipTracker
 
 __all__ = ["BoxMediaStream", "open_media_stream"]
@@ -227,8 +228,11 @@ def open_media_stream(
     window_ms: int,
     hop_ms: int,
     stream_skip_ms: int = 1000,
-) -> MediaStream | BoxMediaStream:
-    """The media reader for ``decode``: box headers on the loop, or PyAV in a thread."""
+    pcm_sample_rate: int | None = None,
+) -> MediaStream | BoxMediaStream | PcmStream:
+    """The media reader: raw PCM (``container="pcm"``), box headers or PyAV in a thread."""
+    if container == "pcm":
+        return PcmStream(report, sample_rate=pcm_sample_rate or 16000)
     if decode == "boxes":
         return BoxMediaStream(
             container,

@@ -22,6 +22,7 @@ from simulator.exceptions import MalformedMediaError, NoUsableVideoError
 from simulator.faults import FaultPlan
 from simulator.media import MediaProgress, MediaStream
 from simulator.options import ConfigRejected, apply_config
+from simulator.pcm import PcmStream
 from simulator.protocol import AUDIO_MODEL, ERRORS, envelope, error_data
 from simulator.tracker import EventTracker, SessionOptions
 from simulator.usage import SessionUsage, utc_now
@@ -98,7 +99,7 @@ class StreamSession:
             drop=self._drop_window,
             reserve=reserve,
         )
-        self._media: MediaStream | BoxMediaStream | None = None
+        self._media: MediaStream | BoxMediaStream | PcmStream | None = None
         self._progress: asyncio.Queue[MediaProgress] = asyncio.Queue()
         self._media_done = asyncio.Event()
         self._end: asyncio.Future[_End] | None = None
@@ -256,7 +257,8 @@ class StreamSession:
             self._request_end(_End("fatal", "frame_too_large", "ih6002", message, segment, 1009))
             return
         if self._media is None:
-            container = sniff_container(data)
+            pcm = self._options.audio_format
+            container = "pcm" if pcm is not None else sniff_container(data)
             if container is None:
                 message = "The first media frame must carry a WebM or fragmented-MP4 init header."
                 self._request_end(_End("fatal", "malformed_segment", "ih5004", message, 0, 1007))
@@ -277,6 +279,7 @@ class StreamSession:
                 window_ms=self._config.analysis.window_ms,
                 hop_ms=self._config.analysis.hop_ms,
                 stream_skip_ms=self._config.analysis.stream_skip_ms,
+                pcm_sample_rate=pcm["sample_rate"] if pcm is not None else None,
             )
         self._media.feed(data)
 
@@ -323,7 +326,8 @@ class StreamSession:
                 "include": self._options.include,
                 "goal_dimensions": self._options.goal_dimensions,
                 "model": self._options.model,
-            },
+            }
+            | ({"audio_format": self._options.audio_format} if self._options.audio_format else {}),
         )
 
     async def _watchdog(self) -> None:

@@ -26,6 +26,8 @@ class SessionOptions:
     include: list[str] = field(default_factory=list)
     goal_dimensions: list[str] | None = None
     model: str | None = None
+    audio_format: dict[str, Any] | None = None
+    """Raw PCM declared by the client (``inter-2-audio``): binary frames are samples."""
 
 
 @dataclass

@@ -177,10 +177,11 @@ class Driver:
             if close:
                 await stream.request_close()
         except Exception as exc:  # the server may close first (fatal errors, faults)
-            return await self._collect(stream, [exc])
-        return await self._collect(stream, [])
+            return await self.collect(stream, [exc])
+        return await self.collect(stream, [])
 
-    async def _collect(self, stream: StreamClient, errors: list[Exception]) -> SessionRun:
+    async def collect(self, stream: StreamClient, errors: list[Exception]) -> SessionRun:
+        """Read every event until the server closes ``stream``."""
         events = [event async for event in stream]
         close = await stream.wait_closed()
         ids = {e.correlation_id for e in events if hasattr(e, "correlation_id")}
