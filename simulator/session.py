@@ -375,7 +375,8 @@ class StreamSession:
         """A non-fatal ``ih6005`` for a frame outside the segment-duration limits."""
         limits = self._config.limits
         seconds = duration_ms / 1000
-        if limits.enforce_min_segment_duration and seconds < limits.min_segment_duration_s:
+        minimum = limits.enforce_min_segment_duration and self._usage.api_version == "v1"
+        if minimum and seconds < limits.min_segment_duration_s:
             bound = f"below min_segment_duration_seconds ({limits.min_segment_duration_s:g} s)"
         elif limits.max_segment_duration_s is not None and seconds > limits.max_segment_duration_s:
             bound = f"above max_segment_duration_seconds ({limits.max_segment_duration_s:g} s)"
@@ -403,8 +404,7 @@ class StreamSession:
             for kind, data in events:
                 await self._send(kind, data)
         except ConnectionClosed:
-            usage = self._usage
-            usage.dropped(
+            self._usage.dropped(
                 window.owned_start_ms, window.owned_end_ms, "undelivered", window.stream_skips_ms
             )
             return

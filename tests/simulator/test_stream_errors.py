@@ -133,7 +133,9 @@ async def test_model_option_on_v1_is_invalid_config(driver: Driver) -> None:
 
 
 async def test_oversize_frame_gets_ih6002(start_simulator: SimulatorFactory) -> None:
-    driver = await start_simulator(limits=SessionLimits(max_segment_size_bytes=8192))
+    # 4096-byte frames are under 3 s: no ih6005 may race the fatal ih6002 here.
+    limits = SessionLimits(max_segment_size_bytes=8192, enforce_min_segment_duration=False)
+    driver = await start_simulator(limits=limits)
     run = await driver.run([*frames_of(CLIP_A, chunk_bytes=4096)[:2], b"\0" * 8193])
 
     assert [compact(e) for e in run.events] == [("session.ready",), ("error", "ih6002")]

@@ -13,8 +13,10 @@ from sim_helpers import (
     CLIP_RAMP,
     CLIP_WEBM,
     Driver,
+    clip_bytes,
     compact,
     frames_of,
+    segments,
     without_closing,
 )
 
@@ -105,7 +107,7 @@ async def test_v2_same_sequence_without_modality(driver: Driver) -> None:
 
 async def test_same_clip_gives_identical_events(driver: Driver) -> None:
     first = await driver.run(frames_of(CLIP_A), configs=[ALL_OPTIONS])
-    second = await driver.run(frames_of(CLIP_A, chunk_bytes=5000), configs=[ALL_OPTIONS])
+    second = await driver.run(segments(clip_bytes(CLIP_A), 5.0), configs=[ALL_OPTIONS])
 
     def stable(run: Any) -> list[Any]:
         return [item for item in run.comparable() if item[0] != "session.closing"]

@@ -19,10 +19,10 @@ from sim_helpers import (
     clip_bytes,
     cut_mp4_fragments,
     cut_webm_clusters,
+    segments,
     without_closing,
 )
 
-from simulator.clips import split_fragments
 from simulator.config import AnalysisConfig, DecodeDepth
 from simulator.skips import SkipTracker, subtract
 
@@ -141,7 +141,7 @@ async def test_mp4_stream_skip_is_dropped_not_billed(
     driver = await start_simulator(analysis=AnalysisConfig(decode=depth))
     data = cut_mp4_fragments(clip_bytes(CLIP_A), MP4_SKIP)
 
-    run = await driver.run(split_fragments(data, 16384), configs=[ALL_OPTIONS])
+    run = await driver.run(segments(data), configs=[ALL_OPTIONS])
 
     events = without_closing(run)
     assert _coverage(events) == [
@@ -166,7 +166,7 @@ async def test_window_wholly_inside_a_skip_sends_only_coverage_dropped(
     # Fragments 5-11 (video 5.1-12.1 s, audio 4.936-11.912 s): nothing covers 5.1-11.016 s.
     data = cut_mp4_fragments(clip_bytes(CLIP_A), range(5, 12))
 
-    run = await driver.run(split_fragments(data, 16384))
+    run = await driver.run(segments(data))
 
     events = without_closing(run)
     assert _coverage(events) == [
@@ -223,7 +223,7 @@ async def test_webm_stream_skip_is_dropped_not_billed(
     # Clusters 3-5 of the 9 s WebM: no track covers 3.0-5.994 s.
     data = cut_webm_clusters(clip_bytes(CLIP_WEBM), range(3, 6))
 
-    run = await driver.run(split_fragments(data, 16384))
+    run = await driver.run(segments(data))
 
     events = without_closing(run)
     assert _coverage(events) == [("coverage.dropped", ((3.0, 5.994),))]
@@ -253,7 +253,7 @@ async def test_a_cut_that_audio_still_covers_is_a_video_gap(
     # Fragments 1-2 hold video 1.2-3.2 s; CLIP_A's audio for 0-3.912 s comes in fragment 3.
     data = cut_mp4_fragments(clip_bytes(CLIP_A), range(1, 3))
 
-    run = await driver.run(split_fragments(data, 16384))
+    run = await driver.run(segments(data))
 
     assert _coverage(without_closing(run)) == [("coverage.degraded", ((1.1, 3.2),))]
     usage = await driver.usage(run.session_id)
