@@ -21,6 +21,7 @@ from interhumanai import GoalDimension, IncludeFlag, InterhumanClient
 
 from chunks import ChunkAssembler, SessionEnded, VideoChunk, fragments_only
 from producers.app import ProduceOptions, produce
+from producers.reader import ReaderOptions
 from producers.records import SessionMeta
 from producers.synthetic import MediaSpec, write_media
 from runtime.errors import PipelineError
@@ -33,6 +34,8 @@ __all__ = ["LiveReport", "produce_and_analyse"]
 
 Say = Callable[[str], None]
 _SIM_KEY = "sim-key"
+DEMO_CHUNK_S = 3.0
+"""Chunk length: Inter-1 v1 requires each segment (one chunk each here) to be >= 3 s."""
 
 
 class DemoSessionError(PipelineError):
@@ -73,6 +76,7 @@ async def produce_and_analyse(
                 meta=SessionMeta(tenant="demo", app="make-demo", labels={"source": "demo"}),
                 progress=False,
                 kafka=kafka,
+                reader=ReaderOptions(chunk_duration_s=DEMO_CHUNK_S),
             )
         )
         outcome = result.results[0]

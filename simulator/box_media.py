@@ -25,6 +25,8 @@ from simulator.features import FeatureBin, VideoAnalyser, _Bins
 from simulator.media import MediaProgress, MediaStream
 from simulator.mp4_boxes import Mp4BoxReader
 from simulator.packet_features import PacketAudioAnalyser, PacketVideoAnalyser
+from simulator.pcm import PcmStream
+from simulator.skips import SkipTracker
 
 __all__ = ["BoxMediaStream", "open_media_stream"]
 
@@ -43,6 +45,7 @@ class BoxMediaStream:
             :class:`MediaProgress`.
         require_video: fail with ``NoUsableVideoError`` when there is no video track.
         video_sample_fps, video_gap_ms: as for ``MediaStream`` (gaps are found the same way).
+        stream_skip_ms: a hole this long in every track is a stream skip.
     """
 
     def __init__(
@@ -53,8 +56,10 @@ class BoxMediaStream:
         require_video: bool,
         video_sample_fps: float,
         video_gap_ms: int,
+        stream_skip_ms: int = 1000,
     ) -> None:
         self._reader = Mp4BoxReader() if container == "mp4" else WebmReader()
+        self._skips = SkipTracker(stream_skip_ms)
         self._report = report
         self._require_video = require_video
         self._store = _Bins()
@@ -144,6 +149,7 @@ class BoxMediaStream:
             start = sample.pts * info.num / info.den - origin
             end = (sample.pts + sample.duration) * info.num / info.den - origin
             self._media_s = max(self._media_s, end)
+            self._skips.add(round(start * 1000), round(end * 1000))
             if info.kind == "audio":
                 audio.packet(sample.size, start, end - start)
                 continue
@@ -179,6 +185,7 @@ class BoxMediaStream:
                 finished=final,
                 error=error,
                 has_video=self._has_video or self._packet_video is None,
+                stream_skips_ms=self._skips.ranges(),
             )
         )
 
@@ -220,8 +227,12 @@ def open_media_stream(
     shed_lag_s: float | None,
     window_ms: int,
     hop_ms: int,
-) -> MediaStream | BoxMediaStream:
-    """The media reader for ``decode``: box headers on the loop, or PyAV in a thread."""
+    stream_skip_ms: int = 1000,
+    pcm_sample_rate: int | None = None,
+) -> MediaStream | BoxMediaStream | PcmStream:
+    """The media reader: raw PCM (``container="pcm"``), box headers or PyAV in a thread."""
+    if container == "pcm":
+        return PcmStream(report, sample_rate=pcm_sample_rate or 16000)
     if decode == "boxes":
         return BoxMediaStream(
             container,
@@ -229,6 +240,7 @@ def open_media_stream(
             require_video=require_video,
             video_sample_fps=video_sample_fps,
             video_gap_ms=video_gap_ms,
+            stream_skip_ms=stream_skip_ms,
         )
     return MediaStream(
         container,
@@ -240,4 +252,5 @@ def open_media_stream(
         shed_lag_s=shed_lag_s,
         window_ms=window_ms,
         hop_ms=hop_ms,
+        stream_skip_ms=stream_skip_ms,
     )

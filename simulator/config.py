@@ -52,9 +52,10 @@ class SessionLimits:
     """Limits advertised in ``session.ready`` and enforced.
 
     Attributes:
-        min_segment_duration_s: advertised as ``min_segment_duration_seconds`` (3 in the
-            docs); enforced only with ``enforce_min_segment_duration`` (the simulator's
-            own default is lenient, so byte-chunked test streams stay valid).
+        min_segment_duration_s: advertised on v1 as ``min_segment_duration_seconds`` (3 in
+            the docs, which say each segment must be at least 3 s long) and enforced there
+            unless ``enforce_min_segment_duration`` is False. The V2 docs list no such field
+            and advise 1-3 s frames: v2 neither advertises nor enforces it.
         max_segment_duration_s: advertised and enforced when set.
         feedback: advertise ``goal_dimensions`` (False: feedback is off for every key).
         ping_interval_s, ping_timeout_s: keepalive; a client that does not answer a ping
@@ -66,7 +67,7 @@ class SessionLimits:
     min_segment_size_bytes: int = 1
     max_segment_size_bytes: int = 32 * 1024 * 1024
     min_segment_duration_s: float = 3.0
-    enforce_min_segment_duration: bool = False
+    enforce_min_segment_duration: bool = True
     max_segment_duration_s: float | None = None
     max_drain_s: float = 30.0
     feedback: bool = True
@@ -74,11 +75,18 @@ class SessionLimits:
     ping_timeout_s: float | None = 20.0
 
     def ready_data(self, models: list[str] | None, *, feedback: bool = True) -> dict[str, Any]:
-        """The ``session.ready`` data (``models``: None on v1; ``feedback``: False omits goals)."""
+        """The ``session.ready`` data (``models``: None on v1; ``feedback``: False omits goals).
+
+        ``min_segment_duration_seconds`` is a v1 field (``models`` is None there).
+        """
         data: dict[str, Any] = {
             "session_idle_timeout_seconds": math.ceil(self.idle_timeout_s),
             "session_max_duration_seconds": math.ceil(self.max_duration_s),
-            "min_segment_duration_seconds": self.min_segment_duration_s,
+            **(
+                {"min_segment_duration_seconds": self.min_segment_duration_s}
+                if models is None
+                else {}
+            ),
             "min_segment_size_bytes": self.min_segment_size_bytes,
             "max_segment_size_bytes": self.max_segment_size_bytes,
             "supported_session_config_options": {
@@ -133,6 +141,8 @@ class AnalysisConfig:
     Attributes:
         video_sample_fps: decoded frames per second downscaled for motion and brightness.
         video_gap_ms: a stretch without video packets longer than this is a video gap.
+        stream_skip_ms: a stretch without packets of any track longer than this is a stream
+            skip (media the client never sent: dropped, not billed).
         decode: ``all`` frames (default), ``keyframes`` only (several times cheaper; motion
             is measured between keyframes) or ``none`` (demux only: features come from the
             compressed packets, see the README) or ``boxes`` (no demuxer either: the same
@@ -144,6 +154,7 @@ class AnalysisConfig:
     hop_ms: int = 3000
     video_sample_fps: float = 4.0
     video_gap_ms: int = 1000
+    stream_skip_ms: int = 1000
     decode: DecodeDepth = "all"
     keyframes_only: bool = False
 

@@ -29,6 +29,7 @@ from simulator.packet_features import PacketAudioAnalyser, PacketVideoAnalyser
 from simulator.pipe import BytePipe
 from simulator.segments import SegmentSpans
 from simulator.shedding import DecodeShedder
+from simulator.skips import SkipTracker
 
 __all__ = ["MediaProgress", "MediaStream"]
 
@@ -47,6 +48,7 @@ class MediaProgress:
         has_video: whether the stream carries a video track (known once opened).
         skipped_ms: media ranges (ms, cumulative) not decoded because the decoder lagged.
         segments_ms: (frame index, media ms it carried) of frames newly complete.
+        stream_skips_ms: media ranges (ms, cumulative) no track covers: stream skips.
     """
 
     bins: list[FeatureBin]
@@ -58,6 +60,7 @@ class MediaProgress:
     has_video: bool = True
     skipped_ms: list[tuple[int, int]] = field(default_factory=list)
     segments_ms: list[tuple[int, int]] = field(default_factory=list)
+    stream_skips_ms: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class _Run:
     packet_video: PacketVideoAnalyser | None = None
     segments: SegmentSpans = field(default_factory=SegmentSpans)
     last_frame: int = 0
+    skips: SkipTracker = field(default_factory=lambda: SkipTracker(1000))
 
 
 class MediaStream:
@@ -90,6 +94,7 @@ class MediaStream:
         shed_lag_s: stop decoding (demux only) while the decoder is this far behind the
             arrival of the media; None never sheds decode work.
         window_ms, hop_ms: the analysis windows (decode shedding works in owned slices).
+        stream_skip_ms: a hole this long in every track is a stream skip.
     """
 
     def __init__(
@@ -104,8 +109,10 @@ class MediaStream:
         shed_lag_s: float | None = None,
         window_ms: int = 8000,
         hop_ms: int = 3000,
+        stream_skip_ms: int = 1000,
     ) -> None:
         self._container = container
+        self._skip_ms = stream_skip_ms
         self._decode = decode
         self._shed_lag_s = shed_lag_s
         self._window_ms = window_ms
@@ -144,6 +151,7 @@ class MediaStream:
         lag = self._shed_lag_s if self._shed_lag_s is not None else math.inf
         shedder = DecodeShedder(lag, window_s=self._window_ms / 1000, hop_s=self._hop_ms / 1000)
         run = _Run(store, VideoAnalyser(store, self._sample_fps, self._gap_ms), audio, shedder)
+        run.skips = SkipTracker(self._skip_ms)
         try:
             self._demux(run)
         except (MalformedMediaError, NoUsableVideoError) as exc:
@@ -222,6 +230,8 @@ class MediaStream:
         end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - run.origin
         run.media_s = max(run.media_s, end)
         run.last_frame = run.segments.add(self._pipe.frame_ends, packet.pos, start, end)
+        if run.skips.add(round(start * 1000), round(end * 1000)):
+            run.video.restart()  # no motion is measured across media the client never sent
         if packet.stream.type == "video":
             run.video.packet(start)
             if self._decode != "all":  # few or no frames get decoded: packets pace bins
@@ -303,6 +313,7 @@ class MediaStream:
                 has_video=run.has_video,
                 skipped_ms=run.shedder.ranges_ms(),
                 segments_ms=run.segments.complete(None if final else run.last_frame),
+                stream_skips_ms=run.skips.ranges(),
             )
         )
 

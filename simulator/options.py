@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from simulator.config import KeyGrant
-from simulator.protocol import GOAL_DIMENSIONS, INCLUDE_FLAGS, STREAM_MODELS
+from simulator.pcm import PCM_SAMPLE_RATES
+from simulator.protocol import AUDIO_MODEL, GOAL_DIMENSIONS, INCLUDE_FLAGS, STREAM_MODELS
 from simulator.tracker import SessionOptions
 
 __all__ = ["ConfigRejected", "apply_config"]
@@ -59,11 +60,6 @@ def apply_config(
     unknown = sorted(set(payload) - _KNOWN)
     if unknown:
         raise ConfigRejected("ih6001", f"Unknown session config option(s): {unknown}.")
-    if payload.get("audio_format") is not None:
-        raise ConfigRejected(
-            "ih6001",
-            "Raw PCM audio is not supported by the simulator; send WebM or fragmented MP4.",
-        )
     include = _string_list(payload, "include", INCLUDE_FLAGS) or []
     goals = _string_list(payload, "goal_dimensions", GOAL_DIMENSIONS)
     if goals and not feedback:
@@ -82,4 +78,39 @@ def apply_config(
                 "ih6001", "The model can only change before the first media frame."
             )
         model = requested
-    return SessionOptions(include=include, goal_dimensions=goals or None, model=model)
+    audio_format = _audio_format(payload.get("audio_format"), current, model, media_started)
+    return SessionOptions(
+        include=include, goal_dimensions=goals or None, model=model, audio_format=audio_format
+    )
+
+
+_PCM_DEFAULTS: dict[str, Any] = {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1}
+
+
+def _audio_format(
+    value: Any, current: SessionOptions, model: str | None, media_started: bool
+) -> dict[str, Any] | None:
+    """The raw PCM format in force: session state like ``model`` (omitted keeps it)."""
+    if value is None:
+        return current.audio_format
+    if not isinstance(value, dict) or set(value) - set(_PCM_DEFAULTS):
+        raise ConfigRejected(
+            "ih6001", f"'audio_format' must be an object with keys {sorted(_PCM_DEFAULTS)}."
+        )
+    pcm = {**_PCM_DEFAULTS, **value}
+    if pcm["encoding"] != "pcm_s16le" or pcm["channels"] != 1:
+        raise ConfigRejected(
+            "ih6001", "Raw audio must be signed 16-bit little-endian mono PCM (pcm_s16le, 1)."
+        )
+    rate = pcm["sample_rate"]
+    if isinstance(rate, bool) or rate not in PCM_SAMPLE_RATES:
+        raise ConfigRejected(
+            "ih6001", f"Unsupported sample_rate {rate!r}; supported: {list(PCM_SAMPLE_RATES)}."
+        )
+    if model != AUDIO_MODEL:
+        raise ConfigRejected("ih6001", f"Raw PCM audio needs model {AUDIO_MODEL!r}.")
+    if media_started and pcm != current.audio_format:
+        raise ConfigRejected(
+            "ih6001", "The audio format is fixed once the first media frame was accepted."
+        )
+    return pcm

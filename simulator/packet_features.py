@@ -78,8 +78,11 @@ class PacketAudioAnalyser:
 
     def packet(self, size_bytes: int, time_s: float, duration_s: float) -> None:
         """Add one audio packet presented at ``time_s`` lasting ``duration_s``."""
+        self.subframe(packet_level_cb(size_bytes, duration_s), time_s, duration_s)
+
+    def subframe(self, level: int, time_s: float, duration_s: float) -> None:
+        """Add one subframe of ``level`` centibels (a packet, or 50 ms of raw PCM)."""
         self.end_s = max(self.end_s, time_s + duration_s)
-        level = packet_level_cb(size_bytes, duration_s)
         cell = self._store.at(math.floor(max(time_s, 0.0)))
         cell.subframes += 1
         cell.level_cb_sum += level

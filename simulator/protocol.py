@@ -47,8 +47,14 @@ SIGNAL_TYPES: tuple[str, ...] = (
 )
 V1_SIGNALS: frozenset[str] = frozenset(SIGNAL_TYPES) - {"tension"}
 """The 12 signal types the docs list for ``/v1/stream/analyze``."""
-V2_SIGNALS: frozenset[str] = V1_SIGNALS - {"skepticism", "stress"}
-"""The 10 signal types ``/v2/stream/analyze`` reports (see the README on this choice)."""
+V2_SIGNALS: frozenset[str] = V1_SIGNALS - {"disengagement", "engagement"}
+"""The 10 signal types the docs list for ``/v2/stream/analyze`` (engagement is a state there).
+
+Source: Interhuman's own stream skill for V2 (``InterhumanAI/skills``,
+``skills/interhuman-stream-analyze/SKILL.md``, "Server Messages"): ``signal_type`` is one
+of agreement, confidence, confusion, disagreement, frustration, hesitation, interest,
+skepticism, stress or uncertainty.
+"""
 SIGNALS_BY_VERSION: dict[str, frozenset[str]] = {"v1": V1_SIGNALS, "v2": V2_SIGNALS}
 AUDIBLE_SIGNALS: frozenset[str] = frozenset(
     {"agreement", "confidence", "frustration", "hesitation", "interest", "uncertainty"}

@@ -22,6 +22,7 @@ from simulator.exceptions import MalformedMediaError, NoUsableVideoError
 from simulator.faults import FaultPlan
 from simulator.media import MediaProgress, MediaStream
 from simulator.options import ConfigRejected, apply_config
+from simulator.pcm import PcmStream
 from simulator.protocol import AUDIO_MODEL, ERRORS, envelope, error_data
 from simulator.tracker import EventTracker, SessionOptions
 from simulator.usage import SessionUsage, utc_now
@@ -82,7 +83,11 @@ class StreamSession:
         self._log = get_logger("simulator.session", session_id=usage.session_id)
         self._options = SessionOptions(model=usage.model)
         self._tracker = EventTracker(usage.api_version, audio_only=usage.model == AUDIO_MODEL)
-        self._planner = WindowPlanner(config.analysis.window_ms, config.analysis.hop_ms)
+        self._planner = WindowPlanner(
+            config.analysis.window_ms,
+            config.analysis.hop_ms,
+            gap_min_ms=config.analysis.video_gap_ms,
+        )
         ratio = config.load.processing_ratio
         if faults.processing_ratio is not None:
             ratio = faults.processing_ratio
@@ -94,7 +99,7 @@ class StreamSession:
             drop=self._drop_window,
             reserve=reserve,
         )
-        self._media: MediaStream | BoxMediaStream | None = None
+        self._media: MediaStream | BoxMediaStream | PcmStream | None = None
         self._progress: asyncio.Queue[MediaProgress] = asyncio.Queue()
         self._media_done = asyncio.Event()
         self._end: asyncio.Future[_End] | None = None
@@ -252,7 +257,8 @@ class StreamSession:
             self._request_end(_End("fatal", "frame_too_large", "ih6002", message, segment, 1009))
             return
         if self._media is None:
-            container = sniff_container(data)
+            pcm = self._options.audio_format
+            container = "pcm" if pcm is not None else sniff_container(data)
             if container is None:
                 message = "The first media frame must carry a WebM or fragmented-MP4 init header."
                 self._request_end(_End("fatal", "malformed_segment", "ih5004", message, 0, 1007))
@@ -272,6 +278,8 @@ class StreamSession:
                 shed_lag_s=self._config.load.max_lag_s,
                 window_ms=self._config.analysis.window_ms,
                 hop_ms=self._config.analysis.hop_ms,
+                stream_skip_ms=self._config.analysis.stream_skip_ms,
+                pcm_sample_rate=pcm["sample_rate"] if pcm is not None else None,
             )
         self._media.feed(data)
 
@@ -318,7 +326,8 @@ class StreamSession:
                 "include": self._options.include,
                 "goal_dimensions": self._options.goal_dimensions,
                 "model": self._options.model,
-            },
+            }
+            | ({"audio_format": self._options.audio_format} if self._options.audio_format else {}),
         )
 
     async def _watchdog(self) -> None:
@@ -344,7 +353,12 @@ class StreamSession:
             self._usage.media_received_ms = max(self._usage.media_received_ms, progress.media_ms)
             final = progress.media_ms if progress.finished else None
             for window in self._planner.add(
-                progress.bins, progress.gaps_ms, progress.arrival, final, progress.skipped_ms
+                progress.bins,
+                progress.gaps_ms,
+                progress.arrival,
+                final,
+                progress.skipped_ms,
+                stream_skips_ms=progress.stream_skips_ms,
             ):
                 await self._queue.submit(window)
             for index, duration_ms in progress.segments_ms:
@@ -361,7 +375,8 @@ class StreamSession:
         """A non-fatal ``ih6005`` for a frame outside the segment-duration limits."""
         limits = self._config.limits
         seconds = duration_ms / 1000
-        if limits.enforce_min_segment_duration and seconds < limits.min_segment_duration_s:
+        minimum = limits.enforce_min_segment_duration and self._usage.api_version == "v1"
+        if minimum and seconds < limits.min_segment_duration_s:
             bound = f"below min_segment_duration_seconds ({limits.min_segment_duration_s:g} s)"
         elif limits.max_segment_duration_s is not None and seconds > limits.max_segment_duration_s:
             bound = f"above max_segment_duration_seconds ({limits.max_segment_duration_s:g} s)"
@@ -389,13 +404,20 @@ class StreamSession:
             for kind, data in events:
                 await self._send(kind, data)
         except ConnectionClosed:
-            self._usage.dropped(window.owned_start_ms, window.owned_end_ms, "undelivered")
+            self._usage.dropped(
+                window.owned_start_ms, window.owned_end_ms, "undelivered", window.stream_skips_ms
+            )
             return
         degraded = sum(b - a for a, b in window.degraded_ms) if not self._tracker.audio_only else 0
-        self._usage.analysed(window.owned_start_ms, window.owned_end_ms, degraded)
+        if window.all_skipped:  # media the client never sent: nothing analysed, nothing billed
+            self._usage.dropped(window.owned_start_ms, window.owned_end_ms, "stream_skip")
+        else:
+            self._usage.analysed_parts(window.media_parts_ms, window.stream_skips_ms, degraded)
 
     async def _drop_window(self, window: Window, reason: str) -> None:
-        self._usage.dropped(window.owned_start_ms, window.owned_end_ms, reason)
+        self._usage.dropped(
+            window.owned_start_ms, window.owned_end_ms, reason, window.stream_skips_ms
+        )
         if reason in ("backpressure", "lag", "drain_timeout"):
             ranges = [{"start": window.owned_start_ms / 1000, "end": window.owned_end_ms / 1000}]
             with contextlib.suppress(ConnectionClosed):

@@ -26,15 +26,17 @@ class SessionOptions:
     include: list[str] = field(default_factory=list)
     goal_dimensions: list[str] | None = None
     model: str | None = None
+    audio_format: dict[str, Any] | None = None
+    """Raw PCM declared by the client (``inter-2-audio``): binary frames are samples."""
 
 
 @dataclass
 class EventTracker:
     """Signal and engagement state across windows; builds each window's events in order.
 
-    Order within a window: ``coverage.degraded``, ``signal.ended``, ``signal.detected``,
-    ``signal.updated``, ``engagement.updated``, ``conversation_quality.updated``,
-    ``feedback.generated``.
+    Order within a window: ``coverage.dropped`` (stream skips), ``coverage.degraded``,
+    ``signal.ended``, ``signal.detected``, ``signal.updated``, ``engagement.updated``,
+    ``conversation_quality.updated``, ``feedback.generated``.
     """
 
     api_version: str
@@ -50,6 +52,11 @@ class EventTracker:
     ) -> list[Event]:
         """The events one analysed window produces."""
         events: list[Event] = []
+        if window.stream_skips_ms:  # media the client never sent: not analysed, not billed
+            ranges = [{"start": _s(a), "end": _s(b)} for a, b in window.stream_skips_ms]
+            events.append(("coverage.dropped", {"ranges": ranges}))
+        if window.all_skipped:
+            return events
         if window.degraded_ms and not self.audio_only:
             ranges = [{"start": _s(a), "end": _s(b)} for a, b in window.degraded_ms]
             events.append(("coverage.degraded", {"ranges": ranges, "reason": "video_gap"}))

@@ -7,9 +7,12 @@ media_received_ms`` holds exactly once a session has ended. ``degraded_ms`` is p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from simulator.skips import Range, subtract
 
 __all__ = ["SessionUsage", "UsageLedger", "utc_now"]
 
@@ -45,15 +48,30 @@ class SessionUsage:
 
     def analysed(self, start_ms: int, end_ms: int, degraded_ms: int) -> None:
         """Record an analysed and delivered slice."""
-        self.analysed_ms += end_ms - start_ms
+        self.analysed_parts([(start_ms, end_ms)], (), degraded_ms)
+
+    def analysed_parts(
+        self, parts: Sequence[Range], stream_skips: Sequence[Range], degraded_ms: int
+    ) -> None:
+        """Record one analysed window: its ``parts`` billed, its ``stream_skips`` dropped."""
+        for start_ms, end_ms in stream_skips:
+            self._drop(start_ms, end_ms, "stream_skip")
+        for start_ms, end_ms in parts:
+            self.analysed_ms += end_ms - start_ms
+            self.analysed_ranges.append((start_ms, end_ms))
         self.degraded_ms += degraded_ms
         self.windows_analysed += 1
-        self.analysed_ranges.append((start_ms, end_ms))
 
-    def dropped(self, start_ms: int, end_ms: int, reason: str) -> None:
-        """Record a slice that was not analysed (or not delivered)."""
-        self.dropped_ms += end_ms - start_ms
+    def dropped(
+        self, start_ms: int, end_ms: int, reason: str, stream_skips: Sequence[Range] = ()
+    ) -> None:
+        """Record a window not analysed (or not delivered); its stream skips keep that reason."""
+        for piece in sorted([*stream_skips, *subtract([(start_ms, end_ms)], stream_skips)]):
+            self._drop(*piece, "stream_skip" if piece in stream_skips else reason)
         self.windows_dropped += 1
+
+    def _drop(self, start_ms: int, end_ms: int, reason: str) -> None:
+        self.dropped_ms += end_ms - start_ms
         self.dropped_ranges.append((start_ms, end_ms, reason))
 
     def to_json(self) -> dict[str, Any]:

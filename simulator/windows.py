@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from simulator.features import FeatureBin
+from simulator.skips import overlap, subtract
 
 __all__ = ["AnalysisQueue", "Window", "WindowPlanner"]
 
@@ -36,6 +37,18 @@ class Window:
     """Part of the owned slice was not decoded (decode shedding): the window is shed."""
 
     hop_ms: int = 3000
+    stream_skips_ms: tuple[tuple[int, int], ...] = ()
+    """Parts of the owned slice the client never sent (stream skips): dropped, not billed."""
+
+    @property
+    def media_parts_ms(self) -> list[tuple[int, int]]:
+        """The owned slice minus its stream skips: what analysing the window bills."""
+        return subtract([(self.owned_start_ms, self.owned_end_ms)], self.stream_skips_ms)
+
+    @property
+    def all_skipped(self) -> bool:
+        """The whole owned slice is a stream skip: nothing to analyse, nothing billed."""
+        return not self.media_parts_ms
 
     @property
     def grid_start_ms(self) -> int:
@@ -57,6 +70,9 @@ class WindowPlanner:
     bins: list[FeatureBin] = field(default_factory=list)
     gaps_ms: list[tuple[int, int]] = field(default_factory=list)
     skipped_ms: list[tuple[int, int]] = field(default_factory=list)
+    stream_skips_ms: list[tuple[int, int]] = field(default_factory=list)
+    gap_min_ms: int = 1000
+    """A video gap's part outside stream skips must be longer than this to be degraded."""
     next_index: int = 0
     owned_until_ms: int = 0
 
@@ -67,15 +83,20 @@ class WindowPlanner:
         arrival: float,
         final_ms: int | None = None,
         skipped_ms: list[tuple[int, int]] | None = None,
+        *,
+        stream_skips_ms: list[tuple[int, int]] | None = None,
     ) -> list[Window]:
         """Add completed bins; return the windows now ready (all of them once ``final_ms``).
 
-        ``gaps_ms`` (video gaps) and ``skipped_ms`` (media not decoded) are cumulative.
+        ``gaps_ms`` (video gaps), ``skipped_ms`` (media not decoded) and ``stream_skips_ms``
+        (media never sent) are cumulative.
         """
         self.bins.extend(bins)
         self.gaps_ms = gaps_ms
         if skipped_ms is not None:
             self.skipped_ms = skipped_ms
+        if stream_skips_ms is not None:
+            self.stream_skips_ms = stream_skips_ms
         ready: list[Window] = []
         complete_ms = len(self.bins) * 1000 if final_ms is None else final_ms
         while True:
@@ -90,12 +111,21 @@ class WindowPlanner:
 
     def _window(self, start: int, end: int, arrival: float) -> Window:
         owned_start = self.owned_until_ms
-        cover = tuple(self.bins[start // 1000 : -(-end // 1000)])
-        degraded = tuple(
-            (max(a, owned_start), min(b, end))
-            for a, b in self.gaps_ms
-            if a < end and b > owned_start
+        skips = self.stream_skips_ms
+        # Bins wholly inside a stream skip hold no media: they are not evidence of silence.
+        cover = tuple(
+            b
+            for b in self.bins[start // 1000 : -(-end // 1000)]
+            if subtract([(b.index * 1000, b.index * 1000 + 1000)], skips)
         )
+        gaps = sorted(
+            piece
+            for gap in self.gaps_ms
+            for piece in (
+                subtract([gap], skips, self.gap_min_ms) if overlap(skips, *gap) else [gap]
+            )
+        )
+        degraded = tuple(overlap(gaps, owned_start, end))
         skipped = any(a < end and b > owned_start for a, b in self.skipped_ms)
         window = Window(
             self.next_index,
@@ -108,6 +138,7 @@ class WindowPlanner:
             degraded,
             skipped,
             self.hop_ms,
+            tuple(overlap(skips, owned_start, end)),
         )
         self.next_index += 1
         self.owned_until_ms = end
@@ -168,6 +199,12 @@ class AnalysisQueue:
             await self._drop(window, "lag")
             return
         now = time.monotonic()
+        if window.all_skipped:  # no media to analyse: reported in order, at no model cost
+            start = max(now, self._busy_until)
+            self._pending.append((start, start, window))
+            self._idle.clear()
+            self._wakeup.set()
+            return
         start = max(now, self._busy_until)
         waiting = sum(1 for s, _, _ in self._pending if s > now)
         if start > now and waiting >= self._queue_windows:

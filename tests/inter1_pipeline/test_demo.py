@@ -61,8 +61,8 @@ def test_demo_round_trips_every_schema_once(kafka_bootstrap: str, tmp_path: Path
         lines[10],
     )
     session = re.fullmatch(
-        r"produced: session (demo-[0-9a-f-]{36}): 6 chunks, 12.0 media s "
-        r"\(SessionEnded 1, SessionStarted 1, VideoChunk 6\)",
+        r"produced: session (demo-[0-9a-f-]{36}): 3 chunks, 12.0 media s "
+        r"\(SessionEnded 1, SessionStarted 1, VideoChunk 3\)",
         lines[11],
     )
     assert session is not None, lines[11]
@@ -76,7 +76,7 @@ def test_demo_round_trips_every_schema_once(kafka_bootstrap: str, tmp_path: Path
     )
     assert re.fullmatch(
         r"demo: ok in [\d.]+s: 20 records published, 20 consumed, 20 rows in ClickHouse; "
-        rf"session {session.group(1)}: 6 chunks, 23 Inter-1 events",
+        rf"session {session.group(1)}: 3 chunks, 23 Inter-1 events",
         lines[13],
     )
 

@@ -21,8 +21,13 @@ from typing import Any
 import httpx
 from interhumanai import CloseInfo, InterhumanClient, StreamClient
 
+from chunks.boxes import top_level_boxes
+from chunks.containers import sniff_container
+from simulator.box_reader import Sample
 from simulator.clips import ClipSpec, split_fragments
 from simulator.config import AnalysisConfig, LoadConfig, SessionLimits, SimulatorConfig
+from simulator.ebml import WebmReader
+from simulator.mp4_boxes import Mp4BoxReader
 from simulator.server import Simulator
 
 CLIP_A = ClipSpec(seconds=14.0)
@@ -176,10 +181,11 @@ class Driver:
             if close:
                 await stream.request_close()
         except Exception as exc:  # the server may close first (fatal errors, faults)
-            return await self._collect(stream, [exc])
-        return await self._collect(stream, [])
+            return await self.collect(stream, [exc])
+        return await self.collect(stream, [])
 
-    async def _collect(self, stream: StreamClient, errors: list[Exception]) -> SessionRun:
+    async def collect(self, stream: StreamClient, errors: list[Exception]) -> SessionRun:
+        """Read every event until the server closes ``stream``."""
         events = [event async for event in stream]
         close = await stream.wait_closed()
         ids = {e.correlation_id for e in events if hasattr(e, "correlation_id")}
@@ -203,9 +209,111 @@ class Driver:
         return body
 
 
-def frames_of(spec: ClipSpec, chunk_bytes: int = 16384) -> list[bytes]:
-    """The clip cut into binary frames."""
-    return split_fragments(clip_bytes(spec), chunk_bytes)
+def cut_mp4_fragments(data: bytes, fragments: range) -> bytes:
+    """A fragmented MP4 with the ``moof``+``mdat`` pairs numbered ``fragments`` cut out.
+
+    What a client whose recorder kept its clock through a stall sends: a jump in the media
+    timestamps of every track (a stream skip).
+    """
+    out = bytearray()
+    fragment = -1
+    for kind, offset, size in top_level_boxes(data):
+        fragment += kind == b"moof"
+        if kind in (b"moof", b"mdat") and fragment in fragments:
+            continue
+        out += data[offset : offset + size]
+    return bytes(out)
+
+
+_SEGMENT_ID, _CLUSTER_ID = 0x18538067, 0x1F43B675
+
+
+def _ebml_element(data: bytes, pos: int) -> tuple[int, int, int, int]:
+    """(id, header length, size-field offset, payload size) of the EBML element at ``pos``."""
+    length = 8 - data[pos].bit_length() + 1
+    element_id = int.from_bytes(data[pos : pos + length])
+    size_at = pos + length
+    size_length = 8 - data[size_at].bit_length() + 1
+    size = int.from_bytes(data[size_at : size_at + size_length]) & ((1 << (7 * size_length)) - 1)
+    return element_id, length + size_length, size_at, size
+
+
+def cut_webm_clusters(data: bytes, clusters: range) -> bytes:
+    """A WebM with the ``Cluster`` s numbered ``clusters`` cut out (Segment size fixed up)."""
+    segment_id, header, size_at, size = _ebml_element(data, 0)
+    pos = header + size  # past the EBML header
+    segment_id, header, size_at, size = _ebml_element(data, pos)
+    assert segment_id == _SEGMENT_ID
+    kept = bytearray()
+    child, cluster = pos + header, -1
+    while child < pos + header + size:
+        element_id, child_header, _, child_size = _ebml_element(data, child)
+        cluster += element_id == _CLUSTER_ID
+        end = child + child_header + child_size
+        if not (element_id == _CLUSTER_ID and cluster in clusters):
+            kept += data[child:end]
+        child = end
+    size_length = pos + header - size_at
+    new_size = (len(kept) | (1 << (7 * size_length))).to_bytes(size_length)
+    return data[:size_at] + new_size + bytes(kept)
+
+
+def _fragment_starts(data: bytes) -> list[int]:
+    """Offsets where an MP4 ``moof`` or a WebM ``Cluster`` starts (a frame may start there)."""
+    if sniff_container(data) == "mp4":
+        return [offset for kind, offset, _ in top_level_boxes(data) if kind == b"moof"]
+    _, header, _, size = _ebml_element(data, 0)
+    pos = header + size
+    _, header, _, size = _ebml_element(data, pos)
+    starts, child = [], pos + header
+    while child < pos + header + size:
+        element_id, child_header, _, child_size = _ebml_element(data, child)
+        if element_id == _CLUSTER_ID:
+            starts.append(child)
+        child += child_header + child_size
+    return starts
+
+
+def _span_s(samples: Sequence[Sample]) -> float:
+    """Media seconds from the earliest start to the latest end of ``samples``."""
+    if not samples:
+        return 0.0
+    starts = [s.pts * s.track.num / s.track.den for s in samples]
+    ends = [(s.pts + s.duration) * s.track.num / s.track.den for s in samples]
+    return max(ends) - min(starts)
+
+
+def segments(data: bytes, min_s: float = 3.0) -> list[bytes]:
+    """``data`` cut at fragment (MP4) or cluster (WebM) starts into frames of >= ``min_s``.
+
+    Each frame carries at least ``min_s`` of media (v1's ``min_segment_duration_seconds``):
+    a frame ends at the first fragment start once its samples span ``min_s`` (plus a margin
+    over the simulator's millisecond rounding); a shorter tail joins the frame before it, as
+    the official plugin pads its last segment.
+    """
+    reader = Mp4BoxReader() if sniff_container(data) == "mp4" else WebmReader()
+    samples = reader.feed(data, 0)
+
+    def between(low: int, high: int) -> list[Sample]:
+        return [s for s in samples if low <= s.end_offset - s.size < high]
+
+    cuts = [0]
+    for start in _fragment_starts(data)[1:]:
+        if _span_s(between(cuts[-1], start)) >= min_s + 0.05:
+            cuts.append(start)
+    if len(cuts) > 1 and _span_s(between(cuts[-1], len(data))) < min_s + 0.05:
+        cuts.pop()
+    return [data[a:b] for a, b in zip(cuts, [*cuts[1:], len(data)], strict=True)]
+
+
+def frames_of(spec: ClipSpec, chunk_bytes: int | None = None) -> list[bytes]:
+    """The clip cut into binary frames: ``chunk_bytes`` each, or (default) >= 3 s segments.
+
+    v1 sessions get a non-fatal ``ih6005`` for each frame under 3 s of media, as the docs
+    require; pass ``chunk_bytes`` to cut the bytes blindly (v2, or on purpose).
+    """
+    data = clip_bytes(spec)
+    return segments(data) if chunk_bytes is None else split_fragments(data, chunk_bytes)
 
 
 def instant_config(**changes: Any) -> SimulatorConfig:

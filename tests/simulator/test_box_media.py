@@ -144,7 +144,7 @@ async def test_exact_events_and_usage_from_box_headers(boxes: Driver, packets: D
     assert (usage["media_received_ms"], usage["analysed_ms"], usage["dropped_ms"]) == (
         14200, 14200, 0,
     )  # fmt: skip
-    assert (usage["windows_analysed"], usage["frames_received"]) == (4, 3)
+    assert (usage["windows_analysed"], usage["frames_received"]) == (4, 4)
 
 
 async def test_webm_events_from_element_headers(boxes: Driver, packets: Driver) -> None:

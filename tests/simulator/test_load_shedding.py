@@ -71,7 +71,7 @@ async def test_usage_endpoint_reports_sessions_and_totals(driver: Driver) -> Non
     summary = await driver.usage()
 
     assert active["state"] == "active"
-    assert active["frames_received"] == 5
+    assert active["frames_received"] == 4  # >= 3 s segments
     assert ended["state"] == "ended"
     assert ended["end_reason"] == "client_shutdown"
     assert ended["close_code"] == 1000

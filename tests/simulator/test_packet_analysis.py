@@ -15,8 +15,10 @@ from sim_helpers import (
     CLIP_WEBM,
     Driver,
     SimulatorFactory,
+    clip_bytes,
     compact,
     frames_of,
+    segments,
     without_closing,
 )
 
@@ -61,7 +63,7 @@ async def test_exact_event_sequence_of_a_clip_without_decoding(packets: Driver) 
 
 async def test_same_clip_gives_identical_events_without_decoding(packets: Driver) -> None:
     first = await packets.run(frames_of(CLIP_A), configs=[ALL_OPTIONS])
-    second = await packets.run(frames_of(CLIP_A, chunk_bytes=5000), configs=[ALL_OPTIONS])
+    second = await packets.run(segments(clip_bytes(CLIP_A), 5.0), configs=[ALL_OPTIONS])
 
     def stable(run: Any) -> list[Any]:
         return [item for item in run.comparable() if item[0] != "session.closing"]

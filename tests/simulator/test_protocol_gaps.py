@@ -10,9 +10,19 @@ import pytest
 import websockets
 from interhumanai import StreamClient, parse_stream_event
 from pydantic import ValidationError
-from sim_helpers import ALL_OPTIONS, CLIP_A, CLIP_B, Driver, SimulatorFactory, clip_bytes, compact
+from sim_helpers import (
+    ALL_OPTIONS,
+    CLIP_A,
+    CLIP_B,
+    Driver,
+    SimulatorFactory,
+    clip_bytes,
+    compact,
+    frames_of,
+)
 
 from simulator.config import SessionLimits
+from simulator.protocol import SIGNALS_BY_VERSION
 
 
 def _errors(run: Any) -> list[dict[str, Any]]:
@@ -82,16 +92,20 @@ async def test_empty_binary_frame_is_not_end_of_stream(driver: Driver) -> None:
 
 
 @pytest.mark.parametrize(
-    ("api_version", "absent"), [("v1", {"tension"}), ("v2", {"tension", "stress", "skepticism"})]
+    ("api_version", "expected"),
+    [
+        ("v1", {"confusion", "disengagement", "hesitation", "uncertainty"}),
+        ("v2", {"confusion", "hesitation", "uncertainty"}),  # no (dis)engagement signal on v2
+    ],
 )
 async def test_signal_vocabulary_per_endpoint(
-    driver: Driver, api_version: str, absent: set[str]
+    driver: Driver, api_version: str, expected: set[str]
 ) -> None:
     run = await driver.run([clip_bytes(CLIP_B)], api_version=api_version)
 
     kinds = {d["signal_type"] for d in run.data("signal.detected") + run.data("signal.ended")}
-    assert kinds == {"confusion", "disengagement", "hesitation", "uncertainty"}
-    assert not kinds & absent
+    assert kinds == expected
+    assert kinds <= SIGNALS_BY_VERSION[api_version]
 
 
 async def test_unknown_value_fault_makes_the_sdk_parser_raise(driver: Driver) -> None:
@@ -203,3 +217,34 @@ async def test_usage_agrees_with_the_events_received(driver: Driver) -> None:
     # billed = analysed (degraded included); nothing dropped, so billed == media received.
     assert (usage["analysed_ms"], usage["degraded_ms"], usage["dropped_ms"]) == (14200, 0, 0)
     assert usage["windows_analysed"] == len(timeline)
+
+
+@pytest.mark.parametrize(("api_version", "short"), [("v1", [(4, 2.992)]), ("v2", [])])
+async def test_min_segment_duration_is_enforced_on_v1_by_default(
+    driver: Driver, api_version: str, short: list[tuple[int, float]]
+) -> None:
+    # 16 KiB frames of CLIP_A: the last carries 2.992 s. The v1 docs: "Each segment must be
+    # at least 3 seconds long"; the V2 docs advertise no minimum and advise 1-3 s frames.
+    run = await driver.run(frames_of(CLIP_A, chunk_bytes=16384), api_version=api_version)
+
+    assert [(e["code"], e["segment"]) for e in run.data("error")] == [
+        ("ih6005", index) for index, _ in short
+    ]
+    assert [e["message"] for e in run.data("error")] == [
+        f"Media segment {index} carries {seconds:g} s of media, below "
+        "min_segment_duration_seconds (3 s)."
+        for index, seconds in short
+    ]
+    usage = await driver.usage(run.session_id)
+    assert (usage["analysed_ms"], usage["dropped_ms"]) == (14200, 0)  # still analysed
+
+
+async def test_v2_session_ready_has_no_min_segment_duration(driver: Driver) -> None:
+    url = f"{driver.sim.url}/v2/stream/analyze"
+    async with websockets.connect(
+        url, additional_headers={"Authorization": "Bearer sim-key"}
+    ) as ws:
+        ready = json.loads(await ws.recv())
+
+    assert "min_segment_duration_seconds" not in ready["data"]
+    assert ready["data"]["min_segment_size_bytes"] == 1

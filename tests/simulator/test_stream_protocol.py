@@ -13,8 +13,10 @@ from sim_helpers import (
     CLIP_RAMP,
     CLIP_WEBM,
     Driver,
+    clip_bytes,
     compact,
     frames_of,
+    segments,
     without_closing,
 )
 
@@ -92,8 +94,11 @@ async def test_v1_full_event_sequence_of_a_clip(driver: Driver) -> None:
 async def test_v2_same_sequence_without_modality(driver: Driver) -> None:
     run = await driver.run(frames_of(CLIP_RAMP), configs=[ALL_OPTIONS], api_version="v2")
 
-    # v2's vocabulary has no stress (nor tension, skepticism): the rest is identical.
-    assert without_closing(run) == [e for e in RAMP_EVENTS if "stress" not in e]
+    # v2's vocabulary has no engagement signal (nor disengagement, tension): the rest is
+    # identical, and engagement still comes as engagement.updated.
+    assert without_closing(run) == [
+        e for e in RAMP_EVENTS if not (e[0].startswith("signal.") and e[1] == "engagement")
+    ]
     signals = run.data("signal.detected") + run.data("signal.updated")
     assert ["modality" in s for s in signals] == [False] * 13
     assert run.data("session.updated") == [{**ALL_OPTIONS, "model": "inter-2"}]
@@ -102,7 +107,7 @@ async def test_v2_same_sequence_without_modality(driver: Driver) -> None:
 
 async def test_same_clip_gives_identical_events(driver: Driver) -> None:
     first = await driver.run(frames_of(CLIP_A), configs=[ALL_OPTIONS])
-    second = await driver.run(frames_of(CLIP_A, chunk_bytes=5000), configs=[ALL_OPTIONS])
+    second = await driver.run(segments(clip_bytes(CLIP_A), 5.0), configs=[ALL_OPTIONS])
 
     def stable(run: Any) -> list[Any]:
         return [item for item in run.comparable() if item[0] != "session.closing"]
