@@ -26,6 +26,7 @@ from simulator.media import MediaProgress, MediaStream
 from simulator.mp4_boxes import Mp4BoxReader
 from simulator.packet_features import PacketAudioAnalyser, PacketVideoAnalyser
 from simulator.pcm import PcmStream
+from simulator.segments import SegmentSpans
 from simulator.skips import SkipTracker
 
 __all__ = ["BoxMediaStream", "open_media_stream"]
@@ -60,6 +61,8 @@ class BoxMediaStream:
     ) -> None:
         self._reader = Mp4BoxReader() if container == "mp4" else WebmReader()
         self._skips = SkipTracker(stream_skip_ms)
+        self._segments = SegmentSpans()
+        self._frame_ends: list[int] = []
         self._report = report
         self._require_video = require_video
         self._store = _Bins()
@@ -93,6 +96,7 @@ class BoxMediaStream:
             return
         segment, self._frames = self._frames, self._frames + 1
         self._received += len(data)
+        self._frame_ends.append(self._received)
         self._arrival = time.monotonic()
         try:
             samples = self._reader.feed(data, segment)
@@ -150,6 +154,7 @@ class BoxMediaStream:
             end = (sample.pts + sample.duration) * info.num / info.den - origin
             self._media_s = max(self._media_s, end)
             self._skips.add(round(start * 1000), round(end * 1000))
+            self._segments.add(self._frame_ends, sample.end_offset - sample.size, start, end)
             if info.kind == "audio":
                 audio.packet(sample.size, start, end - start)
                 continue
@@ -169,7 +174,8 @@ class BoxMediaStream:
             if self._has_audio:
                 ends.append(self._audio.end_s)
             complete = math.floor(min(ends)) if ends else 0
-        if complete <= self._emitted and not final:
+        segments = self._segments.complete(None if final else self._segments.latest)
+        if complete <= self._emitted and not final and not segments:
             return
         store = self._store.bins
         indices = range(self._emitted, max(complete, 0))
@@ -186,6 +192,7 @@ class BoxMediaStream:
                 error=error,
                 has_video=self._has_video or self._packet_video is None,
                 stream_skips_ms=self._skips.ranges(),
+                segments_ms=segments,
             )
         )
 

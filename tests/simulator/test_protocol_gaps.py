@@ -21,7 +21,7 @@ from sim_helpers import (
     frames_of,
 )
 
-from simulator.config import SessionLimits
+from simulator.config import AnalysisConfig, DecodeDepth, SessionLimits
 from simulator.protocol import SIGNALS_BY_VERSION
 
 
@@ -41,8 +41,9 @@ async def test_session_ready_advertises_min_segment_duration(driver: Driver) -> 
     assert ready["data"]["min_segment_size_bytes"] == 1
 
 
+@pytest.mark.parametrize("decode", ["all", "none", "boxes"])
 async def test_segment_duration_limits_give_non_fatal_errors(
-    start_simulator: SimulatorFactory,
+    start_simulator: SimulatorFactory, decode: DecodeDepth
 ) -> None:
     limits = SessionLimits(
         max_drain_s=20.0,
@@ -50,7 +51,7 @@ async def test_segment_duration_limits_give_non_fatal_errors(
         enforce_min_segment_duration=True,
         max_segment_duration_s=9.0,
     )
-    driver = await start_simulator(limits=limits)
+    driver = await start_simulator(limits=limits, analysis=AnalysisConfig(decode=decode))
     data = clip_bytes(CLIP_A)
     third = len(data) // 3
     frames = [data[:100], data[100:third], data[third:]]
