@@ -75,6 +75,9 @@ class SessionHandler(BatchHandler):
         self._replay_until: dict[TopicPartition, int] = {}
         self._replay_from: dict[str, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
+        self._ready: set[TopicPartition] = set()  # partitions whose on_assign completed
+        self._ready_changed = asyncio.Condition()
+        self._seeked: dict[TopicPartition, int] = {}  # skip records until this offset returns
 
     def attach(self, consumer: AIOKafkaConsumer) -> None:
         """The started consumer (seeking back to restart chunks needs it)."""
@@ -88,6 +91,13 @@ class SessionHandler(BatchHandler):
     # -- BatchHandler -----------------------------------------------------------------------
 
     async def process(self, records: Sequence[Record]) -> Backpressure | None:
+        # aiokafka may hand over records of a partition while its assignment callback (which
+        # restores sessions and seeks back) still runs: wait for it to finish first.
+        partitions = {TopicPartition(r.topic, r.partition) for r in records}
+        async with self._ready_changed:
+            await asyncio.wait_for(
+                self._ready_changed.wait_for(lambda: partitions <= self._ready), 60.0
+            )
         for record in records:
             self._route(record)
         full = frozenset(
@@ -114,11 +124,24 @@ class SessionHandler(BatchHandler):
         return frozenset(tp for tp in paused if tp.partition not in busy)
 
     async def on_assign(self, partitions: frozenset[TopicPartition]) -> None:
+        try:
+            await self._restore(partitions)
+        finally:
+            async with self._ready_changed:
+                self._ready |= partitions
+                self._ready_changed.notify_all()
+
+    async def _restore(self, partitions: frozenset[TopicPartition]) -> None:
         if not partitions:
             return
         state_topic = self._outbox.topics.session_state
         restored = await read_progress(
             state_topic, {tp.partition for tp in partitions}, self._kafka
+        )
+        _log.info(
+            "session_state_read",
+            partitions=sorted(tp.partition for tp in partitions),
+            sessions=len(restored),
         )
         seek_to: dict[int, int] = {}
         for sid, progress in restored.items():
@@ -156,6 +179,7 @@ class SessionHandler(BatchHandler):
             target = seek_to[tp.partition]
             if committed is not None and target < committed:
                 self._replay_until[tp] = committed
+                self._seeked[tp] = target
                 consumer.seek(tp, target)
                 _log.info(
                     "replay_from_restart", partition=tp.partition, offset=target, until=committed
@@ -171,6 +195,9 @@ class SessionHandler(BatchHandler):
             self._forget(sid)
         for tp in partitions:
             self._replay_until.pop(tp, None)
+            self._seeked.pop(tp, None)
+        async with self._ready_changed:
+            self._ready -= partitions
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -192,8 +219,13 @@ class SessionHandler(BatchHandler):
 
     # -- routing ----------------------------------------------------------------------------
 
-    def _route(self, record: Record) -> None:
+    def _route(self, record: Record) -> None:  # noqa: PLR0912 - one branch per record kind
         tp = TopicPartition(record.topic, record.partition)
+        seeked = self._seeked.get(tp)
+        if seeked is not None:
+            if record.offset != seeked:
+                return  # fetched before the seek back: it comes again after the replay
+            del self._seeked[tp]
         until = self._replay_until.get(tp)
         replaying = until is not None and record.offset < until
         if until is not None and not replaying:

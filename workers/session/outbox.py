@@ -110,6 +110,7 @@ class Outbox:
                 self._records = records + self._records
                 raise
             self.published += len(records)
+            _log.debug("outbox_published", records=len(records), progress=len(states))
 
     def _add(self, name: str, topic: str, key: str, datum: dict[str, Any]) -> None:
         self._records.append((topic, key, self._codec.encode(name, datum, topic=topic)))

@@ -10,11 +10,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from session_helpers import WorkerFactory, make_topics, start_worker  # noqa: E402
-from sim_helpers import instant_config  # noqa: E402
+from session_helpers import WorkerFactory, make_topics, start_worker
+from sim_helpers import instant_config
 
-from simulator.server import Simulator  # noqa: E402
-from workers.session.outbox import WorkerTopics  # noqa: E402
+from simulator.server import Simulator
+from workers.session.outbox import WorkerTopics
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -163,6 +164,28 @@ class ChunkPublisher:
                 await asyncio.sleep(pause_s)
         await self.end(session_id, clip)
 
+    async def paced_until(
+        self,
+        session_id: str,
+        chunks: list[ClipChunk],
+        reader: TopicReader,
+        done: Callable[[TopicReader], bool],
+        *,
+        within_s: float = 30.0,
+        what: str,
+    ) -> list[ClipChunk]:
+        """Publish ``chunks`` one by one, reading ``reader`` between them (live pacing),
+        until ``done``; returns the chunks not yet published."""
+        deadline = time.monotonic() + within_s
+        left = list(chunks)
+        while not done(reader):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} did not arrive within {within_s:g} s")
+            if left:
+                await self.chunk(session_id, left.pop(0))
+            await reader.poll()
+        return left
+
     async def end(self, session_id: str, clip: ClipChunks) -> None:
         await self.send(
             SessionEnded(
@@ -286,7 +309,9 @@ def ended(events: list[dict[str, Any]], reason: str = "client_shutdown") -> bool
     )
 
 
-def summary(kind: str, data: dict[str, Any], offset_s: float = 0.0) -> tuple[Any, ...]:
+def summary(  # noqa: PLR0911 - one return per event kind
+    kind: str, data: dict[str, Any], offset_s: float = 0.0
+) -> tuple[Any, ...]:
     """A short exact summary of one event in session media time (``offset_s`` + t)."""
 
     def t(value: float) -> float:
@@ -331,3 +356,31 @@ def usage_tiles(usage: list[dict[str, Any]], end_s: float) -> list[tuple[float, 
         cursor = stop
     assert abs(cursor - end_s) < 1e-6, f"usage ends at {cursor}, media at {end_s}: {tiles}"
     return tiles
+
+
+def windows(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """Session media ranges of the published windows (their quality timeline entries),
+    deduplicated by event_id, in publication order (incarnation, event_seq)."""
+    unique = {e["event_id"]: e for e in events}
+    ordered = sorted(unique.values(), key=lambda e: (e["incarnation"], e["event_seq"]))
+    found = []
+    for event in ordered:
+        if event["event_type"] != "conversation_quality.updated":
+            continue
+        offset = event["media_offset_s"]
+        for entry in event["payload"][1]["timeline"] or ():
+            found.append((round(offset + entry["start"], 3), round(offset + entry["end"], 3)))
+    return found
+
+
+def assert_windows_once(found: list[tuple[float, float]], end_s: float, hop_s: float = 3.0) -> None:
+    """Every window once by media time, none missing: starts strictly increase from 0 at
+    most one hop apart, and the last window reaches to within a hop of the media end (the
+    service's media clock ends at its last packet, the chunks' at the container's end)."""
+    starts = [start for start, _ in found]
+    assert starts, "no window was published"
+    assert starts[0] == 0.0, f"the first window starts at {starts[0]}: {found}"
+    assert len(set(starts)) == len(starts), f"a window was published twice: {found}"
+    for before, after in itertools.pairwise(starts):
+        assert before < after <= before + hop_s + 1e-6, f"window missing after {before}: {found}"
+    assert end_s - hop_s < found[-1][1] <= end_s, f"the last window ends at {found[-1][1]}: {found}"
