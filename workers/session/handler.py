@@ -110,7 +110,8 @@ class SessionHandler(BatchHandler):
     async def flush(self) -> None:
         await self._outbox.publish()
         for sid, session in list(self._sessions.items()):
-            if session.done and await session.wait(0):
+            finished = session.progress.status == "closed" or session.end_seen
+            if session.done and finished and await session.wait(0):
                 del self._sessions[sid]
                 self._finished.add(sid)
                 self._forget(sid)

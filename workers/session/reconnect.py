@@ -27,6 +27,7 @@ class ClosePolicy:
 
 
 CLOSE_POLICIES: dict[int, ClosePolicy] = {
+    1001: ClosePolicy(retriable=True, cause="going_away"),
     1006: ClosePolicy(retriable=True, cause="abnormal_close"),
     1011: ClosePolicy(retriable=True, cause="server_error"),
     1012: ClosePolicy(retriable=True, cause="service_restart"),

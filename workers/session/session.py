@@ -101,6 +101,8 @@ class VideoSession:
         self._recent: list[ChunkRef] = []
         self._ending: End | None = None
         self._idle = False
+        self.end_seen = False
+        """The video session's SessionEnded arrived."""
         self._ledger = UsageLedger(
             progress.session_id,
             api_version,
@@ -150,6 +152,8 @@ class VideoSession:
 
     def end(self, end: End) -> None:
         """The video session ended (or the worker shuts down): close gracefully."""
+        if end.kind == "ended":
+            self.end_seen = True
         if end.media_seconds is not None:
             self.progress.media_end_s = max(self.progress.media_end_s, end.media_seconds)
         if self.progress.status == "failed":

@@ -229,11 +229,12 @@ async def start_worker(
     *,
     api_key: str = "sim-key",
     settings: SessionWorkerSettings | None = None,
+    api_version: str = "v1",
 ) -> WorkerHandle:
     """Start a worker task and wait until it runs."""
     started = asyncio.Event()
     out: list[WorkerRuntime] = []
-    inter1 = Inter1Settings(api_key=api_key, base_url=base_url)
+    inter1 = Inter1Settings(api_key=api_key, base_url=base_url, api_version=api_version)
     task = asyncio.create_task(
         run_worker(
             topics,
@@ -284,6 +285,19 @@ class TopicReader:
             for record in batch:
                 key = record.key.decode() if record.key else ""
                 self.records.append((key, codec.decode(record.value).datum))
+
+    async def drain(self) -> None:
+        """Read up to the topic's end as of now (what was durable when called)."""
+        assert self._consumer is not None
+        tps = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(tps)
+        deadline = time.monotonic() + 30
+        while True:
+            positions = [await self._consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                return
+            assert time.monotonic() < deadline, f"could not read {self.topic} to its end"
+            await self.poll()
 
     def of(self, key: str) -> list[dict[str, Any]]:
         return [datum for k, datum in self.records if k == key]
