@@ -6,7 +6,8 @@ media time (``media_offset_s`` + connection time), which is what the published w
 and the event ids are about:
 
 - anchored kinds name their window: ``signal.detected`` / ``engagement.updated``
-  (``start``), ``signal.ended`` (``end``), ``conversation_quality.updated`` (its timeline
+  (``start``), ``signal.ended`` (``end``; after ``session.closing`` it may close a signal
+  at the media end instead, so there it joins a window like the unanchored kinds), ``conversation_quality.updated`` (its timeline
   entry's ``start``; its ``end`` is how far the window's media reaches),
   ``coverage.dropped`` (a shed window's owned slice ``[start, end)``: window
   ``start - (window - hop)`` on the hop grid, ``end`` how far its media reaches);
@@ -84,15 +85,19 @@ class WindowPlacer:
         self._seq = 0
         self._pending: list[tuple[Mapping[str, Any], int]] = []
         self._last_window: float | None = None
+        self._closing = False
         self._ordinals: Counter[tuple[str, ...]] = Counter()
 
     def add(self, envelope: Mapping[str, Any]) -> list[Placed]:
         """Take the next envelope; the envelopes now placed, in arrival order."""
         seq, self._seq = self._seq, self._seq + 1
         kind = str(envelope.get("type", ""))
+        if kind == "session.closing":
+            self._closing = True
         if kind in CONNECTION_KINDS or kind not in PAYLOAD_BRANCHES:
             return [self._place(envelope, seq, None, None)]
-        anchor = self._anchor(kind, envelope.get("data"))
+        drained_end = self._closing and kind == "signal.ended"
+        anchor = None if drained_end else self._anchor(kind, envelope.get("data"))
         if anchor is None:
             if kind in _CLOSES_WINDOW and self._last_window is not None and not self._pending:
                 return [self._place(envelope, seq, self._last_window, None)]

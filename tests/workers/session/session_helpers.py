@@ -140,7 +140,9 @@ class ChunkPublisher:
     async def raw(self, key: str, value: bytes) -> None:
         await self._producer.send_and_wait(self.topic, value, key=key.encode())
 
-    async def chunk(self, session_id: str, chunk: ClipChunk) -> None:
+    async def chunk(
+        self, session_id: str, chunk: ClipChunk, *, produced_at: datetime | None = None
+    ) -> None:
         await self.send(
             VideoChunk(
                 session_id=session_id,
@@ -149,7 +151,7 @@ class ChunkPublisher:
                 media_duration_s=chunk.media_duration_s,
                 keyframe_start=True,
                 payload=chunk.payload,
-                produced_at=datetime.now(UTC),
+                produced_at=produced_at or datetime.now(UTC),
             )
         )
 

@@ -95,7 +95,7 @@ async def test_kill_9_mid_session_and_restart(
                 await _finish(events, usage, sid, clip.duration_s, "after the restart")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{second.output()[-4000:]}") from None
-            assert second.terminate() == 0
+            assert await second.terminate() == 0
         incarnations = _check(events, usage, sid, clip.duration_s)
         assert min(incarnations) == 0
         before = [

@@ -89,11 +89,16 @@ class WorkerProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
 
-    def terminate(self, timeout_s: float = 60) -> int:
+    async def terminate(self, timeout_s: float = 60) -> int:
+        """SIGTERM, then wait without blocking the event loop (the simulator runs on it)."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while (code := self.process.poll()) is None:
+            assert time.monotonic() < deadline, f"the worker did not exit within {timeout_s:g} s"
+            await asyncio.sleep(0.05)
+        return code
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
