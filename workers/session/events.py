@@ -7,8 +7,9 @@ and the event ids are about:
 
 - anchored kinds name their window: ``signal.detected`` / ``engagement.updated``
   (``start``), ``signal.ended`` (``end``; after ``session.closing`` it may close a signal
-  at the media end instead, so there it joins a window like the unanchored kinds), ``conversation_quality.updated`` (its timeline
-  entry's ``start``; its ``end`` is how far the window's media reaches),
+  at the media end instead, so there it joins a window like the unanchored kinds),
+  ``conversation_quality.updated`` (its timeline entry's ``start``; its ``end`` is how far
+  the window's media reaches),
   ``coverage.dropped`` (a shed window's owned slice ``[start, end)``: window
   ``start - (window - hop)`` on the hop grid, ``end`` how far its media reaches);
 - ``feedback.generated`` closes the window before it;
