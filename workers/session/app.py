@@ -160,6 +160,7 @@ async def _publisher(runtime: WorkerRuntime, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
         try:
             await runtime.outbox.publish()
+            await runtime.handler.prune()
         except Exception:
             _log.exception("publish_failed")
             runtime.loop.request_stop()

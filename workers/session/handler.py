@@ -88,6 +88,11 @@ class SessionHandler(BatchHandler):
         """Sessions held now (by id)."""
         return dict(self._sessions)
 
+    @property
+    def finished(self) -> int:
+        """Sessions ended for good since the start (closed, or failed and ended)."""
+        return len(self._finished)
+
     # -- BatchHandler -----------------------------------------------------------------------
 
     async def process(self, records: Sequence[Record]) -> Backpressure | None:
@@ -109,6 +114,10 @@ class SessionHandler(BatchHandler):
 
     async def flush(self) -> None:
         await self._outbox.publish()
+        await self.prune()
+
+    async def prune(self) -> None:
+        """Forget sessions that ended for good (their progress is published)."""
         for sid, session in list(self._sessions.items()):
             finished = session.progress.status == "closed" or session.end_seen
             if session.done and finished and await session.wait(0):
