@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -38,6 +36,7 @@ from runtime.logs import get_logger
 from runtime.settings import KafkaSettings
 from schemas.codec import Codec
 from schemas.exceptions import CodecError
+from workers.session.dead_letters import record_dead_letter
 from workers.session.outbox import Outbox
 from workers.session.segmenter import ChunkRef
 from workers.session.session import End, SessionOptions, VideoSession
@@ -120,7 +119,7 @@ class SessionHandler(BatchHandler):
         """Forget sessions that ended for good (their progress is published)."""
         for sid, session in list(self._sessions.items()):
             finished = session.progress.status == "closed" or session.end_seen
-            if session.done and finished and await session.wait(0):
+            if session.done and finished and session.stopped:
                 del self._sessions[sid]
                 self._finished.add(sid)
                 self._forget(sid)
@@ -198,10 +197,10 @@ class SessionHandler(BatchHandler):
     async def on_revoke(self, partitions: frozenset[TopicPartition]) -> None:
         moved = {tp.partition for tp in partitions}
         gone = {sid for sid, s in self._sessions.items() if s.progress.partition in moved}
-        await asyncio.gather(*(self._sessions[sid].abandon() for sid in gone))
+        await asyncio.gather(*(self._sessions[sid].abandon() for sid in sorted(gone)))
         self._outbox.discard(gone)
         for sid in gone:
-            del self._sessions[sid]
+            self._sessions.pop(sid, None)  # the publisher may have pruned it meanwhile
             self._forget(sid)
         for tp in partitions:
             self._replay_until.pop(tp, None)
@@ -213,19 +212,19 @@ class SessionHandler(BatchHandler):
 
     async def shutdown(self, timeout_s: float) -> None:
         """Close every connection gracefully within ``timeout_s``, then abandon the rest."""
-        for session in self._sessions.values():
+        sessions = list(self._sessions.values())  # the publisher may prune while we wait
+        for session in sessions:
             if not session.done:
                 session.end(End("shutdown"))
-        waits = [s.wait(timeout_s) for s in self._sessions.values()]
-        finished = await asyncio.gather(*waits)
-        late = [s for s, ok in zip(self._sessions.values(), finished, strict=True) if not ok]
+        finished = await asyncio.gather(*(s.wait(timeout_s) for s in sessions))
+        late = [s for s, ok in zip(sessions, finished, strict=True) if not ok]
         for session in late:
             _log.warning("session_drain_timeout", session_id=session.session_id)
             await session.abandon()
 
     async def abort(self) -> None:
         """Abandon every session (a crash-like stop)."""
-        await asyncio.gather(*(s.abandon() for s in self._sessions.values()))
+        await asyncio.gather(*(s.abandon() for s in list(self._sessions.values())))
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -361,22 +360,7 @@ class SessionHandler(BatchHandler):
             session_id=session_id,
             error=str(exc),
         )
-        datum: dict[str, Any] = {
-            "stage": "session-worker",
-            "source_topic": record.topic,
-            "source_partition": record.partition,
-            "source_offset": record.offset,
-            "key": record.key,
-            "value": record.value,
-            "error_type": type(exc).__name__,
-            "error_code": None,
-            "error_message": str(exc),
-            "retriable": bool(getattr(exc, "retriable", False)),
-            "session_id": session_id,
-            "failed_at": datetime.now(UTC),
-            "headers": dict(record.headers or ()),
-        }
-        self._outbox.dead_letter(session_id or "", datum)
+        self._outbox.dead_letter(session_id or "", record_dead_letter(record, exc, session_id))
 
 
 def _split(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:

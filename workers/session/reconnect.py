@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["CLOSE_POLICIES", "ClosePolicy", "backoff_s", "policy_for"]
+__all__ = ["CLOSE_POLICIES", "ClosePolicy", "backoff_s", "policy_for", "restart_index"]
 
 
 @dataclass(frozen=True)
@@ -55,3 +55,32 @@ def backoff_s(
     """Delay before retry ``attempt`` (1-based): full jitter over ``min(max, base * 2**(n-1))``."""
     cap = min(max_s, base_s * (2 ** max(0, attempt - 1)))
     return (rng or random).uniform(0.0, cap)
+
+
+def restart_index(
+    starts_s: list[float],
+    *,
+    watermark_s: float | None,
+    grid_origin_s: float,
+    hop_s: float,
+    context_s: float,
+) -> int:
+    """Which kept chunk (by media start) a new connection starts from.
+
+    The latest chunk at or before ``watermark + hop - context`` (the first window to publish
+    then has ``context_s`` of media before it), preferring one on the window grid of the
+    connection that set the watermark, so the new windows fall where the old ones did.
+    Without a watermark: the first kept chunk.
+    """
+    if watermark_s is None or not starts_s:
+        return 0
+    target = watermark_s + hop_s - context_s
+    best, aligned = 0, None
+    for index, start in enumerate(starts_s):
+        if start > target + 1e-6:
+            break
+        best = index
+        steps = (start - grid_origin_s) / hop_s
+        if abs(steps - round(steps)) < 1e-3:
+            aligned = index
+    return aligned if aligned is not None else best

@@ -23,10 +23,11 @@ from typing import Any
 from runtime.logs import get_logger
 from workers.session import metrics
 from workers.session.connection import Inter1Connection
+from workers.session.dead_letters import session_dead_letter
 from workers.session.events import EventContext, Placed, WindowPlacer, event_record
 from workers.session.exceptions import ConnectionClosedError, PoisonChunkError
 from workers.session.outbox import Outbox
-from workers.session.reconnect import backoff_s, policy_for
+from workers.session.reconnect import backoff_s, policy_for, restart_index
 from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
 from workers.session.state_store import SessionProgress
 from workers.session.usage import UsageLedger
@@ -131,6 +132,11 @@ class VideoSession:
     def done(self) -> bool:
         """The session closed or failed for good."""
         return self.progress.status != "open"
+
+    @property
+    def stopped(self) -> bool:
+        """The session's task is not running (never started, or finished)."""
+        return self._task is None or self._task.done()
 
     @property
     def queued(self) -> int:
@@ -424,21 +430,14 @@ class VideoSession:
 
     def _restart_index(self) -> int:
         """Index in the kept chunks of the chunk a new connection starts from."""
-        watermark = self.progress.watermark_s
-        if watermark is None or not self._recent:
-            return 0
         options = self._options
-        target = watermark + options.hop_s - options.context_s
-        origin, hop = self.progress.grid_origin_s, options.hop_s
-        best, aligned = 0, None
-        for index, chunk in enumerate(self._recent):
-            if chunk.media_start_s > target + _EPS:
-                break
-            best = index
-            steps = (chunk.media_start_s - origin) / hop
-            if abs(steps - round(steps)) < 1e-3:
-                aligned = index
-        return aligned if aligned is not None else best
+        return restart_index(
+            [chunk.media_start_s for chunk in self._recent],
+            watermark_s=self.progress.watermark_s,
+            grid_origin_s=self.progress.grid_origin_s,
+            hop_s=options.hop_s,
+            context_s=options.context_s,
+        )
 
     def _trim_recent(self) -> None:
         index = self._restart_index()
@@ -487,7 +486,7 @@ class VideoSession:
         )
         self._outbox.dead_letter(
             self.session_id,
-            _dead_letter(
+            session_dead_letter(
                 self.session_id,
                 error_type="SessionFailedError",
                 error_code=exc.error_code or str(exc.close_code),
@@ -510,7 +509,7 @@ class VideoSession:
         self._log.error("chunk_dead_lettered", seq=chunk.seq, error=str(exc))
         self._outbox.dead_letter(
             self.session_id,
-            _dead_letter(
+            session_dead_letter(
                 self.session_id,
                 error_type=type(exc).__name__,
                 error_code="ih6002",
@@ -531,28 +530,3 @@ def _observe_latency(produced: list[datetime]) -> None:
     now = datetime.now(UTC)
     for at in produced:
         metrics.CHUNK_LATENCY.observe(max(0.0, (now - at).total_seconds()))
-
-
-def _dead_letter(
-    session_id: str,
-    *,
-    error_type: str,
-    error_code: str | None,
-    message: str,
-    offset: int | None = None,
-) -> dict[str, Any]:
-    return {
-        "stage": "session-worker",
-        "source_topic": None,
-        "source_partition": None,
-        "source_offset": offset,
-        "key": session_id.encode(),
-        "value": None,
-        "error_type": error_type,
-        "error_code": error_code,
-        "error_message": message,
-        "retriable": False,
-        "session_id": session_id,
-        "failed_at": datetime.now(UTC),
-        "headers": {},
-    }

@@ -10,7 +10,7 @@ import pytest
 
 from workers.session.events import EventContext, WindowPlacer, event_record
 from workers.session.exceptions import PoisonChunkError
-from workers.session.reconnect import backoff_s, policy_for
+from workers.session.reconnect import backoff_s, policy_for, restart_index
 from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
 from workers.session.state_store import SessionProgress
 from workers.session.usage import UsageLedger
@@ -176,3 +176,13 @@ def test_signal_ended_at_the_media_end_joins_the_last_window() -> None:
         ("session.ended", None),
         ("signal.ended", 9.0),
     ]
+
+
+def test_restart_chunk_gives_context_and_keeps_the_window_grid() -> None:
+    starts = [0.0, 1.2, 2.2, 3.0, 4.1, 6.0, 7.2, 9.0, 10.1]
+    options = {"grid_origin_s": 0.0, "hop_s": 3.0, "context_s": 8.0}
+    assert restart_index(starts, watermark_s=None, **options) == 0
+    assert restart_index(starts, watermark_s=12.0, **options) == 5  # 6.0 <= 12 + 3 - 8, grid
+    assert restart_index(starts, watermark_s=15.0, **options) == 7  # 9.0 <= 10.0, grid
+    # nothing on the grid early enough: the latest chunk early enough
+    assert restart_index([0.5, 1.5, 2.5], watermark_s=12.0, **options) == 2
