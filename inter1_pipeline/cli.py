@@ -25,6 +25,7 @@ _COMMANDS: dict[str, str] = {
     "schemas": "Check the Avro schemas for compatibility.",
     "produce": "Chunk video sources and publish them to Kafka.",
     "simulate": "Serve the local Inter-1 Stream API simulator.",
+    "session-worker": "Relay video sessions to Inter-1 and publish their events.",
     "cues": "Turn the event stream into live cues and session state (faust).",
     "migrate": "Apply the ClickHouse DDL migrations.",
     "query": "Run a SQL query against ClickHouse.",

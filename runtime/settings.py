@@ -23,6 +23,7 @@ __all__ = [
     "LogSettings",
     "SchemaSettings",
     "SinkSettings",
+    "SessionWorkerSettings",
     "StackSettings",
     "load",
     "validate_all",
@@ -143,6 +144,56 @@ class SinkSettings(BaseSettings):
     """Consumer-group session timeout (how long a crashed sink holds its partitions)."""
 
 
+class SessionWorkerSettings(BaseSettings):
+    """The session worker (``inter1-pipeline session-worker``): group, sessions, failover, ops."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="PIPELINE_WORKER_")
+
+    group_id: str = Field(default="inter1-session-workers", min_length=1)
+    """Consumer group of the chunk topic."""
+    include: str = "conversation_quality_overall,conversation_quality_timeline"
+    """Comma-separated ``include`` of the session config (the timeline marks windows)."""
+    goal_dimensions: str = ""
+    """Comma-separated goal dimensions (empty: feedback off)."""
+    model: str | None = None
+    """Inter-2 model on ``INTER1_API_VERSION=v2`` (unset: the server default)."""
+    max_sessions: int = Field(default=500, ge=1)
+    """Concurrent video sessions per process (file descriptors are checked against it)."""
+    session_queue_chunks: int = Field(default=16, ge=1)
+    """Chunks waiting per session before its partition is paused."""
+    context_s: float = Field(default=8.0, ge=0.0)
+    """Media before the first window to publish that a failover connection re-sends."""
+    window_s: float = Field(default=8.0, gt=0.0)
+    hop_s: float = Field(default=3.0, gt=0.0)
+    idle_timeout_s: float = Field(default=120.0, gt=0.0)
+    """A session without chunks this long is closed gracefully."""
+    drain_timeout_s: float = Field(default=30.0, gt=0.0)
+    """Longest wait for ``session.ended`` after ``session.close``."""
+    shutdown_timeout_s: float = Field(default=30.0, gt=0.0)
+    """SIGTERM: longest wait for every session to drain before flushing and leaving."""
+    reconnect_attempts: int = Field(default=5, ge=0)
+    reconnect_base_s: float = Field(default=0.5, gt=0.0)
+    reconnect_max_s: float = Field(default=20.0, gt=0.0)
+    live_max_lag_s: float = Field(default=30.0, gt=0.0)
+    """Live chunks older than this (``produced_at`` to now) are shed at the worker."""
+    publish_interval_s: float = Field(default=0.5, gt=0.0)
+    """How often events waiting in the worker's outbox are published with their progress."""
+    commit_interval_s: float = Field(default=1.0, gt=0.0)
+    session_timeout_s: float = Field(default=10.0, ge=6.0)
+    """Consumer-group session timeout (how long a crashed worker holds its partitions)."""
+    http_port: int = Field(default=9464, ge=0, le=65535)
+    """Port of ``/metrics``, ``/healthz`` and ``/readyz`` (0: a free port)."""
+    http_host: str = "127.0.0.1"
+
+    def include_list(self) -> list[str]:
+        """``include`` as a list."""
+        return [item.strip() for item in self.include.split(",") if item.strip()]
+
+    def goal_dimension_list(self) -> list[str]:
+        """``goal_dimensions`` as a list."""
+        return [item.strip() for item in self.goal_dimensions.split(",") if item.strip()]
+
+
 class LogSettings(BaseSettings):
     """Log level and format (``auto``: console on a terminal, JSON otherwise)."""
 
@@ -182,6 +233,7 @@ def validate_all() -> None:
         Inter1Settings,
         CuesSettings,
         SinkSettings,
+        SessionWorkerSettings,
         LogSettings,
     ):
         load(kind)

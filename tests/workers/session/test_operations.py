@@ -1,0 +1,150 @@
+"""Operations: HTTP endpoints and metrics, SIGTERM drain and hand-over, live shedding."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from session_helpers import (
+    ChunkPublisher,
+    TopicReader,
+    WorkerFactory,
+    assert_windows_once,
+    ended,
+    fixture_chunks,
+    started_record,
+    usage_tiles,
+    windows,
+    worker_settings,
+)
+from sim_helpers import CLIP_A, CLIP_RAMP
+from worker_process import create_prefixed_topics, delete_topics, worker_processes
+
+from simulator.server import Simulator
+from workers.session.outbox import WorkerTopics
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_health_readiness_and_metrics(
+    worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
+) -> None:
+    worker = await workers(worker_topics, simulator.http_url)
+    base = f"http://127.0.0.1:{worker.runtime.http_port}"
+    clip = fixture_chunks(CLIP_A)
+    sid = f"ops-{uuid.uuid4().hex[:6]}"
+    async with httpx.AsyncClient(base_url=base) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        deadline = time.monotonic() + 30
+        while (await http.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, "/readyz never became ready (no assignment)"
+        events = await TopicReader(worker_topics.events).start()
+        async with ChunkPublisher(worker_topics.chunks) as publisher:
+            await publisher.session(sid, clip)
+        await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
+        await events.stop()
+        text = (await http.get("/metrics")).text
+        assert (await http.get("/nowhere")).status_code == 404
+    for name in (
+        "inter1_worker_active_sessions",
+        "inter1_worker_events_published_total",
+        "inter1_worker_media_bytes_sent_total",
+        "inter1_worker_session_open_seconds_count",
+        "inter1_worker_chunk_first_event_seconds_bucket",
+        "inter1_worker_consumer_lag_records",
+        "inter1_worker_shed_seconds_total",
+    ):
+        assert name in text, f"{name} missing from /metrics"
+
+
+async def test_sigterm_drains_and_the_next_worker_resumes(
+    tmp_path: Path, simulator: Simulator, kafka_bootstrap: str
+) -> None:
+    prefix = f"term{uuid.uuid4().hex[:8]}."
+    topics = await create_prefixed_topics(prefix)
+    clip = fixture_chunks(CLIP_RAMP)
+    sid = f"term-{uuid.uuid4().hex[:6]}"
+    events = await TopicReader(topics.events).start()
+    usage = await TopicReader(topics.usage).start()
+    try:
+        with worker_processes(tmp_path, prefix, simulator.http_url) as start:
+            first = start()
+            await first.wait_started()
+            async with ChunkPublisher(topics.chunks) as publisher:
+                await publisher.send(started_record(sid))
+                left = await publisher.paced_until(
+                    sid,
+                    clip.chunks,
+                    events,
+                    lambda r: (
+                        sum(e["event_type"] == "conversation_quality.updated" for e in r.of(sid))
+                        >= 2
+                    ),
+                    what="two windows",
+                )
+                assert left, "the whole clip was sent before two windows came back"
+                assert await first.terminate(timeout_s=60) == 0, first.output()[-3000:]
+                await events.drain()
+                # the connection was closed gracefully: its tail analysed, session.ended
+                assert ended([e for e in events.of(sid) if e["incarnation"] == 0])
+                for chunk in left:
+                    await publisher.chunk(sid, chunk)
+                await publisher.end(sid, clip)
+            second = start()
+            await events.until(
+                lambda r: ended([e for e in r.of(sid) if e["incarnation"] >= 1]),
+                within_s=60,
+                what="session.ended of the second worker",
+            )
+            await usage.until(
+                lambda r: (
+                    bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= clip.duration_s
+                ),
+                within_s=30,
+                what="usage up to the media end",
+            )
+            assert await second.terminate() == 0
+        assert_windows_once(windows(events.of(sid)), clip.duration_s)
+        assert {r for _, _, r in usage_tiles(usage.of(sid), clip.duration_s)} == {"analysed"}
+        assert "session_worker_stopped" in first.output()
+    finally:
+        await events.stop()
+        await usage.stop()
+        await delete_topics(topics)
+
+
+async def test_live_chunks_lagging_too_far_are_shed(
+    worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
+) -> None:
+    await workers(worker_topics, simulator.http_url, settings=worker_settings(live_max_lag_s=30.0))
+    clip = fixture_chunks(CLIP_A)
+    sid = f"live-{uuid.uuid4().hex[:6]}"
+    stale = datetime.now(UTC) - timedelta(minutes=5)
+    events = await TopicReader(worker_topics.events).start()
+    usage = await TopicReader(worker_topics.usage).start()
+    async with ChunkPublisher(worker_topics.chunks) as publisher:
+        await publisher.send(started_record(sid, live=True))
+        for chunk in clip.chunks:
+            old = chunk.seq in (6, 7)
+            await publisher.chunk(sid, chunk, produced_at=stale if old else None)
+        await publisher.end(sid, clip)
+    try:
+        await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
+        await usage.until(
+            lambda r: (
+                bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= clip.duration_s
+            ),
+            within_s=30,
+            what="usage up to the media end",
+        )
+    finally:
+        await events.stop()
+        await usage.stop()
+    tiles = usage_tiles(usage.of(sid), clip.duration_s)
+    shed = [(a, b) for a, b, reason in tiles if reason == "worker_shed"]
+    six, seven = clip.chunks[6], clip.chunks[7]
+    assert shed == [(six.media_start_s, round(seven.media_start_s + seven.media_duration_s, 3))]

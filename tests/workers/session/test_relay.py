@@ -1,0 +1,85 @@
+"""A fixture clip through the chunk topic -> session worker -> events topic, on the real
+broker and the in-process simulator: the same events as the clip fed to the simulator
+directly, usage tiling the media."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from session_helpers import (
+    ChunkPublisher,
+    TopicReader,
+    WorkerFactory,
+    ended,
+    fixture_chunks,
+    record_summary,
+    summary,
+    usage_tiles,
+)
+from sim_helpers import CLIP_A, CLIP_RAMP, Driver
+
+from simulator.server import Simulator
+from workers.session.outbox import WorkerTopics
+
+pytestmark = pytest.mark.kafka
+
+INCLUDE = ["conversation_quality_overall", "conversation_quality_timeline"]
+
+
+async def direct_run(sim: Simulator, stream: bytes) -> list[tuple[object, ...]]:
+    run = await Driver(sim).run(
+        [stream[i : i + 16384] for i in range(0, len(stream), 16384)],
+        configs=[{"include": INCLUDE, "goal_dimensions": []}],
+    )
+    return [
+        summary(e.type, e.data.model_dump(mode="json"))
+        for e in run.events
+        if e.type not in ("session.closing", "session.ready", "session.updated")
+    ]
+
+
+async def test_clip_through_the_worker_gives_the_simulators_events(
+    worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
+) -> None:
+    await workers(worker_topics, simulator.http_url)
+    sessions = {
+        f"relay-a-{uuid.uuid4().hex[:6]}": CLIP_A,
+        f"relay-r-{uuid.uuid4().hex[:6]}": CLIP_RAMP,
+    }
+    clips = {sid: fixture_chunks(spec) for sid, spec in sessions.items()}
+    async with ChunkPublisher(worker_topics.chunks) as publisher:
+        for sid, clip in clips.items():
+            await publisher.session(sid, clip)
+    events = await TopicReader(worker_topics.events).start()
+    usage = await TopicReader(worker_topics.usage).start()
+    try:
+        await events.until(
+            lambda r: all(ended(r.of(sid)) for sid in clips), within_s=60, what="session.ended"
+        )
+        for sid, clip in clips.items():
+            await usage.until(
+                lambda r, sid=sid, clip=clip: (
+                    bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= clip.duration_s
+                ),
+                within_s=30,
+                what=f"usage up to the media end of {sid}",
+            )
+    finally:
+        await events.stop()
+        await usage.stop()
+    for sid, clip in clips.items():
+        published = sorted(events.of(sid), key=lambda e: (e["incarnation"], e["event_seq"]))
+        assert [e["incarnation"] for e in published] == [0] * len(published)
+        assert len({e["event_id"] for e in published}) == len(published)
+        got = [
+            record_summary(e)
+            for e in published
+            if e["event_type"] not in ("session.closing", "session.ready", "session.updated")
+        ]
+        expected = await direct_run(simulator, clip.stream)
+        assert expected == got
+        assert {e["event_type"] for e in published} >= {"session.ready", "session.updated"}
+        tiles = usage_tiles(usage.of(sid), clip.duration_s)
+        assert {reason for _, _, reason in tiles} == {"analysed"}
+        assert sum(u["analysed_s"] for u in usage.of(sid)) == pytest.approx(clip.duration_s)

@@ -1,0 +1,188 @@
+"""Pure parts of the session worker: segment policy, close-code table, window placement,
+usage tiling, progress records."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from workers.session.events import EventContext, WindowPlacer, event_record
+from workers.session.exceptions import PoisonChunkError
+from workers.session.reconnect import backoff_s, policy_for, restart_index
+from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
+from workers.session.state_store import SessionProgress
+from workers.session.usage import UsageLedger
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+INIT = b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00" + b"\x00\x00\x00\x08moov"
+
+
+def chunk(seq: int, start: float, end: float, body: bytes = b"x" * 8) -> ChunkRef:
+    fragment = (8 + len(body)).to_bytes(4, "big") + b"moof" + body
+    return ChunkRef(seq, seq * 10, start, end, INIT + fragment, NOW)
+
+
+def test_segments_coalesce_to_the_minimum_and_carry_the_init_header_once() -> None:
+    segmenter = Segmenter(SegmentLimits(min_duration_s=3.0))
+    frames = [f for i in range(7) for f in segmenter.add(chunk(i, float(i), i + 1.0))]
+    tail = segmenter.flush()
+    assert tail is not None
+    frames.append(tail)
+    assert [(f.first_seq, f.last_seq) for f in frames] == [(0, 2), (3, 5), (6, 6)]
+    assert frames[0].data.startswith(INIT)
+    assert all(INIT not in f.data for f in frames[1:])
+    assert [(f.media_start_s, f.media_end_s) for f in frames] == [(0, 3), (3, 6), (6, 7)]
+
+
+def test_segments_never_exceed_the_maximums() -> None:
+    limits = SegmentLimits(min_duration_s=3.0, max_bytes=60, max_duration_s=2.0)
+    segmenter = Segmenter(limits)
+    frames = [f for i in range(5) for f in segmenter.add(chunk(i, float(i), i + 1.0))]
+    # 40 + 16 bytes fit, a third chunk would not; two chunks are the 2 s maximum
+    assert [(f.first_seq, f.last_seq) for f in frames] == [(0, 1), (2, 3)]
+    assert all(len(f.data) <= 60 for f in frames)
+    with pytest.raises(PoisonChunkError, match="over the service's max_segment_size_bytes 60"):
+        segmenter.add(chunk(9, 9.0, 10.0, b"y" * 100))
+
+
+def test_limits_come_from_session_ready() -> None:
+    ready = {
+        "min_segment_duration_seconds": 3,
+        "min_segment_size_bytes": 1,
+        "max_segment_size_bytes": 33554432,
+        "max_segment_duration_seconds": 10,
+    }
+    assert SegmentLimits.from_ready(ready) == SegmentLimits(3.0, 1, 33554432, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("code", "retriable", "cause"),
+    [
+        (1006, True, "abnormal_close"),
+        (1011, True, "server_error"),
+        (1013, True, "try_again_later"),
+        (401, False, "unauthorized"),
+        (4003, False, "missing_scope"),
+        (1008, False, "policy_violation"),
+        (4999, False, "unexpected_close"),
+    ],
+)
+def test_close_code_table(code: int, retriable: bool, cause: str) -> None:
+    policy = policy_for(code)
+    assert (policy.retriable, policy.cause) == (retriable, cause)
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    rng = random.Random(7)
+    delays = [backoff_s(n, base_s=0.5, max_s=4.0, rng=rng) for n in range(1, 9)]
+    caps = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0]
+    assert all(0.0 <= d <= cap for d, cap in zip(delays, caps, strict=True))
+    assert len(set(delays)) == len(delays)
+
+
+def envelope(kind: str, **data: object) -> dict[str, object]:
+    return {"type": kind, "timestamp": "2026-12-01T00:00:00Z", "correlation_id": "c", "data": data}
+
+
+def test_window_placement_and_deterministic_ids() -> None:
+    context = EventContext("s1", "v1", 1, 6.0)
+    placer = WindowPlacer(context)
+    placed = []
+    stream = [
+        envelope("session.ready"),
+        envelope("signal.detected", signal_type="stress", start=0.0, probability="low"),
+        envelope("conversation_quality.updated", timeline=[{"start": 0.0, "end": 8.0}]),
+        envelope("feedback.generated", feedback="f"),
+        envelope("signal.updated", signal_type="stress", start=0.0, probability="high"),
+        envelope("conversation_quality.updated", timeline=[{"start": 3.0, "end": 11.0}]),
+        envelope("coverage.dropped", ranges=[{"start": 11.0, "end": 14.0}]),
+        envelope("sim.unknown", note="x"),
+    ]
+    for item in stream:
+        placed += placer.add(item)
+    placed += placer.finish()
+    assert [(p.envelope["type"], p.window_s, p.reach_s) for p in placed] == [
+        ("session.ready", None, None),
+        ("signal.detected", 6.0, None),
+        ("conversation_quality.updated", 6.0, 14.0),
+        ("feedback.generated", 6.0, None),
+        ("signal.updated", 9.0, None),
+        ("conversation_quality.updated", 9.0, 17.0),
+        ("coverage.dropped", 12.0, 20.0),
+        ("sim.unknown", None, None),
+    ]
+    again = WindowPlacer(EventContext("s1", "v1", 2, 0.0))
+    same = again.add(envelope("signal.detected", signal_type="stress", start=6.0))
+    assert same[0].event_id == placed[1].event_id  # same window, kind, subject: same event
+    assert len({p.event_id for p in placed}) == len(placed)
+    record = event_record(placed[1], context, chunk_seq=3, first_chunk_seq=1, received_at=NOW)
+    assert record["media_offset_s"] == 6.0
+    assert record["payload"][0] == "ai.interhuman.pipeline.inter1.SignalDetected"
+    assert record["payload"][1]["start"] == 0.0
+
+
+def test_usage_tiles_once_with_drops_and_degraded_inside() -> None:
+    ledger = UsageLedger("s1", "v1")
+    ledger.note_dropped(3.0, 5.0, "backpressure")
+    ledger.note_degraded(6.0, 7.0)
+    first = ledger.account(8.0, incarnation=0, correlation_id="c")
+    ledger.note_dropped(7.5, 9.0, "worker_shed")  # partly accounted already: the rest counts
+    second = ledger.account(10.0, incarnation=0, correlation_id="c", rest_reason="session_error")
+    ranges = [
+        (
+            r["media_start_s"],
+            r["media_end_s"],
+            r["reason"],
+            r["analysed_s"],
+            r["degraded_s"],
+            r["dropped_s"],
+        )
+        for r in first + second
+    ]
+    assert ranges == [
+        (0.0, 3.0, "analysed", 3.0, 0.0, 0.0),
+        (3.0, 5.0, "backpressure", 0.0, 0.0, 2.0),
+        (5.0, 8.0, "analysed", 2.0, 1.0, 0.0),
+        (8.0, 9.0, "worker_shed", 0.0, 0.0, 1.0),
+        (9.0, 10.0, "session_error", 0.0, 0.0, 1.0),
+    ]
+    assert ledger.account(10.0, incarnation=0, correlation_id=None) == []
+    reanalysed = ledger.reanalysed(4.0, 10.0, incarnation=1, correlation_id="d")
+    assert reanalysed is not None
+    assert (reanalysed["reanalysed_s"], reanalysed["reason"]) == (6.0, "failover")
+
+
+def test_progress_round_trips() -> None:
+    progress = SessionProgress("s1", 3, watermark_s=9.0, dropped=[(1, 2, "x")], labels={"a": "b"})
+    assert SessionProgress.from_json(progress.to_json()) == progress
+
+
+def test_signal_ended_at_the_media_end_joins_the_last_window() -> None:
+    placer = WindowPlacer(EventContext("s1", "v1", 0, 0.0))
+    placed = []
+    for item in [
+        envelope("conversation_quality.updated", timeline=[{"start": 9.0, "end": 16.0}]),
+        envelope("session.closing", max_drain_seconds=20),
+        envelope("signal.ended", signal_type="stress", end=16.0),
+        envelope("session.ended", reason="client_shutdown"),
+    ]:
+        placed += placer.add(item)
+    placed += placer.finish()
+    assert [(p.envelope["type"], p.window_s) for p in placed] == [
+        ("conversation_quality.updated", 9.0),
+        ("session.closing", None),
+        ("session.ended", None),
+        ("signal.ended", 9.0),
+    ]
+
+
+def test_restart_chunk_gives_context_and_keeps_the_window_grid() -> None:
+    starts = [0.0, 1.2, 2.2, 3.0, 4.1, 6.0, 7.2, 9.0, 10.1]
+    options = {"grid_origin_s": 0.0, "hop_s": 3.0, "context_s": 8.0}
+    assert restart_index(starts, watermark_s=None, **options) == 0
+    assert restart_index(starts, watermark_s=12.0, **options) == 5  # 6.0 <= 12 + 3 - 8, grid
+    assert restart_index(starts, watermark_s=15.0, **options) == 7  # 9.0 <= 10.0, grid
+    # nothing on the grid early enough: the latest chunk early enough
+    assert restart_index([0.5, 1.5, 2.5], watermark_s=12.0, **options) == 2

@@ -1,0 +1,532 @@
+"""One video session: its Inter-1 connections (incarnations), watermark, suppression, usage.
+
+A session runs rounds. Each round is one Inter-1 connection (incarnation ``n``): it opens
+on a chunk (the session's first, or a restart chunk after a reconnect or failover),
+replays the kept chunks from the restart chunk on, relays new chunks as frames
+(:mod:`workers.session.segmenter`), and ends with ``session.close`` -> drain ->
+``session.ended`` when the video session ends, on idle, or on shutdown. Events of windows
+at or before the watermark the round started with are suppressed (already published);
+re-sent seconds are recorded as re-analysed. A close code the policy retries starts the
+next round after a backoff; any other fails the session with a usage record and a dead
+letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from runtime.logs import get_logger
+from workers.session import metrics
+from workers.session.connection import Inter1Connection
+from workers.session.dead_letters import session_dead_letter
+from workers.session.events import EventContext, Placed, WindowPlacer, event_record
+from workers.session.exceptions import ConnectionClosedError, PoisonChunkError
+from workers.session.outbox import Outbox
+from workers.session.reconnect import backoff_s, policy_for, restart_index
+from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
+from workers.session.state_store import SessionProgress
+from workers.session.usage import UsageLedger
+
+__all__ = ["End", "SessionOptions", "VideoSession"]
+
+_log = get_logger("workers.session.session")
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How sessions connect and behave (from the settings)."""
+
+    api_key: str
+    base_url: str | None
+    api_version: str = "v1"
+    model: str | None = None
+    include: tuple[str, ...] = ()
+    goal_dimensions: tuple[str, ...] = ()
+    window_s: float = 8.0
+    hop_s: float = 3.0
+    context_s: float = 8.0
+    open_timeout_s: float = 15.0
+    drain_timeout_s: float = 30.0
+    idle_timeout_s: float = 120.0
+    reconnect_attempts: int = 5
+    reconnect_base_s: float = 0.5
+    reconnect_max_s: float = 20.0
+    queue_chunks: int = 16
+    live_max_lag_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class End:
+    """Queue marker: ``ended`` (the video session ended: close for good), ``shutdown`` (the
+    worker stops: close the connection, the session stays open) or ``idle``."""
+
+    kind: str
+    media_seconds: float | None = None
+
+
+@dataclass
+class _Round:
+    incarnation: int
+    media_offset_s: float
+    suppress_until_s: float | None
+    context: EventContext
+    first_seq: int | None = None
+    last_sent_seq: int | None = None
+    ended_reason: str | None = None
+    last_error_code: str | None = None
+    waiting_latency: list[datetime] = field(default_factory=list)
+
+
+class VideoSession:
+    """State machine of one video session (see the module docstring)."""
+
+    def __init__(
+        self,
+        progress: SessionProgress,
+        options: SessionOptions,
+        outbox: Outbox,
+        *,
+        api_version: str,
+    ) -> None:
+        self.progress = progress
+        self.session_id = progress.session_id
+        self._options = options
+        self._outbox = outbox
+        self._queue: asyncio.Queue[ChunkRef | End] = asyncio.Queue()
+        self._recent: list[ChunkRef] = []
+        self._ending: End | None = None
+        self._idle = False
+        self.end_seen = False
+        """The video session's SessionEnded arrived."""
+        self._ledger = UsageLedger(
+            progress.session_id,
+            api_version,
+            progress.tenant,
+            progress.app,
+            progress.accounted_ms,
+            list(progress.dropped),
+            list(progress.degraded),
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._conn: Inter1Connection | None = None
+        self._correlation: str | None = None
+        self._log = _log.bind(session_id=self.session_id, partition=progress.partition)
+        self.mark_dirty()
+
+    # -- called by the handler ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the session's task (idempotent)."""
+        if self._task is None and not self.done:
+            self._task = asyncio.create_task(self._run(), name=f"session-{self.session_id}")
+            metrics.ACTIVE_SESSIONS.inc()
+            self._task.add_done_callback(lambda _t: metrics.ACTIVE_SESSIONS.dec())
+
+    @property
+    def done(self) -> bool:
+        """The session closed or failed for good."""
+        return self.progress.status != "open"
+
+    @property
+    def stopped(self) -> bool:
+        """The session's task is not running (never started, or finished)."""
+        return self._task is None or self._task.done()
+
+    @property
+    def queued(self) -> int:
+        """Chunks waiting to be relayed."""
+        return self._queue.qsize()
+
+    def add_chunk(self, chunk: ChunkRef) -> None:
+        """Queue the next chunk (a failed session accounts it as lost instead)."""
+        progress = self.progress
+        progress.last_seq = chunk.seq
+        progress.media_end_s = max(progress.media_end_s, chunk.media_end_s)
+        if progress.restart_offset is None:
+            progress.restart_offset, progress.restart_seq = chunk.offset, chunk.seq
+        if progress.status == "failed":
+            self._account(chunk.media_end_s, rest_reason="session_error")
+        else:
+            self._queue.put_nowait(chunk)
+        self.mark_dirty()
+
+    def end(self, end: End) -> None:
+        """The video session ended (or the worker shuts down): close gracefully."""
+        if end.kind == "ended":
+            self.end_seen = True
+        if end.media_seconds is not None:
+            self.progress.media_end_s = max(self.progress.media_end_s, end.media_seconds)
+        if self.progress.status == "failed":
+            self._account(self.progress.media_end_s, rest_reason="session_error")
+            self.mark_dirty()
+            return
+        self._queue.put_nowait(end)
+
+    def drop_poison(self, start_s: float, end_s: float) -> None:
+        """A chunk of this session was dead-lettered: its media counts as dropped."""
+        self._ledger.note_dropped(start_s, end_s, "poison_chunk")
+        self.progress.media_end_s = max(self.progress.media_end_s, end_s)
+        self.mark_dirty()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait for the task to finish; False on timeout."""
+        if self._task is None:
+            return True
+        done, _ = await asyncio.wait({self._task}, timeout=timeout_s)
+        return bool(done)
+
+    async def abandon(self) -> None:
+        """Stop now without writing anything more (the partition moved or the worker aborts)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None:
+            await self._conn.abort()
+
+    def mark_dirty(self) -> None:
+        """Have the next publish write this session's progress."""
+        self._outbox.progress_changed(self.session_id, self._snapshot)
+
+    # -- rounds ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self.done:
+            if self._ending is None and (self._idle or not self._recent):
+                item = await self._queue.get()  # a connection opens on a chunk
+                if isinstance(item, End):
+                    if item.kind == "ended":
+                        self._finish()
+                    return
+                self._idle = False
+                self._recent.append(item)
+            try:
+                await self._round()
+                attempt = 0
+                ending, self._ending = self._ending, None
+                if ending is not None and ending.kind == "ended":
+                    self._finish()
+                if ending is None or ending.kind != "idle":
+                    return
+                self._idle = True
+            except ConnectionClosedError as exc:
+                policy = policy_for(exc.close_code)
+                metrics.RECONNECTS.labels(policy.cause).inc()
+                attempt += 1
+                if not policy.retriable or attempt > self._options.reconnect_attempts:
+                    self._fail(exc, policy.cause, attempt)
+                    return
+                delay = backoff_s(
+                    attempt,
+                    base_s=self._options.reconnect_base_s,
+                    max_s=self._options.reconnect_max_s,
+                )
+                self._log.warning(
+                    "inter1_reconnect",
+                    close_code=exc.close_code,
+                    error_code=exc.error_code,
+                    cause=policy.cause,
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+
+    async def _round(self) -> None:  # noqa: PLR0915 - one connection's life, read in order
+        options, progress = self._options, self.progress
+        replay = self._recent[self._restart_index() :]
+        self._recent = replay
+        incarnation = progress.incarnation + 1
+        offset_s = replay[0].media_start_s
+        context = EventContext(
+            self.session_id,
+            options.api_version,
+            incarnation,
+            offset_s,
+            progress.tenant,
+            progress.app,
+        )
+        state = _Round(incarnation, offset_s, progress.watermark_s, context)
+        conn = Inter1Connection(
+            api_key=options.api_key,
+            base_url=options.base_url,
+            api_version=options.api_version,
+            model=options.model,
+        )
+        started = asyncio.get_running_loop().time()
+        self._conn = conn
+        ready = await conn.open(options.open_timeout_s)
+        metrics.SESSION_OPEN_LATENCY.observe(asyncio.get_running_loop().time() - started)
+        self._correlation = conn.correlation_id
+        progress.incarnation, progress.grid_origin_s = incarnation, offset_s
+        log = self._log.bind(incarnation=incarnation, correlation_id=conn.correlation_id)
+        log.info("inter1_connected", media_offset_s=offset_s, first_seq=replay[0].seq)
+        if incarnation > 0:
+            self._reanalysed(offset_s, state)
+        self.mark_dirty()
+        placer = WindowPlacer(context, window_s=options.window_s, hop_s=options.hop_s)
+        reader = asyncio.create_task(self._read(conn, placer, state))
+        try:
+            await conn.configure(options.include, options.goal_dimensions)
+            data = ready.get("data")
+            segmenter = Segmenter(SegmentLimits.from_ready(data if isinstance(data, dict) else {}))
+            for chunk in list(replay):
+                await self._relay(conn, segmenter, chunk, state, reader)
+            while self._ending is None:
+                item = await self._next(reader)
+                if item is None:
+                    raise conn.closed_error("closed mid-session", state.last_error_code)
+                if isinstance(item, End):
+                    self._ending = item
+                    break
+                self._recent.append(item)
+                await self._relay(conn, segmenter, item, state, reader)
+            tail = segmenter.flush()
+            if tail is not None:
+                await self._send(conn, tail.data, tail.chunks, state, reader)
+            await conn.request_close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reader), options.drain_timeout_s)
+        except ConnectionClosedError:
+            await self._settle(reader)
+            raise conn.closed_error("closed mid-session", state.last_error_code) from None
+        finally:
+            if not reader.done():
+                await conn.abort()
+                await self._settle(reader)
+        if state.ended_reason is None:
+            raise conn.closed_error("closed before session.ended", state.last_error_code)
+        log.info("inter1_session_ended", reason=state.ended_reason)
+
+    async def _next(self, reader: asyncio.Task[None]) -> ChunkRef | End | None:
+        """The next queue item; None when the connection ended first; End on idle."""
+        getter = asyncio.ensure_future(self._queue.get())
+        done, _ = await asyncio.wait(
+            {getter, reader},
+            timeout=self._options.idle_timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await getter
+        return None if reader in done else End("idle")
+
+    async def _relay(
+        self,
+        conn: Inter1Connection,
+        segmenter: Segmenter,
+        chunk: ChunkRef,
+        state: _Round,
+        reader: asyncio.Task[None],
+    ) -> None:
+        age_s = (datetime.now(UTC) - chunk.produced_at).total_seconds()
+        if self.progress.live and age_s > self._options.live_max_lag_s:
+            self._shed(chunk, age_s)
+            return
+        try:
+            frames = segmenter.add(chunk)
+        except PoisonChunkError as exc:
+            self._recent.remove(chunk)
+            self._dead_letter_chunk(chunk, exc)
+            return
+        for frame in frames:
+            await self._send(conn, frame.data, frame.chunks, state, reader)
+
+    async def _send(
+        self,
+        conn: Inter1Connection,
+        data: bytes,
+        chunks: tuple[ChunkRef, ...],
+        state: _Round,
+        reader: asyncio.Task[None],
+    ) -> None:
+        if reader.done():
+            raise conn.closed_error("closed mid-session", state.last_error_code)
+        await conn.send(data)
+        metrics.BYTES_SENT.inc(len(data))
+        if state.first_seq is None:
+            state.first_seq = chunks[0].seq
+        state.last_sent_seq = chunks[-1].seq
+        state.waiting_latency.extend(c.produced_at for c in chunks)
+
+    @staticmethod
+    async def _settle(reader: asyncio.Task[None]) -> None:
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(reader), 5.0)
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def _read(self, conn: Inter1Connection, placer: WindowPlacer, state: _Round) -> None:
+        async for envelope in conn.envelopes():
+            received = datetime.now(UTC)
+            for placed in placer.add(envelope):
+                self._publish(placed, state, received)
+            kind = envelope.get("type")
+            data = envelope.get("data")
+            if kind == "session.ended" and isinstance(data, dict):
+                state.ended_reason = str(data.get("reason", ""))
+            elif kind == "error" and isinstance(data, dict):
+                state.last_error_code = str(data.get("code", ""))
+                self._log.warning(
+                    "inter1_error", code=data.get("code"), message=data.get("message")
+                )
+        received = datetime.now(UTC)
+        for placed in placer.finish():
+            self._publish(placed, state, received)
+
+    def _publish(self, placed: Placed, state: _Round, received: datetime) -> None:
+        progress = self.progress
+        window = placed.window_s
+        bound = state.suppress_until_s
+        if window is not None and bound is not None and window <= bound + _EPS:
+            metrics.EVENTS_SUPPRESSED.inc()
+            return
+        envelope = placed.envelope
+        kind = str(envelope.get("type", ""))
+        data = envelope.get("data")
+        if kind in ("coverage.dropped", "coverage.degraded") and isinstance(data, dict):
+            self._note_coverage(kind, data, state.media_offset_s)
+        datum = event_record(
+            placed,
+            state.context,
+            chunk_seq=state.last_sent_seq,
+            first_chunk_seq=state.first_seq,
+            received_at=received,
+        )
+        self._outbox.event(self.session_id, datum)
+        metrics.EVENTS_PUBLISHED.labels(kind).inc()
+        if state.waiting_latency:
+            produced, state.waiting_latency = state.waiting_latency, []
+            self._outbox.after_publish(lambda: _observe_latency(produced))
+        if window is not None:
+            progress.watermark_s = max(window, progress.watermark_s or -math.inf)
+            self._trim_recent()
+        if placed.reach_s is not None and placed.reach_s > progress.reach_s:
+            progress.reach_s = placed.reach_s
+            self._account(progress.reach_s)
+        self.mark_dirty()
+
+    def _note_coverage(self, kind: str, data: dict[str, Any], offset_s: float) -> None:
+        for item in data.get("ranges") or ():
+            if not isinstance(item, dict):
+                continue
+            start, end = item.get("start"), item.get("end")
+            if not isinstance(start, int | float) or not isinstance(end, int | float):
+                continue
+            if kind == "coverage.dropped":
+                self._ledger.note_dropped(offset_s + start, offset_s + end, "backpressure")
+            else:
+                self._ledger.note_degraded(offset_s + start, offset_s + end)
+
+    # -- progress -------------------------------------------------------------------------
+
+    def _restart_index(self) -> int:
+        """Index in the kept chunks of the chunk a new connection starts from."""
+        options = self._options
+        return restart_index(
+            [chunk.media_start_s for chunk in self._recent],
+            watermark_s=self.progress.watermark_s,
+            grid_origin_s=self.progress.grid_origin_s,
+            hop_s=options.hop_s,
+            context_s=options.context_s,
+        )
+
+    def _trim_recent(self) -> None:
+        index = self._restart_index()
+        if index:
+            del self._recent[:index]
+        if self._recent:
+            self.progress.restart_offset = self._recent[0].offset
+            self.progress.restart_seq = self._recent[0].seq
+
+    def _account(self, until_s: float, rest_reason: str = "analysed") -> None:
+        for record in self._ledger.account(
+            until_s,
+            incarnation=max(0, self.progress.incarnation),
+            correlation_id=self._correlation,
+            rest_reason=rest_reason,
+        ):
+            self._outbox.usage(self.session_id, record)
+
+    def _reanalysed(self, offset_s: float, state: _Round) -> None:
+        record = self._ledger.reanalysed(
+            offset_s,
+            self._ledger.accounted_until_s,
+            incarnation=state.incarnation,
+            correlation_id=self._correlation,
+        )
+        if record is not None:
+            self._outbox.usage(self.session_id, record)
+
+    def _finish(self) -> None:
+        self._account(self.progress.media_end_s)
+        self.progress.status = "closed"
+        self.mark_dirty()
+        self._log.info("session_closed", media_end_s=self.progress.media_end_s)
+
+    def _fail(self, exc: ConnectionClosedError, cause: str, attempts: int) -> None:
+        self.progress.status = "failed"
+        self._account(self.progress.media_end_s, rest_reason="session_error")
+        self.mark_dirty()
+        verdict = "retries exhausted" if policy_for(exc.close_code).retriable else "never retried"
+        message = (
+            f"session {self.session_id} failed after {attempts} connection attempt(s): "
+            f"{exc} ({cause}, {verdict})"
+        )
+        self._log.error(
+            "session_failed", close_code=exc.close_code, error_code=exc.error_code, cause=cause
+        )
+        self._outbox.dead_letter(
+            self.session_id,
+            session_dead_letter(
+                self.session_id,
+                error_type="SessionFailedError",
+                error_code=exc.error_code or str(exc.close_code),
+                message=message,
+            ),
+        )
+        while not self._queue.empty():  # chunks that will never be relayed
+            item = self._queue.get_nowait()
+            if isinstance(item, ChunkRef):
+                self._account(item.media_end_s, rest_reason="session_error")
+
+    def _shed(self, chunk: ChunkRef, age_s: float) -> None:
+        self._recent.remove(chunk)
+        self._ledger.note_dropped(chunk.media_start_s, chunk.media_end_s, "worker_shed")
+        metrics.SHED_SECONDS.inc(chunk.media_end_s - chunk.media_start_s)
+        self._log.warning("chunk_shed", seq=chunk.seq, age_s=round(age_s, 3))
+
+    def _dead_letter_chunk(self, chunk: ChunkRef, exc: PoisonChunkError) -> None:
+        self._ledger.note_dropped(chunk.media_start_s, chunk.media_end_s, "poison_chunk")
+        self._log.error("chunk_dead_lettered", seq=chunk.seq, error=str(exc))
+        self._outbox.dead_letter(
+            self.session_id,
+            session_dead_letter(
+                self.session_id,
+                error_type=type(exc).__name__,
+                error_code="ih6002",
+                message=str(exc),
+                offset=chunk.offset,
+            ),
+        )
+
+    def _snapshot(self) -> bytes:
+        progress = self.progress
+        progress.accounted_ms = self._ledger.accounted_ms
+        progress.dropped = list(self._ledger.dropped)
+        progress.degraded = list(self._ledger.degraded)
+        return progress.to_json()
+
+
+def _observe_latency(produced: list[datetime]) -> None:
+    now = datetime.now(UTC)
+    for at in produced:
+        metrics.CHUNK_LATENCY.observe(max(0.0, (now - at).total_seconds()))

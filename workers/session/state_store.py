@@ -1,0 +1,111 @@
+"""Per-session progress in the compacted session-state topic (JSON, keyed by session id).
+
+A record is written for every session whose progress changed, in each publish, after
+the events and usage it describes are acknowledged and before the chunk offsets are
+committed. The new owner of a partition reads the topic back (:func:`read_progress`)
+and resumes each open session from its restart chunk (``restart_offset``): a
+self-contained chunk far enough before the watermark that the first window to publish
+has its full context. ``watermark_s`` (the media time of the last published window)
+decides which re-analysed events are suppressed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from runtime.kafka import make_consumer
+from runtime.logs import get_logger
+from runtime.settings import KafkaSettings
+
+__all__ = ["STATE_VERSION", "SessionProgress", "read_progress"]
+
+_log = get_logger("workers.session.state_store")
+STATE_VERSION = 1
+
+
+@dataclass
+class SessionProgress:
+    """What a new owner needs to resume one video session."""
+
+    session_id: str
+    partition: int
+    status: str = "open"
+    """``open``, ``closed`` (ended normally) or ``failed``."""
+    incarnation: int = -1
+    """Last Inter-1 connection number used (-1: none yet)."""
+    watermark_s: float | None = None
+    reach_s: float = 0.0
+    accounted_ms: int = 0
+    dropped: list[tuple[int, int, str]] = field(default_factory=list)
+    degraded: list[tuple[int, int]] = field(default_factory=list)
+    restart_offset: int | None = None
+    restart_seq: int | None = None
+    last_seq: int = -1
+    media_end_s: float = 0.0
+    grid_origin_s: float = 0.0
+    live: bool = False
+    tenant: str | None = None
+    app: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        """The record value."""
+        return json.dumps({"v": STATE_VERSION, **asdict(self)}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SessionProgress:
+        """Read a record value (unknown fields ignored)."""
+        raw: dict[str, Any] = json.loads(data)
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        progress = cls(**known)
+        progress.dropped = [(int(a), int(b), str(r)) for a, b, r in progress.dropped]
+        progress.degraded = [(int(a), int(b)) for a, b in progress.degraded]
+        return progress
+
+
+async def read_progress(
+    topic: str, partitions: Iterable[int], settings: KafkaSettings | None = None
+) -> dict[str, SessionProgress]:
+    """The latest progress of every session whose chunk partition is in ``partitions``.
+
+    Reads the whole compacted topic to its end (tombstones delete a session).
+    """
+    wanted = set(partitions)
+    consumer = make_consumer(group_id=None, settings=settings, isolation_level="read_committed")
+    await consumer.start()
+    latest: dict[str, SessionProgress] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            await consumer._client.force_metadata_update()  # a topic created just now
+            parts = consumer.partitions_for_topic(topic) or ()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        todo = {tp for tp, end in ends.items() if end > 0}
+        while todo:
+            batches = await consumer.getmany(*todo, timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    key = record.key.decode() if record.key else ""
+                    if record.value is None:
+                        latest.pop(key, None)
+                        continue
+                    try:
+                        latest[key] = SessionProgress.from_json(record.value)
+                    except (ValueError, TypeError, KeyError) as exc:
+                        _log.warning("session_state_unreadable", session_id=key, error=repr(exc))
+            for tp in list(todo):
+                if await consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+    finally:
+        await consumer.stop()
+    return {k: v for k, v in latest.items() if v.partition in wanted}
