@@ -5,6 +5,12 @@ A frame is sent once it holds at least ``min_segment_duration_seconds`` of media
 ``max_segment_duration_seconds`` (a frame is cut before a chunk that would cross one).
 The first chunk of a connection goes whole (its container init header opens the stream);
 every later chunk contributes its fragments only, so one connection carries one stream.
+
+The service flags every frame under the minimum, the tail of a session included. With
+``hold_back`` (recorded sources) a complete frame is held until the next one is complete
+too, so a short tail can join the frame before it (the session releases a held frame
+when no chunk comes for a moment); live sessions send each frame as soon as it is
+complete (holding would add a frame of latency) and accept a short tail.
 """
 
 from __future__ import annotations
@@ -89,6 +95,8 @@ class Segmenter:
     """Builds the frames of one connection from its chunks, in order."""
 
     limits: SegmentLimits
+    hold_back: bool = False
+    _held: Segment | None = None
     _parts: list[bytes] = field(default_factory=list)
     _chunks: list[ChunkRef] = field(default_factory=list)
     _bytes: int = 0
@@ -108,23 +116,59 @@ class Segmenter:
             )
         ready: list[Segment] = []
         if self._chunks and self._would_exceed(chunk, len(data)):
-            ready.append(self._take())
+            self._complete(ready)
         self._started = True
         self._parts.append(data)
         self._chunks.append(chunk)
         self._bytes += len(data)
         if self._duration() >= self.limits.min_duration_s and self._bytes >= self.limits.min_bytes:
-            ready.append(self._take())
+            self._complete(ready)
         return ready
 
-    def flush(self) -> Segment | None:
-        """What is left (the tail of a session), regardless of the minimums."""
-        return self._take() if self._chunks else None
+    def flush(self) -> list[Segment]:
+        """What is left at the end of a session, regardless of the minimums.
+
+        A held frame and a tail under the minimum become one frame when that stays within
+        the maximums.
+        """
+        held, self._held = self._held, None
+        tail = self._take() if self._chunks else None
+        if held is None or tail is None:
+            return [s for s in (held, tail) if s is not None]
+        short = tail.media_end_s - tail.media_start_s < self.limits.min_duration_s
+        max_duration = self.limits.max_duration_s
+        fits = len(held.data) + len(tail.data) <= self.limits.max_bytes and (
+            max_duration is None or tail.media_end_s - held.media_start_s <= max_duration
+        )
+        if short and fits:
+            return [Segment(held.data + tail.data, held.chunks + tail.chunks)]
+        return [held, tail]
+
+    @property
+    def holding(self) -> bool:
+        """Whether a complete frame is held back."""
+        return self._held is not None
+
+    def release(self) -> list[Segment]:
+        """The held frame, to send now (no more media came in time)."""
+        held, self._held = self._held, None
+        return [held] if held is not None else []
 
     @property
     def pending_chunks(self) -> tuple[ChunkRef, ...]:
-        """Chunks held for the next frame."""
-        return tuple(self._chunks)
+        """Chunks not sent yet (a held frame's and the next frame's)."""
+        held = self._held.chunks if self._held is not None else ()
+        return held + tuple(self._chunks)
+
+    def _complete(self, ready: list[Segment]) -> None:
+        """The frame being built is complete: send it, or hold it and send the held one."""
+        segment = self._take()
+        if not self.hold_back:
+            ready.append(segment)
+            return
+        if self._held is not None:
+            ready.append(self._held)
+        self._held = segment
 
     def _duration(self) -> float:
         return self._chunks[-1].media_end_s - self._chunks[0].media_start_s

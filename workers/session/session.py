@@ -59,6 +59,16 @@ class SessionOptions:
     reconnect_max_s: float = 20.0
     queue_chunks: int = 16
     live_max_lag_s: float = 30.0
+    tail_hold_s: float = 1.0
+    """A recorded session's complete frame waits this long for more media before it is
+    sent alone (so a short tail can join it: v1 flags every frame under 3 s)."""
+
+
+class _HoldExpired:
+    """Queue wait result: no chunk came within ``tail_hold_s``; send the held frame."""
+
+
+_HOLD_EXPIRED = _HoldExpired()
 
 
 @dataclass(frozen=True)
@@ -275,11 +285,18 @@ class VideoSession:
         try:
             await conn.configure(options.include, options.goal_dimensions)
             data = ready.get("data")
-            segmenter = Segmenter(SegmentLimits.from_ready(data if isinstance(data, dict) else {}))
+            limits = SegmentLimits.from_ready(data if isinstance(data, dict) else {})
+            segmenter = Segmenter(limits, hold_back=not self.progress.live)
             for chunk in list(replay):
                 await self._relay(conn, segmenter, chunk, state, reader)
             while self._ending is None:
-                item = await self._next(reader)
+                item = await self._next(
+                    reader, self._options.tail_hold_s if segmenter.holding else None
+                )
+                if isinstance(item, _HoldExpired):
+                    for frame in segmenter.release():
+                        await self._send(conn, frame.data, frame.chunks, state, reader)
+                    continue
                 if item is None:
                     raise conn.closed_error("closed mid-session", state.last_error_code)
                 if isinstance(item, End):
@@ -287,9 +304,8 @@ class VideoSession:
                     break
                 self._recent.append(item)
                 await self._relay(conn, segmenter, item, state, reader)
-            tail = segmenter.flush()
-            if tail is not None:
-                await self._send(conn, tail.data, tail.chunks, state, reader)
+            for frame in segmenter.flush():
+                await self._send(conn, frame.data, frame.chunks, state, reader)
             await conn.request_close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reader), options.drain_timeout_s)
@@ -304,12 +320,16 @@ class VideoSession:
             raise conn.closed_error("closed before session.ended", state.last_error_code)
         log.info("inter1_session_ended", reason=state.ended_reason)
 
-    async def _next(self, reader: asyncio.Task[None]) -> ChunkRef | End | None:
-        """The next queue item; None when the connection ended first; End on idle."""
+    async def _next(
+        self, reader: asyncio.Task[None], hold_s: float | None = None
+    ) -> ChunkRef | End | _HoldExpired | None:
+        """The next queue item; None when the connection ended first; End on idle;
+        ``_HOLD_EXPIRED`` when ``hold_s`` passed first."""
         getter = asyncio.ensure_future(self._queue.get())
+        idle_s = self._options.idle_timeout_s
         done, _ = await asyncio.wait(
             {getter, reader},
-            timeout=self._options.idle_timeout_s,
+            timeout=idle_s if hold_s is None else min(hold_s, idle_s),
             return_when=asyncio.FIRST_COMPLETED,
         )
         if getter in done:
@@ -317,7 +337,9 @@ class VideoSession:
         getter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await getter
-        return None if reader in done else End("idle")
+        if reader in done:
+            return None
+        return _HOLD_EXPIRED if hold_s is not None and hold_s < idle_s else End("idle")
 
     async def _relay(
         self,

@@ -17,7 +17,7 @@ from session_helpers import (
     summary,
     usage_tiles,
 )
-from sim_helpers import CLIP_A, CLIP_RAMP, Driver
+from sim_helpers import CLIP_A, CLIP_RAMP, Driver, segments
 
 from simulator.server import Simulator
 from workers.session.outbox import WorkerTopics
@@ -29,7 +29,7 @@ INCLUDE = ["conversation_quality_overall", "conversation_quality_timeline"]
 
 async def direct_run(sim: Simulator, stream: bytes) -> list[tuple[object, ...]]:
     run = await Driver(sim).run(
-        [stream[i : i + 16384] for i in range(0, len(stream), 16384)],
+        segments(stream),  # >= 3 s frames, as v1 requires and as the worker sends
         configs=[{"include": INCLUDE, "goal_dimensions": []}],
     )
     return [

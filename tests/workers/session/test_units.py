@@ -27,13 +27,34 @@ def chunk(seq: int, start: float, end: float, body: bytes = b"x" * 8) -> ChunkRe
 def test_segments_coalesce_to_the_minimum_and_carry_the_init_header_once() -> None:
     segmenter = Segmenter(SegmentLimits(min_duration_s=3.0))
     frames = [f for i in range(7) for f in segmenter.add(chunk(i, float(i), i + 1.0))]
-    tail = segmenter.flush()
-    assert tail is not None
-    frames.append(tail)
+    frames += segmenter.flush()
     assert [(f.first_seq, f.last_seq) for f in frames] == [(0, 2), (3, 5), (6, 6)]
     assert frames[0].data.startswith(INIT)
     assert all(INIT not in f.data for f in frames[1:])
     assert [(f.media_start_s, f.media_end_s) for f in frames] == [(0, 3), (3, 6), (6, 7)]
+
+
+def test_held_back_frames_absorb_a_short_tail() -> None:
+    segmenter = Segmenter(SegmentLimits(min_duration_s=3.0), hold_back=True)
+    sent = [[(f.first_seq, f.last_seq) for f in segmenter.add(chunk(i, float(i), i + 1.0))]
+            for i in range(7)]  # fmt: skip
+
+    # (0, 2) is complete at chunk 2 but sent only once (3, 5) is complete too.
+    assert sent == [[], [], [], [], [], [(0, 2)], []]
+    assert [c.seq for c in segmenter.pending_chunks] == [3, 4, 5, 6]
+    tail = segmenter.flush()
+    assert [(f.first_seq, f.last_seq, f.media_start_s, f.media_end_s) for f in tail] == [
+        (3, 6, 3.0, 7.0)
+    ]
+    assert segmenter.flush() == []
+
+
+def test_a_short_tail_stays_apart_when_joining_would_pass_a_maximum() -> None:
+    segmenter = Segmenter(SegmentLimits(min_duration_s=3.0, max_duration_s=3.5), hold_back=True)
+    for i in range(4):
+        segmenter.add(chunk(i, float(i), i + 1.0))
+
+    assert [(f.first_seq, f.last_seq) for f in segmenter.flush()] == [(0, 2), (3, 3)]
 
 
 def test_segments_never_exceed_the_maximums() -> None:
