@@ -214,19 +214,28 @@ class _Processor:
         self._remove_expired_markers(partition, message.topic)
 
     async def _write(self, partition: int, key: bytes, value: bytes) -> None:
-        """Set the table value and wait for its changelog record's ack.
+        """Write the state's changelog record, wait for its ack, then set the table value.
 
         ``table[key] = value`` would queue the changelog record in faust's producer buffer
         and return; faust's pre-commit flush does not reliably wait for that buffer, so the
-        event's offset could be committed before its state is durable. The record is sent
-        the same way (with the table's callback, which records its offset in the store) and
-        awaited; the value goes into the table's store, which sends nothing.
+        event's offset could be committed before its state is durable. The record goes out
+        like a cue instead (straight to the producer, acked before we go on); its offset is
+        recorded in the store (``workers.cues.store``) and the value set in the store, which
+        sends nothing.
         """
-        pending = self._table.send_changelog(
-            partition, key, value, key_serializer="raw", value_serializer="raw"
+        changelog = self._table.changelog_topic
+        pending = await changelog.send(
+            key=key,
+            value=value,
+            partition=partition,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        metadata = await pending
+        self._table.data.set_persisted_offset(
+            TP(changelog.get_topic_name(), partition), metadata.offset
         )
         self._table.data[key] = value
-        await pending
 
     def _index_markers(self, partition: int) -> None:
         """After a start or a rebalance: find the ended markers the table recovered."""

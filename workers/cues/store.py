@@ -3,14 +3,14 @@
 faust's ``memory://`` store reports no persisted offsets, so after every rebalance the
 recovery re-reads the changelog from where its last recovery stopped, including the records
 this very process wrote since. When a rebalance lands while the app is processing (the
-second rebalance of every start, when faust adds the changelog topics to its subscription,
-or a member leaving), that re-read can wait forever for a record the consumer already
-fetched and dropped: the drill saw the app stop consuming with its recovery stuck one
-record short of the highwater. This store remembers the offset of each changelog record
-the app wrote (faust reports it through ``set_persisted_offset`` once the broker acked
-it, as it does for RocksDB), so the recovery knows the memory already holds it and starts
-after it. Offsets of partitions the store drops after a recovery are forgotten with them,
-so a partition that comes back is read again in full.
+second rebalance after a restart, or a member leaving), that re-read can wait forever:
+the drill saw the app stop consuming, its recovery waiting for changelog records it had
+itself written (offsets above the ones it had read) that never arrived. This store
+remembers the offset of each changelog record the app wrote (the app reports it through
+``set_persisted_offset`` once the broker acked it, as faust does for RocksDB), so the
+recovery knows the memory already holds it and starts after it. Offsets of partitions the
+store drops after a recovery are forgotten with them, so a partition that comes back is
+read again in full.
 """
 
 from __future__ import annotations
