@@ -6,14 +6,17 @@ this very process wrote since. When a rebalance lands while the app is processin
 second rebalance after a restart, or a member leaving), that re-read can wait forever:
 the drill saw the app stop consuming, its recovery waiting for changelog records it had
 itself written (offsets above the ones it had read) that never arrived. This store
-remembers the offset of each changelog record the app wrote (the app reports it through
-``set_persisted_offset`` once the broker acked it, as faust does for RocksDB), so the
-recovery knows the memory already holds it and starts after it. Offsets of partitions the
+remembers the offset of each changelog record it holds, read by a recovery or written by
+the app (which reports it through ``set_persisted_offset`` once the broker acked it, as
+faust does for RocksDB), so the next recovery knows the memory already holds it and starts
+after it. Offsets of partitions the
 store drops after a recovery are forgotten with them, so a partition that comes back is
 read again in full.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import faust
 from faust.stores.memory import Store as MemoryStore
@@ -34,6 +37,12 @@ class _MemoryStoreWithOffsets(MemoryStore[bytes, bytes]):
     def set_persisted_offset(self, tp: TP, offset: int) -> None:
         key = (tp.topic, tp.partition)
         self._offsets[key] = max(offset, self._offsets.get(key, -1))
+
+    def apply_changelog_batch(self, batch: Any, to_key: Any, to_value: Any) -> None:
+        events = list(batch)
+        super().apply_changelog_batch(events, to_key, to_value)
+        for event in events:  # what recovery read is held too
+            self.set_persisted_offset(event.message.tp, event.message.offset)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
