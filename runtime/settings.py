@@ -118,7 +118,9 @@ class CuesSettings(BaseSettings):
     session_timeout_s: float = Field(default=10.0, ge=6.0)
     """Consumer-group session timeout: how long a crashed member holds its partitions."""
     ended_retention_s: float = Field(default=300.0, ge=0.0)
-    """How long the web server still shows a session after its end (not kept across restarts)."""
+    """How long an ended session stays in the table (shown inactive) once its end is committed."""
+    crash_at: str | None = None
+    """Crash drills only: ``<after_cue|after_state>@<offset>`` (see ``workers.cues.faults``)."""
 
 
 class SinkSettings(BaseSettings):

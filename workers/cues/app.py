@@ -2,17 +2,27 @@
 
 One agent consumes the events topic (``Inter1Event``, keyed by session id); per event it
 loads the session's state from the ``sessions`` table, applies the rules on media time,
-publishes each firing as a ``Cue`` (waiting for the broker's ack), then writes the state
-back. The table is changelog-backed and co-partitioned with the events topic, and faust
-flushes the producer (cues and changelog) before it commits offsets, so after a crash the
-state is at least as new as the committed offset; the state's ``applied_offset`` makes
-events it already holds a no-op, and deterministic cue ids make re-sent cues duplicates
-consumers drop by id.
+then, in this order:
+
+1. publishes each firing as a ``Cue`` and waits for the broker's ack;
+2. writes the state (with the event's offset as ``applied_offset``) to the table and waits
+   for the changelog record's ack;
+3. returns, and only then does faust ack the event (its offset becomes committable).
+
+So a committed offset never runs ahead of the state in the changelog, whatever the load:
+faust's own pre-commit producer flush gives up after 0.1 s without progress
+(``ProducerBuffer.flush_atmost``) and can commit offsets whose table writes are still in
+its buffer. A crash between 1 and 2 replays the event on the older state and re-sends the
+same cues (deterministic ids: duplicates consumers drop by id); a crash between 2 and 3
+replays it on a state whose ``applied_offset`` makes it a no-op. A session's state is never
+deleted at its end but shrinks to an ended marker, removed only after the group committed
+past it (``workers.cues.ended``), so replaying a session's tail cannot start it over.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +30,8 @@ from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.types import TP
+from mode.types.signals import BaseSignalT
 
 from deploy.topics import topic_layouts
 from runtime.errors import ConfigError, PipelineError, ServiceUnavailableError
@@ -30,11 +42,14 @@ from runtime.topics import topic_name
 from schemas.codec import Codec, codec_from_settings
 from schemas.exceptions import CodecError
 from workers.cues.cue import cue_record
+from workers.cues.ended import EndedMarkers
 from workers.cues.evaluate import apply_event
 from workers.cues.exceptions import ForeignRecordError
+from workers.cues.faults import CrashPoint, Point, parse_crash_at
 from workers.cues.rules import RuleSet
 from workers.cues.state import LastCue, SessionState
-from workers.cues.web import EndedSessions, register_web
+from workers.cues.store import SessionsTable
+from workers.cues.web import register_web
 
 __all__ = ["CuesConfig", "build_app", "resolve_config", "run_worker"]
 
@@ -55,6 +70,8 @@ class CuesConfig:
     session_timeout_s: float
     ended_retention_s: float
     datadir: Path
+    crash_at: CrashPoint | None = None
+    """Fault injection for crash drills (``PIPELINE_CUES_CRASH_AT``); None in production."""
 
 
 async def resolve_config(settings: CuesSettings, web_port: int | None = None) -> CuesConfig:
@@ -93,6 +110,7 @@ async def resolve_config(settings: CuesSettings, web_port: int | None = None) ->
         session_timeout_s=settings.session_timeout_s,
         ended_retention_s=settings.ended_retention_s,
         datadir=load(StackSettings).state_dir / "cues" / settings.app_id,
+        crash_at=parse_crash_at(settings.crash_at),
     )
 
 
@@ -123,14 +141,19 @@ class _Processor:
         codec: Codec,
         table: Any,
         topics: dict[str, Any],
-        ended: EndedSessions,
+        committed: Callable[[TP], int | None],
     ) -> None:
         self._config = config
         self._rules = rules
         self._codec = codec
         self._table = table
         self._topics = topics
-        self._ended = ended
+        self._committed = committed
+        self.ended = EndedMarkers(config.ended_retention_s)
+
+    def _crash_point(self, point: Point, offset: int) -> None:
+        if self._config.crash_at is not None:
+            self._config.crash_at.check(point, offset)
 
     async def process(self, event: Any) -> None:
         message = event.message
@@ -152,13 +175,19 @@ class _Processor:
         session_id = str(datum["session_id"])
         log = log.bind(session_id=session_id)
         key = session_id.encode()
+        partition = int(message.partition)
+        self._index_markers(partition)
         raw = self._table.get(key)
-        if raw is None:
-            self._ended.discard(session_id)
-        state = SessionState.from_bytes(raw) if raw else SessionState(session_id=session_id)
-        if message.offset <= state.applied_offset:
+        stored = SessionState.from_bytes(raw) if raw else None
+        if stored is not None and message.offset <= stored.applied_offset:
             log.info("event already applied (replay); skipped")
             return
+        if stored is None or stored.ended:
+            # A new session, or its id starting again after its end.
+            self.ended.discard(partition, key)
+            state = SessionState(session_id=session_id, partition=partition)
+        else:
+            state = stored
         for firing in apply_event(state, datum, self._rules):
             record = cue_record(firing, datum, datetime.now(UTC))
             data = self._codec.encode("Cue", record, topic=self._config.cues_topic)
@@ -174,14 +203,62 @@ class _Processor:
                 media_end_s=firing.media_end_s,
             )
             log.info("cue fired", rule=firing.rule, cue_id=record["cue_id"])
+        self._crash_point("after_cue", message.offset)
         state.applied_offset = message.offset
         if state.ended:
-            self._ended.add(state.public())
-            if key in self._table:
+            state = state.ended_marker()
+            self.ended.add(partition, key, message.offset)
+            log.info("session ended", cues=state.cues, events=state.events)
+        await self._write(partition, key, state.to_bytes())
+        self._crash_point("after_state", message.offset)
+        self._remove_expired_markers(partition, message.topic)
+
+    async def _write(self, partition: int, key: bytes, value: bytes) -> None:
+        """Write the state's changelog record, wait for its ack, then set the table value.
+
+        ``table[key] = value`` would queue the changelog record in faust's producer buffer
+        and return; faust's pre-commit flush does not reliably wait for that buffer, so the
+        event's offset could be committed before its state is durable. The record goes out
+        like a cue instead (straight to the producer, acked before we go on); its offset is
+        recorded in the store (``workers.cues.store``) and the value set in the store, which
+        sends nothing.
+        """
+        changelog = self._table.changelog_topic
+        pending = await changelog.send(
+            key=key,
+            value=value,
+            partition=partition,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        metadata = await pending
+        self._table.data.set_persisted_offset(
+            TP(changelog.get_topic_name(), partition), metadata.offset
+        )
+        self._table.data[key] = value
+
+    def _index_markers(self, partition: int) -> None:
+        """After a start or a rebalance: find the ended markers the table recovered."""
+        if not self.ended.needs_index(partition):
+            return
+        markers = []
+        for key, raw in list(self._table.data.items()):
+            if raw:
+                state = SessionState.from_bytes(raw)
+                if state.ended and state.partition == partition:
+                    markers.append((state.applied_offset, bytes(key)))
+        for offset, key in sorted(markers):
+            self.ended.add(partition, key, offset)
+        self.ended.indexed(partition)
+
+    def _remove_expired_markers(self, partition: int, topic: str) -> None:
+        for key in self.ended.expired(partition, self._committed(TP(topic, partition))):
+            raw = self._table.get(key)
+            if raw and SessionState.from_bytes(raw).ended:
                 del self._table[key]
-            log.info("session ended; live state removed", cues=state.cues, events=state.events)
-        else:
-            self._table[key] = state.to_bytes()
+                get_logger("workers.cues", session_id=key.decode(errors="replace")).info(
+                    "ended session removed from the live state"
+                )
 
     async def _dead_letter(self, message: Any, exc: PipelineError) -> None:
         record = {
@@ -229,25 +306,40 @@ def build_app(config: CuesConfig, rules: RuleSet, codec: Codec | None = None) ->
         "cues": app.topic(config.cues_topic, value_serializer="raw", **raw),
         "dead_letter": app.topic(config.dead_letter_topic, value_serializer="raw", **raw),
     }
-    table = app.Table(
-        "sessions",
-        default=None,
-        partitions=config.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="Live state of each session (JSON), keyed by session id.",
+    table = app.tables.add(
+        SessionsTable(
+            app,
+            name="sessions",
+            default=None,
+            partitions=config.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            help="Live state of each session (JSON), keyed by session id.",
+            beacon=app.tables.beacon,
+        )
     )
-    ended = EndedSessions(config.ended_retention_s)
+
+    def committed(tp: TP) -> int | None:
+        # The monitor is created when the app starts; look it up per call.
+        return app.monitor.tp_committed_offsets.get(tp)
+
     processor = _Processor(
-        config=config, rules=rules, codec=codec, table=table, topics=topics, ended=ended
+        config=config, rules=rules, codec=codec, table=table, topics=topics, committed=committed
     )
+
+    def _partitions_moved(
+        sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
+    ) -> None:
+        processor.ended.reset()
+
+    app.on_partitions_revoked.connect(_partitions_moved)
 
     @app.agent(events, name="cues")
     async def cues_agent(stream: Any) -> None:
         async for event in stream.events():
             await processor.process(event)
 
-    register_web(app, table, ended)
+    register_web(app, table)
     return app
 
 

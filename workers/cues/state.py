@@ -4,6 +4,11 @@ One JSON document per session (the table's value), holding what the web server s
 (engagement, active signals, latest quality scores, last cue) and what the rules need to
 continue after a restart (open windows, quality streaks, cooldowns, the last applied
 offset, which makes a replay of already applied events a no-op).
+
+A session that ended keeps a small *ended marker* (its public fields and its last applied
+offset, rule bookkeeping dropped) until the offset of its ``session.ended`` event is
+committed: a replay of the session's tail then meets the marker and stays a no-op, where
+a deleted state would start the session over and fire other cues.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ class SessionState(_Model):
     cues: int = 0
     events: int = 0
     ended: bool = False
+    partition: int | None = None
+    """The session's events partition (the table is co-partitioned with it)."""
     applied_offset: int = -1
     """Offset (in the session's events partition) of the last event applied."""
     windows: dict[str, list[Window]] = Field(default_factory=dict)
@@ -80,6 +87,17 @@ class SessionState(_Model):
     def to_bytes(self) -> bytes:
         """The table value."""
         return self.model_dump_json().encode()
+
+    def ended_marker(self) -> SessionState:
+        """What an ended session keeps until its end is committed: no rule bookkeeping."""
+        return self.model_copy(
+            update={
+                "windows": {},
+                "streaks": {},
+                "cooldown_until_s": {},
+                "engagement_fired_since_s": {},
+            }
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SessionState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -41,6 +42,7 @@ class CuesRun:
     app_id: str = field(default_factory=lambda: f"test-cues-{uuid.uuid4().hex[:8]}")
     port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
 
     @property
     def topics(self) -> dict[str, str]:
@@ -56,7 +58,8 @@ class CuesRun:
         finally:
             await admin.close()
 
-    def start(self) -> None:
+    def start(self, crash_at: str | None = None) -> None:
+        """Start the app; ``crash_at`` arms its fault injection (``PIPELINE_CUES_CRASH_AT``)."""
         env = {
             **os.environ,
             "KAFKA_TOPIC_PREFIX": self.prefix,
@@ -65,7 +68,11 @@ class CuesRun:
             "PIPELINE_STATE_DIR": str(self.workdir / "state"),
             "LOG_FORMAT": "json",
         }
-        with (self.workdir / f"cues-{time.monotonic_ns()}.log").open("wb") as log:
+        env.pop("PIPELINE_CUES_CRASH_AT", None)
+        if crash_at is not None:
+            env["PIPELINE_CUES_CRASH_AT"] = crash_at
+        self.log_path = self.workdir / f"cues-{time.monotonic_ns()}.log"
+        with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [*_CLI, "cues", "--rules", str(self.rules), "--web-port", str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
@@ -76,6 +83,24 @@ class CuesRun:
         assert self.process is not None
         self.process.kill()
         self.process.wait(timeout=30)
+
+    def wait_for_exit(self, timeout_s: float = 90.0) -> int:
+        """Wait for the app to exit on its own (an injected crash); its exit code."""
+        assert self.process is not None
+        return self.process.wait(timeout=timeout_s)
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """The structured log lines of the latest start (JSON objects only)."""
+        assert self.log_path is not None
+        lines = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            start = line.find("{")
+            if start >= 0:
+                try:
+                    lines.append(dict(json.loads(line[start:])))
+                except ValueError:
+                    continue
+        return lines
 
     def stop(self) -> int:
         """SIGTERM and wait; the exit code."""
