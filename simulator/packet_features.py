@@ -24,6 +24,7 @@ import functools
 import math
 
 from simulator.features import PAUSE_MIN_SUBFRAMES, PPM, VOICE_GATE_CB, _Bins
+from simulator.levels import FLOOR_CB, centibel_bounds
 
 __all__ = ["PacketAudioAnalyser", "PacketVideoAnalyser", "packet_level_cb"]
 
@@ -33,8 +34,6 @@ MOTION_HALF_BPP = 0.02
 """Inter-frame bits per pixel at which the motion proxy reaches half its range."""
 DETAIL_HALF_BPP = 0.1
 """Keyframe bits per pixel at which the brightness proxy reaches half its range."""
-FLOOR_CB = -900
-"""The quietest level (centibels, -90 dBFS); also the level of an empty packet."""
 _PAUSE_S = PAUSE_MIN_SUBFRAMES * 0.05
 
 
@@ -45,17 +44,9 @@ def _level_thresholds() -> tuple[float, ...]:
     Entry ``i`` is the rate from which the level, rounded to whole centibels, is at
     least ``FLOOR_CB + 1 + i``; rounding is half-up on the dB scale.
     """
-    with decimal.localcontext() as ctx:
-        ctx.prec = 40
-        ln10 = decimal.Decimal(10).ln()
-        step = (ln10 / 200).exp()  # one centibel on the dB scale
-        exponent = decimal.Decimal(2 * FLOOR_CB + 1) / 400 + decimal.Decimal("0.6")
-        rate = REFERENCE_BITS_PER_S * (ln10 * exponent).exp()
-        thresholds = []
-        for _ in range(FLOOR_CB + 1, 1):
-            thresholds.append(float(rate))
-            rate *= step
-        return tuple(thresholds)
+    # -12 dB at 48 kbit/s: 0 cB at 48 kbit/s x 10^(12/20).
+    scale = REFERENCE_BITS_PER_S * decimal.Decimal(10) ** decimal.Decimal("0.6")
+    return tuple(float(bound) for bound in centibel_bounds(scale, 200))
 
 
 def packet_level_cb(size_bytes: int, duration_s: float) -> int:

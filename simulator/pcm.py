@@ -23,8 +23,9 @@ from collections.abc import Callable
 import numpy as np
 
 from simulator.features import FeatureBin, _Bins
+from simulator.levels import FLOOR_CB, centibel_bounds
 from simulator.media import MediaProgress
-from simulator.packet_features import FLOOR_CB, PacketAudioAnalyser
+from simulator.packet_features import PacketAudioAnalyser
 
 __all__ = ["PCM_SAMPLE_RATES", "SUBFRAME_MS", "PcmStream", "pcm_level_cb"]
 
@@ -42,16 +43,9 @@ def _level_thresholds(samples: int) -> tuple[int, ...]:
     The level is ``100 log10(sum / (samples x 32768^2))`` cB (dBFS x 10), rounded half up:
     entry ``i`` is the smallest integer sum whose level is at least ``FLOOR_CB + 1 + i``.
     """
-    with decimal.localcontext() as ctx:
-        ctx.prec = 50
-        full = decimal.Decimal(samples * _FULL_SCALE_SQUARED)
-        ln10 = decimal.Decimal(10).ln()
-        thresholds = []
-        for level in range(FLOOR_CB + 1, 1):
-            exponent = (decimal.Decimal(level) - decimal.Decimal("0.5")) / 100
-            bound = full * (ln10 * exponent).exp()
-            thresholds.append(int(bound.to_integral_value(rounding=decimal.ROUND_CEILING)))
-        return tuple(thresholds)
+    full = decimal.Decimal(samples * _FULL_SCALE_SQUARED)
+    ceiling = decimal.ROUND_CEILING
+    return tuple(int(b.to_integral_value(rounding=ceiling)) for b in centibel_bounds(full, 100))
 
 
 def pcm_level_cb(sum_of_squares: int, samples: int) -> int:
