@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from simulator.exceptions import MalformedMediaError
 
-__all__ = ["ByteCursor", "Sample", "TrackInfo", "malformed"]
+__all__ = ["ByteCursor", "HeaderError", "IncrementalReader", "Sample", "TrackInfo", "malformed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +96,46 @@ class ByteCursor:
             self.offset += taken
             pos += taken
         return pos, len(self.buffer) == self._need and not self._skip
+
+
+class HeaderError(Exception):
+    """A box or element header does not parse; becomes ``ih5004`` with the segment read."""
+
+
+class IncrementalReader:
+    """Shared driver of the container readers: pumps each frame through a :class:`ByteCursor`
+    into :meth:`_advance` and releases the samples whose bytes have all arrived."""
+
+    container: str = ""
+    """Named in parse errors (``fragmented MP4``, ``WebM``)."""
+
+    def __init__(self, first_header_bytes: int) -> None:
+        self._cursor = ByteCursor()
+        self._cursor.want(first_header_bytes)
+        self._pending: list[Sample] = []
+        self._received = 0
+        self.tracks: list[TrackInfo] | None = None
+        """The audio and video tracks, once the init header has been read."""
+
+    def feed(self, data: bytes, segment: int) -> list[Sample]:
+        """Read one frame (``segment``: its index, for errors); samples now complete."""
+        view = memoryview(data)
+        self._received += len(data)
+        cursor, pos = self._cursor, 0
+        try:
+            while pos < len(view):
+                pos, done = cursor.step(view, pos)
+                if done:
+                    self._advance()
+        except HeaderError as exc:
+            raise malformed(f"{exc} ({self.container}, byte {cursor.offset})", segment) from None
+        pending, received = self._pending, self._received
+        count = 0
+        while count < len(pending) and pending[count].end_offset <= received:
+            count += 1
+        ready, self._pending = pending[:count], pending[count:]
+        return ready
+
+    def _advance(self) -> None:
+        """The cursor holds what was asked for: parse it and ask for what comes next."""
+        raise NotImplementedError

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.box_reader import ByteCursor, Sample, TrackInfo, malformed
+from simulator.box_reader import HeaderError, IncrementalReader, Sample, TrackInfo
 
 __all__ = ["WebmReader"]
 
@@ -36,7 +36,7 @@ _KINDS = {1: "video", 2: "audio"}
 _UNKNOWN = -1
 
 
-class _EbmlError(Exception):
+class _EbmlError(HeaderError):
     """An element does not parse; becomes ``ih5004`` with the segment being read."""
 
 
@@ -97,42 +97,20 @@ def _uint(buf: bytearray, start: int, end: int) -> int:
     return int.from_bytes(buf[start:end], "big")
 
 
-class WebmReader:
+class WebmReader(IncrementalReader):
     """Feed WebM bytes; get back the samples whose bytes have arrived."""
 
+    container = "WebM"
+
     def __init__(self) -> None:
-        self._cursor = ByteCursor()
-        self._cursor.want(1)
+        super().__init__(1)
         self._state = "id"
         self._id = 0
         self._size = 0
         self._scale_ns = 1_000_000
         self._by_number: dict[int, _Track] = {}
         self._cluster_tc: int | None = None
-        self._pending: list[Sample] = []
-        self._received = 0
         self._seen_header = False
-        self.tracks: list[TrackInfo] | None = None
-        """The audio and video tracks, once ``Tracks`` has been read."""
-
-    def feed(self, data: bytes, segment: int) -> list[Sample]:
-        """Read one frame (``segment``: its index, for errors); samples now complete."""
-        view = memoryview(data)
-        self._received += len(data)
-        cursor, pos = self._cursor, 0
-        try:
-            while pos < len(view):
-                pos, done = cursor.step(view, pos)
-                if done:
-                    self._advance()
-        except _EbmlError as exc:
-            raise malformed(f"{exc} (WebM, byte {cursor.offset})", segment) from None
-        pending, received = self._pending, self._received
-        count = 0
-        while count < len(pending) and pending[count].end_offset <= received:
-            count += 1
-        ready, self._pending = pending[:count], pending[count:]
-        return ready
 
     def _advance(self) -> None:
         cursor, buf = self._cursor, self._cursor.buffer

@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from simulator.box_reader import ByteCursor, Sample, TrackInfo, malformed
+from simulator.box_reader import HeaderError, IncrementalReader, Sample, TrackInfo
 
 __all__ = ["Mp4BoxReader"]
 
@@ -29,7 +29,7 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
 
-class _BoxError(Exception):
+class _BoxError(HeaderError):
     """A box does not parse; becomes ``ih5004`` with the segment being read."""
 
 
@@ -80,45 +80,18 @@ def _child(buf: bytearray, start: int, end: int, kind: bytes) -> tuple[int, int]
     return None
 
 
-class Mp4BoxReader:
+class Mp4BoxReader(IncrementalReader):
     """Feed fragmented-MP4 bytes; get back the samples whose bytes have arrived."""
 
+    container = "fragmented MP4"
+
     def __init__(self) -> None:
-        self._cursor = ByteCursor()
-        self._cursor.want(8)
+        super().__init__(8)
         self._state = "header"
         self._box_start = 0
         self._box_type = b""
         self._size = 0
         self._tracks: dict[int, _Track] = {}
-        self._pending: list[Sample] = []
-        self._received = 0
-        self.tracks: list[TrackInfo] | None = None
-        """The audio and video tracks, once ``moov`` has been read."""
-
-    def feed(self, data: bytes, segment: int) -> list[Sample]:
-        """Read one frame (``segment``: its index, for errors); samples now complete."""
-        view = memoryview(data)
-        self._received += len(data)
-        cursor, pos = self._cursor, 0
-        try:
-            while pos < len(view):
-                pos, done = cursor.step(view, pos)
-                if done:
-                    self._advance()
-        except _BoxError as exc:
-            raise malformed(f"{exc} (fragmented MP4, byte {cursor.offset})", segment) from None
-        return self._release()
-
-    def _release(self) -> list[Sample]:
-        pending, received = self._pending, self._received
-        if not pending or pending[0].end_offset > received:
-            return []
-        count = 0
-        while count < len(pending) and pending[count].end_offset <= received:
-            count += 1
-        ready, self._pending = pending[:count], pending[count:]
-        return ready
 
     def _advance(self) -> None:
         cursor, buf = self._cursor, self._cursor.buffer
