@@ -8,6 +8,7 @@ bar is shown); otherwise each status change is printed as a plain line, at most 
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import Never, TextIO
@@ -50,8 +51,16 @@ class StatusLine:
         """Show ``text`` as the current status."""
         if self._tty:
             if self._bar is None:
+                # a terminal that reports no width (some ptys) would truncate to nothing
+                sized = shutil.get_terminal_size((0, 0)).columns > 0
                 self._bar = tqdm(
-                    total=0, bar_format="{desc}", file=self._stream, leave=False, dynamic_ncols=True
+                    total=0,
+                    bar_format="{desc}",
+                    file=self._stream,
+                    leave=False,
+                    dynamic_ncols=sized,
+                    ncols=None if sized else 120,
+                    nrows=None if sized else 24,
                 )
             self._bar.set_description_str(text, refresh=True)
             return
