@@ -69,7 +69,8 @@ def check_not_running(state_dir: Path) -> None:
         pid = int(json.loads(status_file(state_dir).read_text(encoding="utf-8"))["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return
-    if pid != os.getpid() and processes.pid_running(pid):
+    command = " ".join(processes.process_cmdline(pid)) if processes.pid_running(pid) else ""
+    if pid != os.getpid() and "inter1" in command:  # alive, and not a reused pid
         raise ConfigError(
             f"a pipeline already runs on {state_dir} (pid {pid}): stop it first, or set "
             "PIPELINE_STATE_DIR to another directory"

@@ -481,7 +481,7 @@ class Supervisor:
             started = time.monotonic()
             try:
                 await unit.launch()
-            except PipelineError as exc:
+            except (PipelineError, OSError) as exc:  # e.g. a broker error, a missing program
                 outcome: Exit | str = f"failed to start: {exc}"
             else:
                 self._set(unit, "starting")  # now with its pid

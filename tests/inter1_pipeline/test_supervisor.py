@@ -169,3 +169,16 @@ async def test_port_ready_sees_a_listener(tmp_path: Path) -> None:
     server.close()
     await server.wait_closed()
     assert await port_ready(port)() is False
+
+
+async def test_a_program_that_cannot_start_fails_with_its_error(tmp_path: Path) -> None:
+    supervisor = Supervisor(RestartPolicy(initial_backoff_s=0.01, max_restarts=1))
+    missing = tmp_path / "no-such-program"
+    unit = ChildProcess(ProcessSpec("ghost", (str(missing),)), tmp_path / "logs")
+    with pytest.raises(SupervisorError) as caught:
+        await supervisor.start([unit])
+    assert str(caught.value).startswith(
+        f"ghost: failed to start: [Errno 2] No such file or directory: '{missing}' "
+        "after 1 restart(s); not restarting it"
+    )
+    await supervisor.stop()
