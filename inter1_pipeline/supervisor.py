@@ -234,7 +234,15 @@ class ChildProcess(Unit):
         log_file.flush()
         self._output_from = log_file.tell()
         self._log_file = log_file
-        self._proc = await asyncio.create_subprocess_exec(
+        self._proc = None
+        try:
+            self._proc = await self._spawn(log_file)
+        except BaseException:
+            self._close_log()
+            raise
+
+    async def _spawn(self, log_file: IO[bytes]) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             *self.spec.argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
@@ -274,6 +282,7 @@ class ChildProcess(Unit):
     async def stop(self, grace_s: float) -> Exit | None:
         proc = self._proc
         if proc is None:
+            self._close_log()
             return None
         was_running = proc.returncode is None
         try:
