@@ -33,6 +33,7 @@ _COMMANDS: dict[str, str] = {
     "reconcile": "Compare expected billable seconds with the vendor's usage.",
     "report": "Render a session's HTML report with plots.",
     "demo": "Run the pipeline end to end on the embedded defaults.",
+    "run": "Run the whole pipeline locally, supervised, until Ctrl-C.",
 }
 
 

@@ -1,229 +1,351 @@
-"""What ``inter1-pipeline demo`` does, step by step, on the embedded defaults.
+"""``inter1-pipeline demo``: the real pipeline, end to end, on the embedded defaults.
 
-1. Kafka: the configured cluster, or the local broker (started here, stopped at the end).
-2. Topics: ``topics ensure`` against it.
-3. ClickHouse: the configured server or the embedded engine, migrated.
-4. Round trip: one example record of every schema (every Inter1Event payload kind) is
-   encoded, published, consumed, decoded, compared with what was sent, and landed in
-   ClickHouse's ``record_log`` with a dedup token; a retried insert of the same batch is sent
-   too and must not add rows; offsets are committed after the insert.
-5. Live: a generated clip through the producer, its chunks read back and analysed over one
-   Inter-1 session (the local simulator by default); see ``demo_session``.
+1. :func:`inter1_pipeline.pipeline_stack.start_stack`: Kafka (the local broker unless
+   ``KAFKA_BOOTSTRAP_SERVERS`` is set), ClickHouse migrations, topics, then the simulator
+   (or Inter-1 with ``INTER1_API_KEY`` + ``INTER1_BASE_URL``), the session worker, the sink
+   and the cues app as supervised processes, each the production command.
+2. Clips of different content (:data:`DEMO_CLIPS`, generated once into
+   ``<state>/demo/clips``; or the files given) go through ``inter1-pipeline produce
+   --realtime`` as live sessions labelled ``demo_run=<run id>``.
+3. It waits, reading ClickHouse through the sink's query endpoint, until every session
+   ended and was analysed (its ``session.ended`` event, or a failed session's usage, is
+   loaded), the cues app has consumed every event (its group's committed offsets reach
+   the events topic's ends) and then the sink every record on its topics (likewise).
+4. It prints the per-session summary (:mod:`inter1_pipeline.demo_summary`) and the cues,
+   writes the HTML report of the session with the most cues, and stops everything it
+   started (also on Ctrl-C or a failure).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+import hashlib
+import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from clickhouse_connect.driver.client import Client
+from aiokafka import TopicPartition
 
-from deploy.kafka_broker import LocalBroker
-from deploy.topics import ensure_topics
-from inter1_pipeline.kafka_address import with_bootstrap
+from inter1_pipeline.demo_summary import (
+    SessionSummary,
+    format_cues,
+    format_table,
+    read_summaries,
+    sql_list,
+)
+from inter1_pipeline.pipeline_stack import PipelineStack, start_stack, status_file
+from inter1_pipeline.status_line import StatusLine
+from inter1_pipeline.supervisor import Exit, ProcessSpec, RestartPolicy, Supervisor
 from runtime.errors import PipelineError
-from runtime.kafka import make_admin, make_consumer, make_producer
-from runtime.redact import redact_url
+from runtime.kafka import make_admin, make_consumer
+from runtime.settings import CuesSettings, SinkSettings, StackSettings, load
+from runtime.topics import topic_name
+from simulator.clips import ClipSpec
+from sinks.exceptions import ClickHouseUnavailableError
+from sinks.warehouse import EndpointWarehouse, Warehouse
 
-if TYPE_CHECKING:
-    from inter1_pipeline.demo_session import LiveReport
-from runtime.settings import KafkaSettings, StackSettings, load
-from runtime.topics import load_topic_specs, topic_name
-from schemas.catalog import RECORD_TOPICS
-from schemas.codec import get_codec
-from schemas.examples import example_records
-from sinks.clickhouse_client import clickhouse_url, make_client
-from sinks.migrations import migrate
-from sinks.record_log import LoggedRecord, insert_batch
+__all__ = ["DEMO_CLIPS", "DemoClip", "DemoError", "DemoResult", "run_demo"]
 
-__all__ = ["DemoError", "DemoReport", "run_demo"]
-
-Say = Callable[[str], None]
+_POLL_S = 0.5
 
 
 class DemoError(PipelineError):
-    """A demo step produced something other than what it sent."""
+    """The demo could not finish (a process failed, or the sessions did not load in time)."""
+
+
+@dataclass(frozen=True)
+class DemoClip:
+    """A generated clip: what it shows, and the spec that makes it."""
+
+    name: str
+    about: str
+    spec: ClipSpec
+
+
+DEMO_CLIPS: tuple[DemoClip, ...] = (
+    DemoClip("presenter", "moving, speaking 2 s on / 1 s off", ClipSpec(seconds=14.0)),
+    DemoClip(
+        "listener",
+        "barely moving, quiet, mostly pauses",
+        ClipSpec(seconds=14.0, speed=1, tone_db=-30.0, speech_pattern=(0.5, 1.5)),
+    ),
+    DemoClip(
+        "warming-up",
+        "motion speeding up over 20 s",
+        ClipSpec(seconds=20.0, speed=1, ramp=10.0, speech_pattern=(3.0, 1.0)),
+    ),
+)
+"""The default clips: different content, so the signals, engagement and cues differ."""
 
 
 @dataclass
-class DemoReport:
-    """What the demo did, for the summary and for tests."""
+class DemoResult:
+    """What the demo did."""
 
-    bootstrap: str = ""
-    clickhouse: str = ""
-    published: dict[str, int] = field(default_factory=dict)
-    consumed: int = 0
-    rows_by_record: dict[str, int] = field(default_factory=dict)
-    retried_inserts_deduplicated: int = 0
-    live: LiveReport | None = None
+    run_id: str
+    sessions: dict[str, str] = field(default_factory=dict)
+    """session id -> clip name."""
+    summaries: list[SessionSummary] = field(default_factory=list)
+    report: Path | None = None
 
 
-def _record_key(datum: dict[str, Any]) -> bytes:
-    session_id = datum.get("session_id")
-    return str(session_id or "demo").encode("utf-8")
+def write_clips(directory: Path, clips: Sequence[DemoClip] = DEMO_CLIPS) -> list[Path]:
+    """Generate the clips into ``directory`` (kept: a file named for its spec is reused)."""
+    from simulator.clips import make_clip
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for clip in clips:
+        digest = hashlib.sha256(repr(clip.spec).encode()).hexdigest()[:10]
+        path = directory / f"{clip.name}-{digest}.{clip.spec.container}"
+        if not path.exists():
+            temp = path.with_suffix(".tmp")
+            temp.write_bytes(make_clip(clip.spec))
+            temp.replace(path)
+        paths.append(path)
+    return paths
+
+
+async def _given(sources: Sequence[Path]) -> list[Path]:
+    return [path.resolve() for path in sources]
+
+
+def _clip_name(path: Path) -> str:
+    stem = path.stem
+    for clip in DEMO_CLIPS:
+        if stem.startswith(clip.name + "-"):
+            return clip.name
+    return stem
 
 
 async def run_demo(
-    say: Say, *, keep_stack: bool = False, consume_timeout_s: float = 60.0, live: bool = True
-) -> DemoReport:
-    """Run the demo; raises :class:`DemoError` when any round trip does not match."""
-    report = DemoReport()
-    async with AsyncExitStack() as stack:
-        kafka = await _kafka(stack, say, report, keep_stack=keep_stack)
-        url = clickhouse_url()
-        report.clickhouse = redact_url(url)
-        client = make_client(url)
-        stack.callback(client.close)
-        applied = migrate(client)
-        say(f"clickhouse: {report.clickhouse} ({len(applied)} migration(s) applied)")
-        await _round_trip(stack, say, report, client, kafka=kafka, timeout_s=consume_timeout_s)
-        if live:
-            from inter1_pipeline.demo_session import produce_and_analyse
-
-            report.live = await produce_and_analyse(
-                say, load(StackSettings).state_dir / "demo", kafka=kafka
-            )
-    return report
-
-
-async def _kafka(
-    stack: AsyncExitStack, say: Say, report: DemoReport, *, keep_stack: bool
-) -> KafkaSettings:
-    """Use the configured cluster or start the local broker; ensure the topics."""
-    kafka: KafkaSettings = load(KafkaSettings)
-    if not kafka.bootstrap_servers:
-        broker = LocalBroker.from_settings(load(StackSettings))
-        was_running = broker.status().running
-        say(
-            "kafka: starting the local broker (Apache Kafka 4.1, KRaft)..."
-            if not was_running
-            else "kafka: using the running local broker"
-        )
-        kafka = with_bootstrap(kafka, await broker.start())
-        if not was_running and not keep_stack:
-            stack.push_async_callback(broker.stop)
-    report.bootstrap = kafka.bootstrap_servers
-    say(f"kafka: {report.bootstrap}")
-    admin = make_admin(kafka)
-    await admin.start()
-    stack.push_async_callback(admin.close)
-    for outcome in await ensure_topics(admin, load_topic_specs().values()):
-        say(f"topics: {outcome.name} {outcome.action}")
-    return kafka
-
-
-async def _round_trip(
-    stack: AsyncExitStack,
-    say: Say,
-    report: DemoReport,
-    client: Client,
+    out: StatusLine,
     *,
-    kafka: KafkaSettings,
-    timeout_s: float,
-) -> None:
-    """Every example record: publish, consume, compare, land in ClickHouse once."""
-    codec = get_codec()
-    producer = make_producer(kafka)
-    await producer.start()
-    stack.push_async_callback(producer.stop)
-    sent: dict[tuple[str, int, int], tuple[str, dict[str, Any]]] = {}
-    for name, datum in example_records():
-        topic = topic_name(RECORD_TOPICS[name])
-        meta = await producer.send_and_wait(
-            topic, codec.encode(name, datum, topic=topic), key=_record_key(datum)
+    sources: Sequence[Path] = (),
+    realtime: bool = True,
+    timeout_s: float = 300.0,
+    report_path: Path | None = None,
+) -> DemoResult:
+    """Run the demo (see the module docstring); everything started is stopped on return.
+
+    Raises:
+        DemoError: a process failed for good, or the sessions were not loaded in time.
+    """
+    state_dir = load(StackSettings).state_dir.resolve()
+    result = DemoResult(run_id=uuid.uuid4().hex[:12])
+    supervisor = Supervisor(RestartPolicy(max_restarts=2), status_file=status_file(state_dir))
+    deadline = time.monotonic() + timeout_s
+    try:
+        clips = asyncio.ensure_future(
+            asyncio.to_thread(write_clips, state_dir / "demo" / "clips")
+            if not sources
+            else _given(sources)
         )
-        sent[(topic, meta.partition, meta.offset)] = (name, datum)
-        report.published[name] = report.published.get(name, 0) + 1
-    say(f"published: {sum(report.published.values())} records ({_counts(report.published)})")
+        stack = await start_stack(supervisor, out.say, state_dir=state_dir)
+        paths = await clips
+        names = {str(p): _clip_name(p) for p in paths}
+        if len(set(names.values())) != len(names):
+            raise DemoError(f"give sources with different file names: {sorted(names)}")
+        out.say(
+            f"producing: {', '.join(names.values())} through `inter1-pipeline produce"
+            f"{' --realtime' if realtime else ''}` (run {result.run_id})"
+        )
+        produce = asyncio.ensure_future(
+            supervisor.run_task(
+                ProcessSpec(
+                    "produce",
+                    stack.command(
+                        "produce",
+                        *(["--realtime"] if realtime else []),
+                        "--no-progress",
+                        "--tenant",
+                        "demo",
+                        "--app",
+                        "make-demo",
+                        "--label",
+                        f"demo_run={result.run_id}",
+                        *names,
+                    ),
+                    env=stack.env,
+                ),
+                stack.log_dir,
+            )
+        )
+        warehouse = EndpointWarehouse(stack.query_url)
+        try:
+            result.sessions = await _wait_loaded(
+                stack=stack,
+                warehouse=warehouse,
+                out=out,
+                produce=produce,
+                run_id=result.run_id,
+                sources=names,
+                deadline=deadline,
+            )
+            await _wait_consumed(stack, out, deadline)
+            out.close()
+            result.summaries = await asyncio.to_thread(read_summaries, warehouse, result.sessions)
+            _print_summary(out, stack, result.summaries)
+            result.report = await asyncio.to_thread(
+                _write_report, warehouse, result, report_path or state_dir / "demo"
+            )
+            out.say(f"report: {result.report} (and {result.report.with_suffix('.png').name})")
+        finally:
+            warehouse.close()
+    finally:
+        out.close()
+        stopped = await supervisor.stop()
+        out.say(f"stopped: {', '.join(name for name, _ in stopped)}")
+    return result
 
-    consumer = make_consumer(group_id="inter1-demo", settings=kafka, consumer_timeout_ms=200)
-    await consumer.start()
-    stack.push_async_callback(consumer.stop)
-    batches = await _consume(consumer, sent, timeout_s)
-    report.consumed = sum(len(b) for b in batches.values())
-    _check_equal(batches, sent)
-    say(f"consumed: {report.consumed} records, every one decoded equal to what was sent")
 
-    for tp, batch in sorted(batches.items()):
-        insert_batch(client, batch)
-        # Commit only after the rows are durable in ClickHouse.
-        await consumer.commit({tp: batch[-1].offset + 1})
-    # A retried insert (same batch, same token) must be dropped by the dedup window.
-    for batch in batches.values():
-        insert_batch(client, batch)
-        report.retried_inserts_deduplicated += 1
-
-    rows = client.query(
-        "SELECT record_name, count() FROM record_log "
-        "WHERE (topic, partition, offset) IN {coords:Array(Tuple(String, UInt32, UInt64))} "
-        "GROUP BY record_name ORDER BY record_name",
-        parameters={"coords": list(sent)},
-    ).result_rows
-    report.rows_by_record = {str(name): int(count) for name, count in rows}
-    if report.rows_by_record != report.published:
-        raise DemoError(f"ClickHouse holds {report.rows_by_record}, expected {report.published}")
-    say(
-        f"clickhouse: record_log holds each record once after "
-        f"{report.retried_inserts_deduplicated} retried batch insert(s): "
-        f"{_counts(report.rows_by_record)}"
+async def _wait_loaded(
+    *,
+    stack: PipelineStack,
+    warehouse: Warehouse,
+    out: StatusLine,
+    produce: asyncio.Future[tuple[Exit, str]],
+    run_id: str,
+    sources: dict[str, str],
+    deadline: float,
+) -> dict[str, str]:
+    """Session id -> clip once every session of this run ended and was analysed."""
+    started = time.monotonic()
+    sessions: dict[str, str] = {}
+    while True:
+        _check(stack, deadline, "the sessions to be analysed")
+        if produce.done():
+            ended, output = produce.result()
+            if ended.code != 0:
+                raise DemoError(f"produce failed ({ended.describe()}): {output.strip()[-1500:]}")
+        try:
+            rows = await asyncio.to_thread(
+                warehouse.rows,
+                "SELECT session_id, source_url FROM sessions_started FINAL "
+                f"WHERE labels['demo_run'] = '{run_id}'",
+            )
+            by_file = {Path(path).name: clip for path, clip in sources.items()}
+            sessions = {
+                str(r["session_id"]): by_file.get(Path(str(r["source_url"])).name, "?")
+                for r in rows
+            }
+            done, events, cues = await asyncio.to_thread(_progress, warehouse, list(sessions))
+        except ClickHouseUnavailableError:  # the sink is being restarted: ask again
+            out.update("live: waiting for the sink's query endpoint")
+            await asyncio.sleep(_POLL_S)
+            continue
+        out.update(
+            f"live: {len(sessions)}/{len(sources)} sessions started, {done} analysed · "
+            f"{events} events · {cues} cues loaded · {time.monotonic() - started:.0f} s"
+        )
+        if produce.done() and len(sessions) == len(sources) and done == len(sources):
+            break
+        await asyncio.sleep(_POLL_S)
+    out.say(
+        f"analysed: {len(sessions)} sessions ended, their events loaded "
+        f"({time.monotonic() - started:.1f} s after producing began)"
+    )
+    order = list(sources.values())
+    return dict(
+        sorted(sessions.items(), key=lambda i: order.index(i[1]) if i[1] in order else len(order))
     )
 
 
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+def _progress(warehouse: Warehouse, session_ids: list[str]) -> tuple[int, int, int]:
+    """Sessions analysed to their end, events and cues loaded."""
+    if not session_ids:
+        return 0, 0, 0
+    ids = sql_list(session_ids)
+    (row,) = warehouse.rows(
+        "SELECT "
+        f"(SELECT count() FROM events WHERE session_id IN {ids}) AS events, "
+        f"(SELECT count() FROM cues WHERE session_id IN {ids}) AS cues, "
+        "(SELECT uniqExact(session_id) FROM events WHERE event_type = 'session.ended' "
+        f"AND session_id IN {ids}) + "
+        "(SELECT uniqExact(session_id) FROM usage WHERE reason = 'session_error' "
+        f"AND session_id IN {ids}) AS analysed, "
+        f"(SELECT uniqExact(session_id) FROM sessions_ended WHERE session_id IN {ids}) AS ended"
+    )
+    return min(int(row["analysed"]), int(row["ended"])), int(row["events"]), int(row["cues"])
 
 
-def _check_equal(
-    batches: dict[TopicPartition, list[LoggedRecord]],
-    sent: dict[tuple[str, int, int], tuple[str, dict[str, Any]]],
-) -> None:
-    mismatched = [
-        f"{r.topic}:{r.partition}:{r.offset}"
-        for batch in batches.values()
-        for r in batch
-        if (r.decoded.name, r.decoded.datum) != sent[(r.topic, r.partition, r.offset)]
-    ]
-    if mismatched:
-        raise DemoError(f"decoded records differ from what was sent: {mismatched}")
-
-
-async def _consume(
-    consumer: AIOKafkaConsumer,
-    sent: dict[tuple[str, int, int], tuple[str, dict[str, Any]]],
-    timeout_s: float,
-) -> dict[TopicPartition, list[LoggedRecord]]:
-    """Read exactly the published coordinates back, batched per topic-partition."""
-    codec = get_codec()
-    first: dict[TopicPartition, int] = {}
-    for topic, partition, offset in sent:
-        tp = TopicPartition(topic, partition)
-        first[tp] = min(offset, first.get(tp, offset))
-    consumer.assign(list(first))
-    for tp, offset in first.items():
-        consumer.seek(tp, offset)
-    batches: dict[TopicPartition, list[LoggedRecord]] = defaultdict(list)
-    remaining = set(sent)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while remaining:
-        if loop.time() > deadline:
-            raise DemoError(f"{len(remaining)} published record(s) never came back")
-        fetched = await consumer.getmany(timeout_ms=500)
-        for tp, messages in fetched.items():
-            for msg in messages:
-                coord = (msg.topic, msg.partition, msg.offset)
-                if coord not in remaining:
-                    continue
-                remaining.discard(coord)
-                decoded = codec.decode(msg.value, topic=msg.topic)
-                batches[tp].append(
-                    LoggedRecord(
-                        msg.topic, msg.partition, msg.offset, msg.key, msg.timestamp, decoded
-                    )
+async def _wait_consumed(stack: PipelineStack, out: StatusLine, deadline: float) -> None:
+    """The cues app consumed every event; then the sink loaded every record on its topics
+    (each group's committed offsets reach the topics' ends, read when its wait begins)."""
+    admin = make_admin(stack.kafka)
+    consumer = make_consumer(group_id=None, settings=stack.kafka)
+    await admin.start()
+    await consumer.start()
+    try:
+        for what, group, keys in (
+            ("cues app", load(CuesSettings).app_id, ("events",)),
+            ("sink", load(SinkSettings).group_id, ("events", "usage", "cues", "chunks")),
+        ):
+            ends = await _end_offsets(consumer, [topic_name(key) for key in keys])
+            while True:
+                _check(stack, deadline, f"the {what} to catch up")
+                committed = await admin.list_consumer_group_offsets(group)
+                behind = sum(
+                    max(0, end - (committed[tp].offset if tp in committed else 0))
+                    for tp, end in ends.items()
                 )
-    return dict(batches)
+                out.update(f"waiting for the {what}: {behind} record(s) to go")
+                if behind == 0:
+                    break
+                await asyncio.sleep(_POLL_S)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    out.say("caught up: the cues app consumed every event; the sink loaded every record")
+
+
+async def _end_offsets(consumer: object, topics: list[str]) -> dict[TopicPartition, int]:
+    from aiokafka import AIOKafkaConsumer
+
+    assert isinstance(consumer, AIOKafkaConsumer)
+    tps = []
+    for topic in topics:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()  # not in its metadata yet
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+    ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    return ends
+
+
+def _check(stack: PipelineStack, deadline: float, waiting_for: str) -> None:
+    failure = stack.supervisor.failure
+    if failure is not None and failure.done():
+        raise DemoError(str(failure.result()))
+    if time.monotonic() > deadline:
+        raise DemoError(
+            f"timed out waiting for {waiting_for}; the processes' logs are in {stack.log_dir}"
+        )
+
+
+def _print_summary(out: StatusLine, stack: PipelineStack, summaries: list[SessionSummary]) -> None:
+    out.say("")
+    out.say(f"summary (read back from ClickHouse through the sink at {stack.query_url}):")
+    for line in format_table(summaries):
+        out.say("  " + line)
+    out.say(
+        "  e2e = a chunk's publication (its produced_at) -> the first analysis event the "
+        "session worker received after it, queryable in ClickHouse (view chunk_latency)"
+    )
+    out.say("cues:")
+    for line in format_cues(summaries):
+        out.say("  " + line)
+
+
+def _write_report(warehouse: Warehouse, result: DemoResult, target: Path) -> Path:
+    """The HTML report of the session with the most cues (the first clip on a tie)."""
+    from sinks.report import load_report_data, render_report
+
+    chosen = max(result.summaries, key=lambda s: len(s.cues))
+    path = target if target.suffix == ".html" else target / f"report-{chosen.clip}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    html_path, _png = render_report(load_report_data(warehouse, chosen.session_id), path)
+    return html_path

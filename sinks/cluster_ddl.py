@@ -29,7 +29,9 @@ __all__ = ["CLUSTER_DDL_FILE", "cluster_ddl", "cluster_statements"]
 CLUSTER_DDL_FILE = Path(__file__).resolve().parent.parent / "deploy" / "clickhouse" / "cluster.sql"
 _ON = "ON CLUSTER '{cluster}'"
 _TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<name>\w+)\s*\n", re.MULTILINE)
-_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS (?P<name>\w+) AS", re.MULTILINE)
+_VIEW = re.compile(
+    r"^CREATE (?P<how>VIEW IF NOT EXISTS|OR REPLACE VIEW) (?P<name>\w+) AS", re.MULTILINE
+)
 _ENGINE = re.compile(
     r"^ENGINE = (?P<engine>\w*MergeTree)(?:\((?P<args>[^)]*)\))?\s*$", re.MULTILINE
 )
@@ -73,7 +75,7 @@ def cluster_statements(directory: Path = MIGRATIONS_DIR) -> list[str]:
                 out.extend(_table(statement, table["name"]))
             elif view is not None:
                 out.append(
-                    _VIEW.sub(f"CREATE VIEW IF NOT EXISTS {view['name']} {_ON} AS", statement)
+                    _VIEW.sub(f"CREATE {view['how']} {view['name']} {_ON} AS", statement, count=1)
                 )
             else:
                 raise ValueError(

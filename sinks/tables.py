@@ -1,4 +1,4 @@
-"""Decoded records -> rows of the analytics tables (``sinks/migrations/0002_analytics.sql``).
+"""Decoded records -> rows of the analytics tables (``sinks/migrations/000[23]_*.sql``).
 
 One pure function per record kind returns ``{table: [row, ...]}``; rows are lists in the
 order of :data:`COLUMNS`. Times inside payloads are turned into session media time
@@ -9,7 +9,7 @@ connections of one session line up.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -171,6 +171,19 @@ COLUMNS: Mapping[str, tuple[str, ...]] = {
         "event_timestamp",
         "tenant",
         "app",
+    ),
+    "chunks": (
+        "session_id",
+        "seq",
+        "part_index",
+        "part_count",
+        "media_start_s",
+        "media_duration_s",
+        "byte_size",
+        "keyframe_start",
+        "produced_at",
+        "source_partition",
+        "source_offset",
     ),
 }
 """Columns the sink writes, per table (the rest have defaults)."""
@@ -394,19 +407,41 @@ def _cue_rows(d: Mapping[str, Any]) -> RowSet:
     }
 
 
+def _chunk_rows(d: Mapping[str, Any], at: KafkaCoordinates) -> RowSet:
+    """Chunk metadata (``sinks/migrations/0003_chunks.sql``); the media bytes are not stored."""
+    return {
+        "chunks": [
+            [
+                d["session_id"],
+                d["seq"],
+                d.get("part_index", 0),
+                d.get("part_count", 1),
+                d["media_start_s"],
+                d["media_duration_s"],
+                d["byte_size"],
+                d["keyframe_start"],
+                d["produced_at"],
+                at.partition,
+                at.offset,
+            ]
+        ]
+    }
+
+
+_ROWS: Mapping[str, Callable[[Mapping[str, Any], KafkaCoordinates], RowSet]] = {
+    "Inter1Event": _event_rows,
+    "UsageRecord": lambda d, _at: _usage_rows(d),
+    "SessionStarted": lambda d, _at: _started_rows(d),
+    "SessionEnded": lambda d, _at: _ended_rows(d),
+    "Cue": lambda d, _at: _cue_rows(d),
+    "VideoChunk": _chunk_rows,
+}
+
+
 def rows_for(name: str, datum: Mapping[str, Any], at: KafkaCoordinates) -> RowSet | None:
-    """Rows for one decoded record; None for a record the sink does not store (VideoChunk)."""
-    if name == "Inter1Event":
-        return _event_rows(datum, at)
-    if name == "UsageRecord":
-        return _usage_rows(datum)
-    if name == "SessionStarted":
-        return _started_rows(datum)
-    if name == "SessionEnded":
-        return _ended_rows(datum)
-    if name == "Cue":
-        return _cue_rows(datum)
-    return None
+    """Rows for one decoded record; None for a record the sink does not store."""
+    build = _ROWS.get(name)
+    return None if build is None else build(datum, at)
 
 
 def payload_data(payload_json: str) -> Any:

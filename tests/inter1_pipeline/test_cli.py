@@ -16,6 +16,7 @@ SUBCOMMANDS = [
     "query",
     "reconcile",
     "report",
+    "run",
     "schemas",
     "session-worker",
     "simulate",

@@ -1,4 +1,4 @@
-"""`inter1-pipeline demo` end to end against the test session's real broker and chDB."""
+"""`inter1-pipeline demo` end to end: its own broker, the real workers, sink and cues app."""
 
 from __future__ import annotations
 
@@ -6,84 +6,89 @@ import os
 import re
 import subprocess
 import sys
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+CLIPS = ("presenter", "listener", "warming-up")
+_ROW = re.compile(
+    r"^  (?P<clip>\S+)\s+(?P<session>[0-9a-f]{8})\s+(?P<media>[\d.]+)\s+(?P<events>\d+)\s+"
+    r"(?P<signals>\d+) \((?P<types>\d+)\)\s+(?P<engaged>\d+)%\s+(?P<quality>[\d.]+)\s+"
+    r"(?P<analysed>[\d.]+)\s+(?P<dropped>[\d.]+)\s+(?P<billed>[\d.]+)\s+"
+    r"(?P<p50>[\d.]+) s\s+(?P<p99>[\d.]+) s\s+(?P<cues>\d+)$"
+)
+
 
 @pytest.mark.kafka
 @pytest.mark.clickhouse
-def test_demo_round_trips_every_schema_once(kafka_bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_demo_runs_the_pipeline_prints_the_summary_and_leaves_nothing_running(
+    stack_state_dir: Path, processes_of: Callable[[Path], list[tuple[int, str]]]
+) -> None:
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "KAFKA_TOPIC_PREFIX": f"demo-{uuid.uuid4().hex[:8]}.",
-        "PIPELINE_STATE_DIR": str(tmp_path),
+        "PIPELINE_STATE_DIR": str(stack_state_dir),
         "LOG_FORMAT": "json",
     }
-    env.pop("CLICKHOUSE_URL", None)
-    env.pop("SCHEMA_REGISTRY_URL", None)
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL", "INTER1_API_KEY", "LOG_LEVEL"):
+        env.pop(name, None)  # the demo starts its own broker and simulator, like `make demo`
+    done = subprocess.run(
+        [sys.executable, "-m", "inter1_pipeline", "demo", "--timeout", "240"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "kafka: starting the local broker (Apache Kafka 4.1, KRaft)..."
+    assert re.fullmatch(r"kafka: 127\.0\.0\.1:\d+ \(local broker, pid \d+\)", lines[1])
+    assert lines[2] == (
+        f"clickhouse: chdb://{stack_state_dir}/clickhouse: 3 migration(s) applied, "
+        "schema up to date"
+    )
+    assert lines[3] == "topics: 6 ensured (6 created)"
+    assert lines[4] == (
+        f"starting: simulator, session-worker, sink, cues (logs in {stack_state_dir}/logs)"
+    )
+    assert "caught up: the cues app consumed every event; the sink loaded every record" in lines
 
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "inter1_pipeline", "demo"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
+    rows = {m["clip"]: m for line in lines if (m := _ROW.match(line))}
+    assert sorted(rows) == sorted(CLIPS)
+    assert {clip: float(rows[clip]["media"]) for clip in CLIPS} == {
+        "presenter": 14.0,
+        "listener": 14.0,
+        "warming-up": 20.0,
+    }
+    for clip, row in rows.items():
+        figures = {k: float(row[k]) for k in ("events", "signals", "quality", "p50", "p99")}
+        assert all(value > 0 for value in figures.values()), (clip, figures)
+        # every media second is analysed or dropped, and billed when analysed
+        assert float(row["analysed"]) > 0, clip
+        assert float(row["analysed"]) + float(row["dropped"]) == float(row["media"]), clip
+        assert float(row["billed"]) == float(row["analysed"]), clip
+        assert float(row["p99"]) >= float(row["p50"]), clip
+    # different content, different analysis
+    assert len({(r["signals"], r["engaged"], r["quality"]) for r in rows.values()}) == 3
 
-    first = run()
-    assert first.returncode == 0, first.stderr
-    lines = first.stdout.splitlines()
-    assert lines[0] == f"kafka: {kafka_bootstrap}"
-    prefix = env["KAFKA_TOPIC_PREFIX"]
-    assert lines[1:7] == [
-        f"topics: {prefix}inter1.video-chunks created",
-        f"topics: {prefix}inter1.events created",
-        f"topics: {prefix}inter1.usage created",
-        f"topics: {prefix}inter1.dead-letter created",
-        f"topics: {prefix}inter1.session-state created",
-        f"topics: {prefix}inter1.cues created",
-    ]
-    assert lines[7] == f"clickhouse: chdb://{tmp_path}/clickhouse (2 migration(s) applied)"
-    assert lines[8] == (
-        "published: 20 records (Cue 1, DeadLetter 1, Inter1Event 14, SessionEnded 1, "
-        "SessionStarted 1, UsageRecord 1, VideoChunk 1)"
-    )
-    assert lines[9] == "consumed: 20 records, every one decoded equal to what was sent"
-    assert re.fullmatch(
-        r"clickhouse: record_log holds each record once after \d+ retried batch insert\(s\): "
-        r"Cue 1, DeadLetter 1, Inter1Event 14, SessionEnded 1, SessionStarted 1, UsageRecord 1, "
-        r"VideoChunk 1",
-        lines[10],
-    )
-    session = re.fullmatch(
-        r"produced: session (demo-[0-9a-f-]{36}): 3 chunks, 12.0 media s "
-        r"\(SessionEnded 1, SessionStarted 1, VideoChunk 3\)",
-        lines[11],
-    )
-    assert session is not None, lines[11]
-    # The simulator's analysis of the generated clip is deterministic.
-    assert re.fullmatch(
-        r"analysed by the local Inter-1 simulator at http://127.0.0.1:\d+: 23 events "
-        r"\(conversation_quality.updated 3, engagement.updated 1, feedback.generated 3, "
-        r"session.closing 1, session.ended 1, session.ready 1, session.updated 1, "
-        r"signal.detected 3, signal.ended 3, signal.updated 6\)",
-        lines[12],
-    )
-    assert re.fullmatch(
-        r"demo: ok in [\d.]+s: 20 records published, 20 consumed, 20 rows in ClickHouse; "
-        rf"session {session.group(1)}: 3 chunks, 23 Inter-1 events",
-        lines[13],
-    )
+    cue_lines = lines[lines.index("cues:") + 1 :]
+    for clip in CLIPS:
+        count = int(rows[clip]["cues"])
+        mine = [line for line in cue_lines if line.startswith(f"  {clip}: ")]
+        assert len(mine) == max(count, 1), (clip, mine)
+        if count == 0:
+            assert mine == [f"  {clip}: no cues"]
+    assert sum(int(r["cues"]) for r in rows.values()) > 0
 
-    # Second run: topics and schema already there, the same records land once more each.
-    second = run()
-    assert second.returncode == 0, second.stderr
-    again = second.stdout.splitlines()
-    assert again[1:7] == [line.replace(" created", " unchanged") for line in lines[1:7]]
-    assert again[7] == f"clickhouse: chdb://{tmp_path}/clickhouse (0 migration(s) applied)"
-    assert again[8:10] == lines[8:10]
+    report = next(line for line in lines if line.startswith("report: "))
+    html = Path(report.removeprefix("report: ").split(" (and ")[0])
+    assert html.parent == stack_state_dir / "demo"
+    assert html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert html.with_suffix(".png").stat().st_size > 0
+
+    assert lines[-2] == "stopped: session-worker, sink, cues, simulator, kafka"
+    assert re.fullmatch(r"demo: ok in [\d.]+ s: 3 sessions, \d+ events, \d+ cues", lines[-1])
+    assert processes_of(stack_state_dir) == []
+    assert not (stack_state_dir / "pipeline.json").exists()

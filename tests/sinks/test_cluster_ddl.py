@@ -19,10 +19,14 @@ def test_every_table_is_replicated_and_distributed_every_view_on_cluster() -> No
     single = [s for m in discover() for s in m.statements()]
     tables = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s) for s in single]
     table_names = [m[1] for m in tables if m]
-    views = [m[1] for s in single if (m := re.match(r"CREATE VIEW IF NOT EXISTS (\w+)", s))]
+    views = [
+        m[1]
+        for s in single
+        if (m := re.match(r"CREATE (?:VIEW IF NOT EXISTS|OR REPLACE VIEW) (\w+)", s))
+    ]
     statements = cluster_statements()
     assert len(statements) == 2 * len(table_names) + len(views)
-    assert len(table_names) == 14
+    assert len(table_names) == 15
     assert views == [
         "sessions",
         "signal_intervals",
@@ -30,6 +34,8 @@ def test_every_table_is_replicated_and_distributed_every_view_on_cluster() -> No
         "quality_timeline_latest",
         "billing_daily",
         "session_summary_live",
+        "chunk_latency",
+        "session_summary_live",  # 0003 replaces it (engaged_share never NULL)
     ]
     for name in table_names:
         local = next(
@@ -59,3 +65,10 @@ def test_every_table_is_replicated_and_distributed_every_view_on_cluster() -> No
             s.startswith(f"CREATE VIEW IF NOT EXISTS {view} ON CLUSTER '{{cluster}}' AS")
             for s in statements
         )
+    assert (
+        sum(
+            s.startswith("CREATE OR REPLACE VIEW session_summary_live ON CLUSTER '{cluster}' AS")
+            for s in statements
+        )
+        == 1
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,68 @@ def test_summary_on_session_end_and_rewritten_by_a_late_event(store: Store) -> N
 
     assert asyncio.run(scenario()) == [("sess-a", 14, 19), ("sess-a", 15, 20)]
     assert handler.stats.summaries == 2
+
+
+@pytest.mark.clickhouse
+def test_chunk_rows_latency_view_and_a_never_engaged_session(store: Store) -> None:
+    """Chunk records land in ``chunks`` (metadata, no bytes); ``chunk_latency`` pairs each
+    chunk with the first analysis event after it; a session never "engaged" is summarised
+    with engaged_share 0 (it was NULL and stopped the sink)."""
+    codec = get_codec()
+    offsets: dict[str, int] = {}
+
+    def record(key: str, name: str, datum: dict[str, Any]) -> Record:
+        topic = f"inter1.{key}"
+        offset = offsets.get(topic, 0)
+        offsets[topic] = offset + 1
+        value = codec.encode(name, datum)
+        sid = datum["session_id"].encode()
+        return ConsumerRecord(topic, 0, offset, 0, 0, sid, value, None, len(sid), len(value), [])
+
+    def never_engaged(name: str, datum: dict[str, Any]) -> dict[str, Any]:
+        if name == "Inter1Event" and datum["event_type"] == "engagement.updated":
+            branch, payload = datum["payload"]
+            return {**datum, "payload": (branch, {**payload, "state": "neutral"})}
+        return datum
+
+    published = datetime(2026, 1, 1, tzinfo=UTC)
+    chunks = [
+        {
+            "session_id": SESSION_A,
+            "seq": seq,
+            "media_start_s": 3.0 * seq,
+            "media_duration_s": 3.0,
+            "part_index": 0,
+            "part_count": 1,
+            "keyframe_start": True,
+            "byte_size": 4,
+            "payload": b"\x00\x00\x00\x00",
+            "produced_at": published,
+        }
+        for seq in (0, 1, 7)
+    ]
+    records = [
+        record(k, n, never_engaged(n, d))
+        for k, n, d in sample_records()
+        if d["session_id"] == SESSION_A
+    ] + [record("video-chunks", "VideoChunk", c) for c in chunks]
+    handler = SinkHandler(store, codec, "inter1.dead-letter", SinkSettings(batch_records=1000))
+
+    async def scenario() -> None:
+        await handler.process(records)
+        await handler.flush()
+
+    asyncio.run(scenario())
+    naive = published.replace(tzinfo=None)  # clickhouse-connect returns UTC times naive
+    assert store.rows("SELECT session_id, engaged_share FROM session_summaries FINAL") == [
+        (SESSION_A, 0.0)
+    ]
+    assert store.rows(
+        "SELECT seq, media_start_s, byte_size, produced_at, source_offset FROM chunks ORDER BY seq"
+    ) == [(0, 0.0, 4, naive, 0), (1, 3.0, 4, naive, 1), (7, 21.0, 4, naive, 2)]
+    latency = store.rows(
+        "SELECT seq, media_end_s, first_event_chunk_seq, latency_s > 0 FROM chunk_latency "
+        "ORDER BY seq"
+    )
+    # seq 7 is after every analysis event (session lifecycle envelopes do not count)
+    assert latency == [(0, 3.0, 0, 1), (1, 6.0, 1, 1), (7, 24.0, None, None)]
