@@ -106,6 +106,8 @@ class SinkStats:
     insert_s: float = 0.0  # time spent in ClickHouse inserts
     first_record_at: float | None = None  # time.monotonic() of the first record processed
     last_insert_at: float | None = None  # time.monotonic() of the last batch acknowledged
+    first_record_cpu_s: float | None = None  # time.process_time() at first_record_at
+    last_insert_cpu_s: float | None = None  # time.process_time() at last_insert_at
 
 
 def sink_topics() -> list[str]:
@@ -284,6 +286,7 @@ class SinkHandler(BatchHandler):
         started = time.monotonic()
         if self.stats.first_record_at is None:
             self.stats.first_record_at = started
+            self.stats.first_record_cpu_s = time.process_time()
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             batcher = self._batcher(tp, record.offset)
@@ -373,6 +376,7 @@ class SinkHandler(BatchHandler):
                 self.stats.rows_inserted += batch.row_count
                 self.stats.batches_inserted += 1
                 self.stats.last_insert_at = time.monotonic()
+                self.stats.last_insert_cpu_s = time.process_time()
                 self.stats.insert_s += self.stats.last_insert_at - started
                 _log.debug(
                     "batch_inserted",
