@@ -47,7 +47,9 @@ from schemas.codec import Codec, codec_from_settings
 from schemas.exceptions import CodecError
 from sinks.batches import Batch, PartitionBatcher
 from sinks.clickhouse_client import clickhouse_url, make_client
+from sinks.decoding import SinkDecoder
 from sinks.exceptions import SchemaMismatchError
+from sinks.faults import Point, parse_crash_at
 from sinks.migrations import migrate
 from sinks.query_server import QueryServer
 from sinks.store import Store
@@ -64,6 +66,7 @@ __all__ = [
 ]
 
 _log = get_logger("sinks.sink_app")
+_EVENT_RECORDS = frozenset({"Inter1Event", "UsageRecord", "Cue"})
 _LEDGER_COLUMNS = ("topic", "partition", "first_offset", "last_offset", "records")
 SUMMARY_COLUMNS = (
     "session_id",
@@ -147,6 +150,8 @@ class SinkHandler(BatchHandler):
     ) -> None:
         self._store = store
         self._codec = codec
+        self._decoder = SinkDecoder(codec)
+        self._crash_at = parse_crash_at(settings.crash_at)
         self._dead_letter_topic = dead_letter_topic
         self._settings = settings
         self._producer: Any = None
@@ -259,24 +264,27 @@ class SinkHandler(BatchHandler):
     def _batcher(self, tp: TopicPartition, first_offset: int) -> PartitionBatcher:
         batcher = self._batchers.get(tp)
         if batcher is None:
+            # records = 0 marks an intent row (a partial batch announced before its rows)
             ledger = self._store.rows(
-                "SELECT first_offset, last_offset FROM sink_batches FINAL "
+                "SELECT first_offset, last_offset, max(records) FROM sink_batches "
                 "WHERE topic = {t:String} AND partition = {p:UInt32} AND last_offset >= {o:UInt64} "
-                "ORDER BY first_offset",
+                "GROUP BY first_offset, last_offset ORDER BY first_offset",
                 {"t": tp.topic, "p": tp.partition, "o": first_offset},
             )
-            inserted = [(int(a), int(b)) for a, b in ledger]
+            inserted = [(int(a), int(b)) for a, b, n in ledger if n]
+            intended = [(int(a), int(b)) for a, b, n in ledger if not n]
             batcher = PartitionBatcher(
-                tp.topic, tp.partition, self._settings.batch_records, inserted
+                tp.topic, tp.partition, self._settings.batch_records, inserted, intended
             )
             self._batchers[tp] = batcher
-            if inserted:
+            if inserted or intended:
                 _log.info(
                     "replaying_ledgered_batches",
                     topic=tp.topic,
                     partition=tp.partition,
                     offset=first_offset,
                     ranges=len(inserted),
+                    intended=[f"{a}-{b}" for a, b in intended],
                 )
         return batcher
 
@@ -293,13 +301,14 @@ class SinkHandler(BatchHandler):
             rows = None
             ended = event_session = None
             try:
-                decoded = self._codec.decode(record.value or b"", topic=record.topic)
-                at = KafkaCoordinates(record.topic, record.partition, record.offset)
-                rows = rows_for(decoded.name, decoded.datum, at)
-                if decoded.name == "SessionEnded":
-                    ended = str(decoded.datum["session_id"])
-                elif decoded.name in ("Inter1Event", "UsageRecord", "Cue"):
-                    event_session = str(decoded.datum["session_id"])
+                name, datum = self._decoder.decode(record.value or b"", topic=record.topic)
+                if datum is not None:
+                    at = KafkaCoordinates(record.topic, record.partition, record.offset)
+                    rows = rows_for(name, datum, at)
+                    if name == "SessionEnded":
+                        ended = str(datum["session_id"])
+                    elif name in _EVENT_RECORDS:
+                        event_session = str(datum["session_id"])
             except CodecError as exc:
                 if exc.retriable:
                     raise
@@ -354,8 +363,18 @@ class SinkHandler(BatchHandler):
             batch = batches[0]
             started = time.monotonic()
             if batch.rows:
+                if (batch.last_offset + 1) % self._settings.batch_records:
+                    # partial: announce it, so a restart re-cuts exactly this range
+                    self._store.insert(
+                        "sink_batches",
+                        [[batch.topic, batch.partition, batch.first_offset, batch.last_offset, 0]],
+                        _LEDGER_COLUMNS,
+                        token=f"intent:{batch.token}",
+                    )
+                    self._crash_check("after_intent", batch)
                 for table, rows in sorted(batch.rows.items()):
                     self._store.insert(table, rows, COLUMNS[table], token=batch.token)
+                self._crash_check("after_rows", batch)
                 self._store.insert(
                     "sink_batches",
                     [
@@ -390,6 +409,10 @@ class SinkHandler(BatchHandler):
             self._event_sessions |= batch.event_sessions
             batches.pop(0)
         self._backoff_s = self._settings.retry_initial_s
+
+    def _crash_check(self, point: Point, batch: Batch) -> None:
+        if self._crash_at is not None:
+            self._crash_at.check(point, batch.topic, batch.partition, batch.first_offset)
 
     def _summarise(self) -> None:
         """Write the summary row of every session ended (or touched after its end)."""

@@ -15,9 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
+from runtime.kafka import make_producer
 from runtime.settings import SinkSettings, load
 from runtime.topics import load_topic_specs
+from schemas.codec import get_codec
+from sinks.faults import CRASH_EXIT_CODE
+from sinks.sample_dataset import sample_records
 from sinks.sink_app import SinkApp
 from sinks.warehouse import DirectWarehouse, Warehouse, open_warehouse
 
@@ -343,3 +348,102 @@ def test_batch_retried_after_insert_failure_appears_once(
     failures, rows = asyncio.run(scenario())
     assert failures >= 3
     assert rows == [(6, 6, 17, 33.0)]
+
+
+def _late_events(count: int) -> list[dict[str, Any]]:
+    """``count`` new events of session A (copies of its first event with new ids)."""
+    first = next(d for key, name, d in sample_records() if name == "Inter1Event")
+    return [
+        {**first, "event_id": f"{first['event_id']}-late{i}", "event_seq": 1000 + i}
+        for i in range(count)
+    ]
+
+
+TABLES = (
+    "events",
+    "signal_events",
+    "engagement_events",
+    "quality_overall",
+    "quality_timeline",
+    "coverage",
+    "sessions_started",
+    "sessions_ended",
+    "usage",
+    "cues",
+)
+
+
+@pytest.mark.parametrize("point", ["after_rows", "after_intent"])
+def test_crash_inside_a_partial_batch_then_restart_stores_each_row_once(
+    point: str, kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The sink dies (like kill -9) inside the first checkpoint's partial batch of the events
+    partition: after its rows (none of its ledger row) or after its intent row (none of its
+    rows). More events arrive while it is down, so the restart reads further than the crashed
+    batch went; it re-cuts the announced range at the same offsets, and no table holds a row
+    twice, not even before merges (raw counts equal FINAL counts)."""
+    helpers = request.getfixturevalue("sink_helpers")
+    topics = helpers.create_topics(f"sinkcut-{uuid.uuid4().hex[:8]}.")
+    helpers.publish_sample(topics, garbage=False)
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    store_dir = tmp_path / "clickhouse"
+    first = helpers.SinkProcess(
+        store_dir, topics, group, PIPELINE_SINK_CRASH_AT=f"{point}@events:0:0"
+    )
+    try:
+        assert first.proc.wait(timeout=90) == CRASH_EXIT_CODE, first.tail()
+    finally:
+        if first.proc.poll() is None:
+            first.kill9()
+    assert f"fault injection: crashing {point} of the batch at " in first.tail()
+    events_p0 = TopicPartition(topics.name("events"), 0)
+    assert events_p0 not in helpers.committed(group)
+    ledger_sql = (
+        "SELECT first_offset AS first, last_offset AS last, max(records) AS records "
+        f"FROM sink_batches WHERE topic = '{events_p0.topic}' AND partition = 0 "
+        "GROUP BY first_offset, last_offset ORDER BY first_offset"
+    )
+    with opened(store_dir) as warehouse:
+        (intent,) = warehouse.rows(ledger_sql)  # announced, not recorded as inserted
+        stored = warehouse.rows("SELECT count() AS n FROM events")[0]["n"]
+    assert (intent["first"], intent["records"]) == (0, 0)
+    assert stored == (intent["last"] + 1 if point == "after_rows" else 0)
+    late = _late_events(3)
+
+    async def publish_late() -> None:
+        producer = make_producer()
+        await producer.start()
+        try:
+            for datum in late:
+                value = get_codec().encode("Inter1Event", datum)
+                await producer.send_and_wait(topics.name("events"), value, partition=0)
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish_late())
+    second = helpers.SinkProcess(store_dir, topics, group)
+    try:
+        helpers.wait_committed(group, topics)
+        assert second.terminate() == 0, second.tail()
+    finally:
+        if second.proc.poll() is None:
+            second.kill9()
+    log = second.log.read_text()
+    assert '"event": "replaying_ledgered_batches"' in log
+    with opened(store_dir) as warehouse:
+        counts = warehouse.rows(
+            "SELECT "
+            + ", ".join(
+                f"(SELECT count() FROM {t}) AS {t}, (SELECT count() FROM {t} FINAL) AS {t}_final"
+                for t in TABLES
+            )
+        )[0]
+        ledger = warehouse.rows(ledger_sql)
+    assert {t: counts[t] for t in TABLES} == {t: counts[f"{t}_final"] for t in TABLES}
+    assert (counts["events"], counts["usage"], counts["sessions_ended"]) == (17 + 3, 6, 1)
+    # the announced range was re-cut as it was (the late records came in a later batch),
+    # and every range is recorded as inserted
+    assert f'"intended": ["0-{intent["last"]}"]' in log
+    assert (ledger[0]["first"], ledger[0]["last"], ledger[-1]["last"]) == (0, intent["last"], 19)
+    assert [r["first"] for r in ledger[1:]] == [r["last"] + 1 for r in ledger[:-1]]
+    assert [r["records"] for r in ledger] == [r["last"] - r["first"] + 1 for r in ledger]

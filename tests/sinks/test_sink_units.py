@@ -11,8 +11,9 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from runtime.batch_handler import Record
-from runtime.errors import ExitCode
+from runtime.errors import ConfigError, ExitCode
 from runtime.settings import SinkSettings
+from runtime.topics import topic_name
 from schemas.codec import get_codec
 from sinks.batches import PartitionBatcher
 from sinks.clickhouse_client import make_client
@@ -23,6 +24,7 @@ from sinks.exceptions import (
     ClickHouseUnavailableError,
     SchemaMismatchError,
 )
+from sinks.faults import parse_crash_at
 from sinks.migrations import migrate
 from sinks.sample_dataset import SESSION_A, sample_records
 from sinks.sink_app import SinkHandler, check_schema
@@ -59,6 +61,36 @@ def test_checkpoint_cut_and_ledgered_ranges_are_not_inserted_again() -> None:
     # offset 9 ends its bucket (a record without rows still counts); 12 opens the next one
     closed = batcher.add(9, None) + batcher.add(12, {"usage": [[12]]})
     assert [(b.first_offset, b.last_offset, b.records) for b in closed] == [(9, 9, 1)]
+
+
+def test_an_intended_range_is_cut_at_its_end_again() -> None:
+    """A partial batch whose intent row is in the ledger but not its ledger row (crash
+    between) is re-cut at the same last offset, whatever arrives after it, so its
+    re-insert carries the same dedup token; the next batch starts after it."""
+    batcher = PartitionBatcher("t", 0, 100, [(0, 2)], intended=[(3, 5)])
+    closed = [b for offset in range(12) for b in batcher.add(offset, {"events": [[offset]]})]
+    assert [(b.token, b.records) for b in closed] == [("t:0:3-5", 3)]
+    tail = batcher.cut()
+    assert tail is not None
+    assert (tail.token, tail.records) == ("t:0:6-11", 6)
+
+
+def test_crash_point_spec() -> None:
+    assert parse_crash_at(None) is None
+    point = parse_crash_at("after_rows@events:0:12")
+    assert point is not None
+    assert (point.point, point.topic, point.partition, point.first_offset) == (
+        "after_rows",
+        topic_name("events"),
+        0,
+        12,
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_crash_at("after_rows@12")
+    assert str(info.value) == (
+        "PIPELINE_SINK_CRASH_AT='after_rows@12': expected <after_intent|after_rows>@"
+        "<events|usage|cues|chunks>:<partition>:<first offset>"
+    )
 
 
 @pytest.fixture
