@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
+from fastavro import schemaless_writer
 
 from runtime.batch_handler import Record
 from runtime.errors import ConfigError, ExitCode
 from runtime.settings import SinkSettings
 from runtime.topics import topic_name
 from schemas.codec import get_codec
+from schemas.examples import example_records
+from schemas.exceptions import CodecError, UnknownFingerprintError
+from schemas.framing import single_object_header
 from sinks.batches import PartitionBatcher
 from sinks.clickhouse_client import make_client
+from sinks.decoding import STORED_RECORDS, SinkDecoder, micros
 from sinks.exceptions import (
     ClickHouseBusyError,
     ClickHouseQueryError,
@@ -189,3 +196,41 @@ def test_summary_on_session_end_and_rewritten_by_a_late_event(store: Store) -> N
 
     assert asyncio.run(scenario()) == [("sess-a", 14, 19), ("sess-a", 15, 20)]
     assert handler.stats.summaries == 2
+
+
+def test_sink_decoder_matches_the_codec_with_timestamps_as_micros() -> None:
+    """Every example record of every stored kind decodes to the codec's datum, timestamps as
+    exact µs ints; an older writer version comes back in the current shape; chunks and dead
+    letters are recognised, not decoded; bad bytes raise the codec's typed error."""
+    codec = get_codec()
+    decoder = SinkDecoder(codec)
+    for name, datum in example_records():
+        data = codec.encode(name, datum)
+        got_name, got = decoder.decode(data)
+        assert got_name == name
+        if name not in STORED_RECORDS:
+            assert got is None
+            continue
+        want = {
+            k: micros(v) if isinstance(v, datetime) else v
+            for k, v in codec.decode(data).datum.items()
+        }
+        assert got == want
+    started = next(d for n, d in example_records() if n == "SessionStarted")
+    v1 = codec.catalog.versions("SessionStarted")[0]
+    body = BytesIO()
+    schemaless_writer(body, v1.parsed, {k: v for k, v in started.items() if k != "labels"})
+    old = single_object_header(v1.fingerprint) + body.getvalue()
+    name, datum = decoder.decode(old)
+    assert name == "SessionStarted"
+    assert datum is not None
+    assert (datum["labels"], datum["started_at"]) == ({}, micros(started["started_at"]))
+    assert list(datum) == [
+        f["name"] for f in codec.catalog.current("SessionStarted").schema["fields"]
+    ]
+    assert micros(datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=UTC)) == 1_795_512_600_123_456
+    with pytest.raises(UnknownFingerprintError):
+        decoder.decode(b"\xc3\x01not-avro-at-all", topic="t")
+    with pytest.raises(CodecError) as info:
+        decoder.decode(old[:-3])
+    assert info.value.retriable is False
