@@ -221,11 +221,11 @@ def test_sink_decoder_matches_the_codec_with_timestamps_as_micros() -> None:
     body = BytesIO()
     schemaless_writer(body, v1.parsed, {k: v for k, v in started.items() if k != "labels"})
     old = single_object_header(v1.fingerprint) + body.getvalue()
-    name, datum = decoder.decode(old)
+    name, resolved = decoder.decode(old)
     assert name == "SessionStarted"
-    assert datum is not None
-    assert (datum["labels"], datum["started_at"]) == ({}, micros(started["started_at"]))
-    assert list(datum) == [
+    assert resolved is not None
+    assert (resolved["labels"], resolved["started_at"]) == ({}, micros(started["started_at"]))
+    assert list(resolved) == [
         f["name"] for f in codec.catalog.current("SessionStarted").schema["fields"]
     ]
     assert micros(datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=UTC)) == 1_795_512_600_123_456
