@@ -20,8 +20,17 @@ def test_every_table_is_replicated_and_distributed_every_view_on_cluster() -> No
     tables = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s) for s in single]
     table_names = [m[1] for m in tables if m]
     views = [m[1] for s in single if (m := re.match(r"CREATE VIEW IF NOT EXISTS (\w+)", s))]
+    replaced = [m[1] for s in single if (m := re.match(r"CREATE OR REPLACE VIEW (\w+)", s))]
     statements = cluster_statements()
-    assert len(statements) == 2 * len(table_names) + len(views)
+    assert len(statements) == 2 * len(table_names) + len(views) + len(replaced)
+    assert replaced == ["signal_intervals"]  # redefined by 0004
+    assert (
+        sum(
+            s.startswith("CREATE OR REPLACE VIEW signal_intervals ON CLUSTER '{cluster}' AS")
+            for s in statements
+        )
+        == 1
+    )
     assert len(table_names) == 14
     assert views == [
         "sessions",
