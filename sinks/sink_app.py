@@ -102,7 +102,7 @@ class SinkStats:
     rows_inserted: int = 0
     skipped_already_inserted: int = 0
     dead_letters: int = 0
-    insert_failures: int = 0
+    insert_failures: int = 0  # failed ClickHouse calls (inserts, ledger reads) retried
     summaries: int = 0
     rows_per_table: dict[str, int] = field(default_factory=dict)
     prepare_s: float = 0.0  # time spent decoding and batching
@@ -264,13 +264,7 @@ class SinkHandler(BatchHandler):
     def _batcher(self, tp: TopicPartition, first_offset: int) -> PartitionBatcher:
         batcher = self._batchers.get(tp)
         if batcher is None:
-            # records = 0 marks an intent row (a partial batch announced before its rows)
-            ledger = self._store.rows(
-                "SELECT first_offset, last_offset, max(records) FROM sink_batches "
-                "WHERE topic = {t:String} AND partition = {p:UInt32} AND last_offset >= {o:UInt64} "
-                "GROUP BY first_offset, last_offset ORDER BY first_offset",
-                {"t": tp.topic, "p": tp.partition, "o": first_offset},
-            )
+            ledger = self._ledger(tp, first_offset)
             inserted = [(int(a), int(b)) for a, b, n in ledger if n]
             intended = [(int(a), int(b)) for a, b, n in ledger if not n]
             batcher = PartitionBatcher(
@@ -287,6 +281,40 @@ class SinkHandler(BatchHandler):
                     intended=[f"{a}-{b}" for a, b in intended],
                 )
         return batcher
+
+    def _ledger(self, tp: TopicPartition, first_offset: int) -> list[tuple[Any, ...]]:
+        """The partition's ledger rows from ``first_offset`` on (worker thread).
+
+        ClickHouse unreachable: retried with the insert backoff for ``retry_timeout_s``
+        (consumption waits meanwhile), then the error stops the sink, nothing committed.
+        """
+        deadline = time.monotonic() + self._settings.retry_timeout_s
+        backoff_s = self._settings.retry_initial_s
+        while True:
+            try:
+                # records = 0 marks an intent row (a partial batch announced before its rows)
+                return self._store.rows(
+                    "SELECT first_offset, last_offset, max(records) FROM sink_batches "
+                    "WHERE topic = {t:String} AND partition = {p:UInt32} "
+                    "AND last_offset >= {o:UInt64} "
+                    "GROUP BY first_offset, last_offset ORDER BY first_offset",
+                    {"t": tp.topic, "p": tp.partition, "o": first_offset},
+                )
+            except PipelineError as exc:
+                if not exc.retriable or time.monotonic() >= deadline:
+                    raise
+                self.stats.insert_failures += 1
+                _log.warning(
+                    "ledger_read_failed_retrying",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    retry_in_s=backoff_s,
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=first_offset,
+                )
+                time.sleep(backoff_s)
+                backoff_s = min(self._settings.retry_max_s, backoff_s * 2)
 
     def _prepare(self, records: Sequence[Record]) -> list[tuple[Record, PipelineError]]:
         """Decode and batch (worker thread); returns the records to dead-letter."""

@@ -448,3 +448,63 @@ def test_crash_inside_a_partial_batch_then_restart_stores_each_row_once(
     assert (ledger[0]["first"], ledger[0]["last"], ledger[-1]["last"]) == (0, intent["last"], 19)
     assert [r["first"] for r in ledger[1:]] == [r["last"] + 1 for r in ledger[:-1]]
     assert [r["records"] for r in ledger] == [r["last"] - r["first"] + 1 for r in ledger]
+
+
+def test_unreachable_server_then_it_appears(
+    kafka_bootstrap: str, chdb_http: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A ClickHouse URL where nothing listens: the sink does not start (exit 69, the address
+    named). Started while the server runs, then the server goes away (connection refused)
+    while records arrive: the sink retries with backoff and commits nothing; the server
+    comes back on the same port: every row lands once, offsets committed after."""
+    helpers = request.getfixturevalue("sink_helpers")
+    topics = helpers.create_topics(f"sinkdown-{uuid.uuid4().hex[:8]}.")
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    chdb_http.start()
+    port = chdb_http.port
+    chdb_http.stop()
+    env = {
+        "CLICKHOUSE_URL": f"http://127.0.0.1:{port}/",
+        "PIPELINE_SINK_RETRY_INITIAL_S": "0.2",
+        "PIPELINE_SINK_RETRY_MAX_S": "0.5",
+    }
+    refused = helpers.SinkProcess(tmp_path / "unused", topics, group, **env)
+    assert refused.proc.wait(timeout=60) == 69, refused.tail()
+    assert f"cannot reach ClickHouse at http://127.0.0.1:{port}/" in refused.tail()
+    chdb_http.start()  # same port
+    sink = helpers.SinkProcess(tmp_path / "unused", topics, group, **env)
+    try:
+        deadline = time.monotonic() + 60
+        while '"event": "sink_started"' not in sink.log.read_text():
+            assert sink.proc.poll() is None, sink.tail()
+            assert time.monotonic() < deadline, f"the sink did not start in 60 s: {sink.tail()}"
+            time.sleep(0.2)
+        chdb_http.stop()  # nothing listens any more
+        served = chdb_http.requests
+        counts = helpers.publish_sample(topics, garbage=False)
+        while sink.log.read_text().count("failed_retrying") < 3:
+            assert sink.proc.poll() is None, sink.tail()
+            assert time.monotonic() < deadline + 60, f"no 3 retries: {sink.tail()}"
+            time.sleep(0.2)
+        assert helpers.committed(group) == {}
+        assert chdb_http.requests == served
+        chdb_http.start()
+        helpers.wait_committed(group, topics)
+        assert sink.terminate() == 0, sink.tail()
+    finally:
+        if sink.proc.poll() is None:
+            sink.kill9()
+    log = sink.log.read_text()
+    assert "Connection refused" in log
+    total = sum(counts.values())
+    assert total == 17 + 6 + 1 + 2
+    rows = chdb_http.query(
+        "SELECT "
+        + ", ".join(
+            f"(SELECT count() FROM {t}) AS {t}, (SELECT count() FROM {t} FINAL) AS {t}_final"
+            for t in TABLES
+        )
+    )[0]
+    assert {t: rows[t] for t in TABLES} == {t: rows[f"{t}_final"] for t in TABLES}
+    assert (rows["events"], rows["usage"], rows["cues"], rows["sessions_ended"]) == (17, 6, 1, 1)
+    assert chdb_http.query("SELECT count() AS n FROM session_summaries FINAL") == [{"n": 1}]
