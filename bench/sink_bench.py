@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -54,6 +55,7 @@ from runtime.topics import load_topic_specs  # noqa: E402
 from schemas.codec import get_codec  # noqa: E402
 from schemas.inter1_events import PAYLOAD_BRANCHES  # noqa: E402
 from sinks.decoding import SinkDecoder  # noqa: E402
+from sinks.record_log import datum_json  # noqa: E402
 from sinks.sink_app import SinkApp  # noqa: E402
 from sinks.tables import COLUMNS, KafkaCoordinates, rows_for  # noqa: E402
 
@@ -227,6 +229,64 @@ def floor_seconds(events: list[dict[str, Any]], rounds: int = 3) -> dict[str, fl
     return out
 
 
+def per_change(app: SinkApp, events: list[dict[str, Any]], rounds: int = 3) -> dict[str, float]:
+    """CPU seconds of each step the sink changed, old way and new way, on the same events
+    (least of ``rounds``): decode, payload JSON, insert shape and timestamp type."""
+    codec = get_codec()
+    values = [codec.encode("Inter1Event", e) for e in events]
+    decoder = SinkDecoder(codec)
+    payloads = [{"branch": e["payload"][0], "data": e["payload"][1]} for e in events]
+    out: dict[str, float] = {}
+
+    def least(label: str, work: Any) -> None:
+        for _ in range(rounds):
+            started = time.process_time()
+            work()
+            spent = time.process_time() - started
+            out[label] = min(out.get(label, spent), spent)
+
+    least("decode: codec (datetimes)", lambda: [codec.decode(v) for v in values])
+    least("decode: SinkDecoder (µs ints)", lambda: [decoder.decode(v) for v in values])
+    least(
+        "payload JSON: json.dumps",
+        lambda: [json.dumps(p, separators=(",", ":"), sort_keys=True) for p in payloads],
+    )
+    least("payload JSON: one JSONEncoder", lambda: [datum_json(p) for p in payloads])
+    with_dt = [rows_for("Inter1Event", e, KafkaCoordinates("t", 0, i)) or {} for i, e in
+               enumerate(events)]  # fmt: skip
+    with_us = [
+        rows_for("Inter1Event", d or {}, KafkaCoordinates("t", 0, i))
+        for i, (_, d) in enumerate(decoder.decode(v) for v in values)
+    ]
+    client = app.store.client
+    for label, rowsets, columnar in (
+        ("insert: rows, datetimes", with_dt, False),
+        ("insert: rows, µs ints", with_us, False),
+        ("insert: columns, µs ints", with_us, True),
+    ):
+        tables: dict[str, list[list[Any]]] = {}
+        for rowset in rowsets:
+            for table, rows in (rowset or {}).items():
+                tables.setdefault(table, []).extend(rows)
+        for n in range(rounds):
+            database = f"ab_{len(out)}_{n}"
+            client.command(f"CREATE DATABASE {database}")
+            for table in tables:
+                client.command(f"CREATE TABLE {database}.{table} AS default.{table}")
+            started = time.process_time()
+            for table, rows in tables.items():
+                data: Any = list(zip(*rows, strict=True)) if columnar else rows
+                client.insert(
+                    f"{database}.{table}",
+                    data,
+                    column_names=list(COLUMNS[table]),
+                    column_oriented=columnar,
+                )
+            spent = time.process_time() - started
+            out[label] = min(out.get(label, spent), spent)
+    return out
+
+
 async def raw_pipeline_seconds(app: SinkApp, topic: str, events: int, batch: int) -> float:
     """Plain aiokafka consume + codec decode + rows + client.insert of the same events (no
     batching rules, tokens, ledger or commits), into the raw copies; returns seconds."""
@@ -316,6 +376,7 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
             sink_s = stats.last_insert_cpu_s - stats.first_record_cpu_s
             split = (stats.prepare_s, stats.insert_s, stats.batches_inserted)
             pipeline_s = await raw_pipeline_seconds(app, topic, args.events, batch)
+            changes = await asyncio.to_thread(per_change, app, backlog)
             sent: dict[str, float] = {}
             live = [event(i % 10, 100000 + i, "live") for i in range(args.live)]
             publisher = asyncio.create_task(publish(topic, live, sent, args.rate))
@@ -366,6 +427,9 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
             f"the sink decoder and rows on one core: "
             f"{raw_s / (raw_s + floor['sink decoder'] + floor['rows']):.2f}"
         )
+        print("per change, old -> new, CPU µs per event (same events, least of 3):")
+        for label, spent in changes.items():
+            print(f"  {label}: {spent * 1e6 / args.events:.1f}")
         pipeline_rate = args.events / pipeline_s
         print(
             f"raw pipeline (aiokafka + decode + rows + insert, no tokens/ledger/commits): "
