@@ -416,8 +416,8 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
         )
         print(f"ratio sink / raw insert: {sink_rate / raw_rate:.2f} (target >= 0.8)")
         print(
-            f"  sink time split: decode+rows+batching {split[0]:.3f} s, inserts "
-            f"{split[1]:.3f} s in {split[2]} batches (overlapping in a worker thread)"
+            f"  sink wall-time split (threads overlap and wait for the GIL): decode+rows+"
+            f"batching {split[0]:.3f} s, inserts {split[1]:.3f} s in {split[2]} batches"
         )
         per = {k: v * 1e6 / args.events for k, v in floor.items()}
         print(
