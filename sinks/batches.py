@@ -38,6 +38,7 @@ class Batch:
     rows: RowSet = field(default_factory=dict)
     ended_sessions: set[str] = field(default_factory=set)
     event_sessions: set[str] = field(default_factory=set)
+    announced: bool = False  # its intent row is in the ledger (partial batches)
 
     @property
     def token(self) -> str:

@@ -387,19 +387,11 @@ class SinkHandler(BatchHandler):
     def _insert_batches(self, batches: list[Batch]) -> None:
         """Insert batches in order (worker thread), removing each from ``batches`` once
         acknowledged: on a failure, ``batches`` holds what is left."""
+        self._announce(batches)
         while batches:
             batch = batches[0]
             started = time.monotonic()
             if batch.rows:
-                if (batch.last_offset + 1) % self._settings.batch_records:
-                    # partial: announce it, so a restart re-cuts exactly this range
-                    self._store.insert(
-                        "sink_batches",
-                        [[batch.topic, batch.partition, batch.first_offset, batch.last_offset, 0]],
-                        _LEDGER_COLUMNS,
-                        token=f"intent:{batch.token}",
-                    )
-                    self._crash_check("after_intent", batch)
                 for table, rows in sorted(batch.rows.items()):
                     self._store.insert(table, rows, COLUMNS[table], token=batch.token)
                 self._crash_check("after_rows", batch)
@@ -437,6 +429,25 @@ class SinkHandler(BatchHandler):
             self._event_sessions |= batch.event_sessions
             batches.pop(0)
         self._backoff_s = self._settings.retry_initial_s
+
+    def _announce(self, batches: list[Batch]) -> None:
+        """Intent rows (``records = 0``) for the partial batches not announced yet, in one
+        insert before any of their rows, so a restart re-cuts exactly these ranges (one
+        insert for the group: a small insert costs about 9 ms of CPU on the embedded engine).
+        """
+        size = self._settings.batch_records
+        partial = [b for b in batches if b.rows and not b.announced and (b.last_offset + 1) % size]
+        if not partial:
+            return
+        self._store.insert(
+            "sink_batches",
+            [[b.topic, b.partition, b.first_offset, b.last_offset, 0] for b in partial],
+            _LEDGER_COLUMNS,
+            token="intent:" + ",".join(b.token for b in partial),
+        )
+        for batch in partial:
+            batch.announced = True
+            self._crash_check("after_intent", batch)
 
     def _crash_check(self, point: Point, batch: Batch) -> None:
         if self._crash_at is not None:
