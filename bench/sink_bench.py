@@ -4,15 +4,23 @@ queryable latency p50/p99.
 Against the broker in ``KAFKA_BOOTSTRAP_SERVERS`` (or the running local stack, or a broker
 started here) and a fresh embedded store, on fresh prefixed topics:
 
-* Raw baseline: the rows the sink writes for N events (built beforehand, not timed),
-  inserted with ``client.insert`` per table in batches of the sink's batch size, into
-  copies of the sink's tables in the same store.
-* Sink: the same N events published first, then timed from the sink's start of
-  consumption to its last insert (decode, rows, batching, dedup-token inserts, ledger).
+* Like with like: the backlog is published so that every events partition holds a whole
+  number of the sink's batches (sessions are spread evenly over the 4 partitions, a
+  session's events on one partition), so every batch closes on its size and no checkpoint
+  timer sits inside the measured time.
+* Raw baseline: the rows the sink writes for the backlog (built beforehand, not timed),
+  inserted with plain ``client.insert`` in the same batches (per partition, per batch, per
+  table), into copies of the sink's tables in the same store; row-oriented and
+  column-oriented, each into fresh tables; the faster is the baseline.
+* Sink: the same events, timed from the sink's first record to its last acknowledged
+  insert (Kafka fetch, decode, rows, batching, dedup-token inserts, ledger).
+* Floor: decoding the backlog alone (codec and the sink's decoder) and building rows,
+  single-threaded, against the raw insert.
 * Latency: events published live at a steady rate; per event, the time from its send to
-  the moment it shows in ``events`` (polled every 20 ms with default sink settings).
+  the moment it shows in ``events`` (polled every 20 ms).
 
-Prints figures; asserts nothing.
+Prints figures; asserts nothing. The machine may be shared: only ratios within one run mean
+anything.
 
     .venv/bin/python bench/sink_bench.py [--events 20000] [--live 200]
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -45,9 +54,13 @@ from runtime.settings import KafkaSettings, SinkSettings, load  # noqa: E402
 from runtime.topics import load_topic_specs  # noqa: E402
 from schemas.codec import get_codec  # noqa: E402
 from schemas.inter1_events import PAYLOAD_BRANCHES  # noqa: E402
+from sinks.decoding import SinkDecoder  # noqa: E402
+from sinks.record_log import datum_json  # noqa: E402
 from sinks.sink_app import SinkApp  # noqa: E402
 from sinks.tables import COLUMNS, KafkaCoordinates, rows_for  # noqa: E402
 
+PARTITIONS = 4
+SESSIONS = 200
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 _KINDS = [
     ("signal.detected", {"signal_type": "interest", "start": 3.0, "probability": "medium",
@@ -117,6 +130,11 @@ async def create_topics(prefix: str) -> None:
     await asyncio.sleep(1.0)
 
 
+def partition_of(e: dict[str, Any]) -> int:
+    """A session's events all go to one partition; sessions spread evenly."""
+    return int(e["session_id"].rsplit("-", 1)[1]) % PARTITIONS
+
+
 async def publish(topic: str, events: list[dict[str, Any]], sent: dict[str, float] | None,
                   rate: float | None = None) -> None:  # fmt: skip
     codec = get_codec()
@@ -128,7 +146,11 @@ async def publish(topic: str, events: list[dict[str, Any]], sent: dict[str, floa
             value = codec.encode("Inter1Event", e, topic=topic)
             if sent is not None:
                 sent[e["event_id"]] = time.monotonic()
-            futures.append(await producer.send(topic, value, key=e["session_id"].encode()))
+            futures.append(
+                await producer.send(
+                    topic, value, key=e["session_id"].encode(), partition=partition_of(e)
+                )
+            )
             if rate:
                 await asyncio.sleep(1.0 / rate)
         await asyncio.gather(*futures)
@@ -136,31 +158,142 @@ async def publish(topic: str, events: list[dict[str, Any]], sent: dict[str, floa
         await producer.stop()
 
 
-def raw_insert_seconds(app: SinkApp, events: list[dict[str, Any]], batch: int) -> float:
-    """Insert the sink's rows for ``events`` with plain client.insert; returns seconds."""
+def sink_batches(events: list[dict[str, Any]], batch: int) -> list[dict[str, list[list[Any]]]]:
+    """The sink's batches of ``events`` (per partition, ``batch`` offsets each): rows per table."""
+    by_partition: dict[int, list[dict[str, Any]]] = {}
+    for e in events:
+        by_partition.setdefault(partition_of(e), []).append(e)
+    out = []
+    for partition, evs in sorted(by_partition.items()):
+        for start in range(0, len(evs), batch):
+            tables: dict[str, list[list[Any]]] = {}
+            for offset, e in enumerate(evs[start : start + batch], start):
+                at = KafkaCoordinates("t", partition, offset)
+                for table, rows in (rows_for("Inter1Event", e, at) or {}).items():
+                    tables.setdefault(table, []).extend(rows)
+            out.append(tables)
+    return out
+
+
+def raw_insert_seconds(
+    app: SinkApp, batches: list[dict[str, list[list[Any]]]], database: str, columnar: bool
+) -> float:
+    """Insert the sink's batches with plain client.insert into fresh copies; returns seconds."""
     client = app.store.client
-    client.command("CREATE DATABASE IF NOT EXISTS bench_raw")
-    tables: dict[str, list[list[Any]]] = {}
-    for offset, e in enumerate(events):
-        at = KafkaCoordinates("t", 0, offset)
-        for table, rows in (rows_for("Inter1Event", e, at) or {}).items():
-            tables.setdefault(table, []).extend(rows)
-    for table in tables:
-        client.command(f"CREATE TABLE bench_raw.{table} AS default.{table}")
-    started = time.perf_counter()
-    for table, rows in tables.items():
-        for i in range(0, len(rows), batch):
-            chunk = rows[i : i + batch]
-            client.insert(f"bench_raw.{table}", chunk, column_names=list(COLUMNS[table]))
-    return time.perf_counter() - started
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    for table in COLUMNS:
+        client.command(f"CREATE TABLE IF NOT EXISTS {database}.{table} AS default.{table}")
+    data = [
+        {t: [list(c) for c in zip(*rows, strict=True)] if columnar else rows
+         for t, rows in tables.items()}
+        for tables in batches
+    ]  # fmt: skip
+    started = time.process_time()
+    for tables in data:
+        for table, rows in sorted(tables.items()):
+            client.insert(
+                f"{database}.{table}",
+                rows,
+                column_names=list(COLUMNS[table]),
+                column_oriented=columnar,
+            )
+    return time.process_time() - started
+
+
+def floor_seconds(events: list[dict[str, Any]], rounds: int = 3) -> dict[str, float]:
+    """CPU seconds of decoding and row building of the backlog alone (no Kafka, no insert),
+    single-threaded; the least of ``rounds``."""
+    codec = get_codec()
+    values = [codec.encode("Inter1Event", e) for e in events]
+    decoder = SinkDecoder(codec)
+    out: dict[str, float] = {}
+
+    def least(label: str, work: Any) -> Any:
+        result = None
+        for _ in range(rounds):
+            started = time.process_time()
+            result = work()
+            spent = time.process_time() - started
+            out[label] = min(out.get(label, spent), spent)
+        return result
+
+    least("codec.decode", lambda: [codec.decode(v) for v in values])
+    decoded = least("sink decoder", lambda: [decoder.decode(v) for v in values])
+    least(
+        "rows",
+        lambda: [
+            rows_for(name, datum or {}, KafkaCoordinates("t", 0, offset))
+            for offset, (name, datum) in enumerate(decoded)
+        ],
+    )
+    return out
+
+
+def per_change(app: SinkApp, events: list[dict[str, Any]], rounds: int = 3) -> dict[str, float]:
+    """CPU seconds of each step the sink changed, old way and new way, on the same events
+    (least of ``rounds``): decode, payload JSON, insert shape and timestamp type."""
+    codec = get_codec()
+    values = [codec.encode("Inter1Event", e) for e in events]
+    decoder = SinkDecoder(codec)
+    payloads = [{"branch": e["payload"][0], "data": e["payload"][1]} for e in events]
+    out: dict[str, float] = {}
+
+    def least(label: str, work: Any) -> None:
+        for _ in range(rounds):
+            started = time.process_time()
+            work()
+            spent = time.process_time() - started
+            out[label] = min(out.get(label, spent), spent)
+
+    least("decode: codec (datetimes)", lambda: [codec.decode(v) for v in values])
+    least("decode: SinkDecoder (µs ints)", lambda: [decoder.decode(v) for v in values])
+    least(
+        "payload JSON: json.dumps",
+        lambda: [json.dumps(p, separators=(",", ":"), sort_keys=True) for p in payloads],
+    )
+    least("payload JSON: one JSONEncoder", lambda: [datum_json(p) for p in payloads])
+    with_dt = [rows_for("Inter1Event", e, KafkaCoordinates("t", 0, i)) or {} for i, e in
+               enumerate(events)]  # fmt: skip
+    with_us = [
+        rows_for("Inter1Event", d or {}, KafkaCoordinates("t", 0, i))
+        for i, (_, d) in enumerate(decoder.decode(v) for v in values)
+    ]
+    client = app.store.client
+    for label, rowsets, columnar in (
+        ("insert: rows, datetimes", with_dt, False),
+        ("insert: rows, µs ints", with_us, False),
+        ("insert: columns (transposed in the timing), µs ints", with_us, True),
+    ):
+        tables: dict[str, list[list[Any]]] = {}
+        for rowset in rowsets:
+            for table, rows in (rowset or {}).items():
+                tables.setdefault(table, []).extend(rows)
+        for n in range(rounds):
+            database = f"ab_{len(out)}_{n}"
+            client.command(f"CREATE DATABASE {database}")
+            for table in tables:
+                client.command(f"CREATE TABLE {database}.{table} AS default.{table}")
+            started = time.process_time()
+            for table, rows in tables.items():
+                data: Any = list(zip(*rows, strict=True)) if columnar else rows
+                client.insert(
+                    f"{database}.{table}",
+                    data,
+                    column_names=list(COLUMNS[table]),
+                    column_oriented=columnar,
+                )
+            spent = time.process_time() - started
+            out[label] = min(out.get(label, spent), spent)
+    return out
 
 
 async def raw_pipeline_seconds(app: SinkApp, topic: str, events: int, batch: int) -> float:
     """Plain aiokafka consume + codec decode + rows + client.insert of the same events (no
     batching rules, tokens, ledger or commits), into the raw copies; returns seconds."""
     client = app.store.client
+    client.command("CREATE DATABASE IF NOT EXISTS bench_raw")
     for table in COLUMNS:
-        client.command(f"TRUNCATE TABLE IF EXISTS bench_raw.{table}")
+        client.command(f"CREATE TABLE IF NOT EXISTS bench_raw.{table} AS default.{table}")
     codec = get_codec()
     consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **client_options())
     await consumer.start()
@@ -168,7 +301,7 @@ async def raw_pipeline_seconds(app: SinkApp, topic: str, events: int, batch: int
         await consumer.getmany(timeout_ms=1)
         while not consumer.assignment():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-        started = time.perf_counter()
+        started = time.process_time()
         seen = 0
         pending: dict[str, list[list[Any]]] = {}
         while seen < events:
@@ -184,7 +317,7 @@ async def raw_pipeline_seconds(app: SinkApp, topic: str, events: int, batch: int
                 for table, rows in pending.items():
                     client.insert(f"bench_raw.{table}", rows, column_names=list(COLUMNS[table]))
                 pending = {}
-        return time.perf_counter() - started
+        return time.process_time() - started
     finally:
         await consumer.stop()
 
@@ -207,26 +340,43 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
     try:
         await create_topics(prefix)
         topic = prefix + load_topic_specs(prefix="")["events"].name
-        backlog = [event(i % 200, i // 200, "backlog") for i in range(args.events)]
+        backlog = [event(i % SESSIONS, i // SESSIONS, "backlog") for i in range(args.events)]
         await publish(topic, backlog, None)
         settings = load(SinkSettings).model_copy(
             update={"group_id": f"bench-{prefix}", "flush_interval_s": args.flush_interval}
         )
+        batch = settings.batch_records
+        if args.events % (PARTITIONS * batch):
+            print(
+                f"note: {args.events} events are not a multiple of {PARTITIONS} partitions x "
+                f"{batch} (PIPELINE_SINK_BATCH_RECORDS): the last batches wait for a checkpoint"
+            )
+        floor = floor_seconds(backlog)
+        batches = sink_batches(backlog, batch)
         store = Path(tempfile.mkdtemp(prefix="sink-bench-store-")) / "clickhouse"
         async with SinkApp(url=f"chdb://{store}", settings=settings) as app:
-            batch = settings.batch_records
-            raw_s = await asyncio.to_thread(raw_insert_seconds, app, backlog, batch)
+            raw_rows_s = await asyncio.to_thread(raw_insert_seconds, app, batches, "raw_r", False)
+            raw_cols_s = await asyncio.to_thread(raw_insert_seconds, app, batches, "raw_c", True)
+            raw_s = min(raw_rows_s, raw_cols_s)
+            raw_rows_s2 = await asyncio.to_thread(raw_insert_seconds, app, batches, "raw_r2", False)
+            raw_cols_s2 = await asyncio.to_thread(raw_insert_seconds, app, batches, "raw_c2", True)
+            raw_rows_s, raw_cols_s = min(raw_rows_s, raw_rows_s2), min(raw_cols_s, raw_cols_s2)
+            raw_s = min(raw_rows_s, raw_cols_s)
             runner = asyncio.create_task(app.run())
             stats = app.handler.stats
             # done when every event's row is inserted (the last partial batches at a checkpoint)
             while stats.rows_per_table.get("events", 0) < args.events:  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.05)
             # from the first record consumed (group join excluded) to the last acknowledged insert
             assert stats.first_record_at is not None
             assert stats.last_insert_at is not None
-            sink_s = stats.last_insert_at - stats.first_record_at
+            sink_wall_s = stats.last_insert_at - stats.first_record_at
+            assert stats.first_record_cpu_s is not None
+            assert stats.last_insert_cpu_s is not None
+            sink_s = stats.last_insert_cpu_s - stats.first_record_cpu_s
             split = (stats.prepare_s, stats.insert_s, stats.batches_inserted)
             pipeline_s = await raw_pipeline_seconds(app, topic, args.events, batch)
+            changes = await asyncio.to_thread(per_change, app, backlog)
             sent: dict[str, float] = {}
             live = [event(i % 10, 100000 + i, "live") for i in range(args.live)]
             publisher = asyncio.create_task(publish(topic, live, sent, args.rate))
@@ -250,18 +400,36 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
         latencies = sorted(seen[k] - sent[k] for k in seen)
         raw_rate = args.events / raw_s
         sink_rate = args.events / sink_s
-        print(f"events: {args.events} (each: an events row and one derived row)")
         print(
-            f"raw clickhouse-connect insert of the same rows: {raw_s:.3f} s, {raw_rate:,.0f} ev/s"
+            f"events: {args.events} (each: an events row and one derived row), "
+            f"{len(batches)} batches of {batch}"
+        )
+        print("figures are process CPU seconds (the machine is shared; wall time in brackets)")
+        print(
+            f"raw clickhouse-connect insert of the same rows in the same batches (best of 2): "
+            f"row-oriented {raw_rows_s:.3f} s, column-oriented {raw_cols_s:.3f} s; "
+            f"baseline {raw_s:.3f} s, {raw_rate:,.0f} ev/s"
         )
         print(
-            f"sink (decode, rows, batches, tokens, ledger): {sink_s:.3f} s, {sink_rate:,.0f} ev/s"
+            f"sink (fetch, decode, rows, batches, tokens, ledger): {sink_s:.3f} s "
+            f"[{sink_wall_s:.3f} s], {sink_rate:,.0f} ev/s"
         )
         print(f"ratio sink / raw insert: {sink_rate / raw_rate:.2f} (target >= 0.8)")
         print(
-            f"  sink time split: decode+rows+batching {split[0]:.3f} s, inserts "
-            f"{split[1]:.3f} s in {split[2]} batches (overlapping in a worker thread)"
+            f"  sink wall-time split (threads overlap and wait for the GIL): decode+rows+"
+            f"batching {split[0]:.3f} s, inserts {split[1]:.3f} s in {split[2]} batches"
         )
+        per = {k: v * 1e6 / args.events for k, v in floor.items()}
+        print(
+            "floor, single-threaded per event: "
+            + ", ".join(f"{k} {v:.1f} µs" for k, v in per.items())
+            + f"; raw insert {raw_s * 1e6 / args.events:.1f} µs; best possible ratio with "
+            f"the sink decoder and rows on one core: "
+            f"{raw_s / (raw_s + floor['sink decoder'] + floor['rows']):.2f}"
+        )
+        print("per change, old -> new, CPU µs per event (same events, least of 3):")
+        for label, spent in changes.items():
+            print(f"  {label}: {spent * 1e6 / args.events:.1f}")
         pipeline_rate = args.events / pipeline_s
         print(
             f"raw pipeline (aiokafka + decode + rows + insert, no tokens/ledger/commits): "

@@ -144,6 +144,9 @@ class SinkSettings(BaseSettings):
     """Read-only query endpoint for analyst commands (0: a free port, written to the state dir)."""
     session_timeout_s: float = Field(default=10.0, ge=6.0)
     """Consumer-group session timeout (how long a crashed sink holds its partitions)."""
+    crash_at: str | None = None
+    """Crash drills only: ``<after_intent|after_rows>@<topic>:<partition>:<offset>``
+    (see ``sinks.faults``)."""
 
 
 class SessionWorkerSettings(BaseSettings):

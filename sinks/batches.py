@@ -8,11 +8,13 @@ A batch holds the rows of consecutive records of one topic-partition. It is cut
   where consumption stands.
 
 Every inserted batch is recorded in the ``sink_batches`` ledger after its rows. After a
-restart the records of a ledgered range are not inserted again (a partial batch inserted
-before a crash is therefore never re-cut at other offsets); a crash between the rows and
-the ledger row is absorbed by the insert's ``insert_deduplication_token``
-(``topic:partition:first-last``, the same for the re-cut aligned batch) and by the
-ReplacingMergeTree keys every view reads with ``FINAL``.
+restart the records of a ledgered range are not inserted again. A partial batch (cut by a
+checkpoint, not at its bucket's end) is also announced in the ledger *before* its rows, by
+an intent row (``records = 0``): after a crash between its rows and its ledger row the
+restart finds the intent and cuts that batch at exactly the same offsets again, so its
+re-insert carries the same ``insert_deduplication_token`` (``topic:partition:first-last``)
+and ClickHouse drops it: no row is stored twice, not even before a merge. A full batch
+needs no intent: it is re-cut at the same bucket bounds anyway.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Batch:
     rows: RowSet = field(default_factory=dict)
     ended_sessions: set[str] = field(default_factory=set)
     event_sessions: set[str] = field(default_factory=set)
+    announced: bool = False  # its intent row is in the ledger (partial batches)
 
     @property
     def token(self) -> str:
@@ -57,10 +60,18 @@ class PartitionBatcher:
         batch_records: offsets per bucket (a full batch spans exactly one bucket).
         inserted: ledgered ``(first, last)`` ranges at or after the first offset to come;
             their records are skipped.
+        intended: ``(first, last)`` ranges with an intent row but no ledger row (a crash
+            between a partial batch's intent and its ledger row): their batches are cut
+            at ``last`` again.
     """
 
     def __init__(
-        self, topic: str, partition: int, batch_records: int, inserted: list[tuple[int, int]]
+        self,
+        topic: str,
+        partition: int,
+        batch_records: int,
+        inserted: list[tuple[int, int]],
+        intended: list[tuple[int, int]] | None = None,
     ) -> None:
         if batch_records < 1:
             raise ValueError("batch_records must be at least 1")
@@ -68,6 +79,7 @@ class PartitionBatcher:
         self.partition = partition
         self._size = batch_records
         self._inserted = sorted(inserted)
+        self._cut_after = {last for _, last in intended or ()}
         self._open: Batch | None = None
         self.skipped = 0
 
@@ -106,7 +118,8 @@ class PartitionBatcher:
             batch.ended_sessions.add(ended_session)
         if event_session is not None:
             batch.event_sessions.add(event_session)
-        if (offset + 1) % self._size == 0:
+        if (offset + 1) % self._size == 0 or offset in self._cut_after:
+            self._cut_after.discard(offset)
             closed.append(batch)
             self._open = None
         else:

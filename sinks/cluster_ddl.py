@@ -11,8 +11,9 @@ single-node and cluster schemas cannot drift: every ``CREATE TABLE name`` become
   the ReplacingMergeTree keys that deduplicate them, live on one shard and ``FINAL`` holds;
   other tables are sharded by their first ORDER BY column.
 
-Views get ``ON CLUSTER`` and read the ``Distributed`` tables by their plain names. The
-output is committed as ``deploy/clickhouse/cluster.sql``; a test regenerates it and
+Views (``CREATE VIEW IF NOT EXISTS`` and, for a later migration that redefines one,
+``CREATE OR REPLACE VIEW``) get ``ON CLUSTER`` and read the ``Distributed`` tables by their
+plain names. The output is committed as ``deploy/clickhouse/cluster.sql``; a test regenerates it and
 compares. It is not applied here (no cluster locally): run it with ``clickhouse-client
 --multiquery`` against one node of the cluster.
 """
@@ -30,7 +31,7 @@ CLUSTER_DDL_FILE = Path(__file__).resolve().parent.parent / "deploy" / "clickhou
 _ON = "ON CLUSTER '{cluster}'"
 _TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<name>\w+)\s*\n", re.MULTILINE)
 _VIEW = re.compile(
-    r"^CREATE (?P<how>VIEW IF NOT EXISTS|OR REPLACE VIEW) (?P<name>\w+) AS", re.MULTILINE
+    r"^(?P<create>CREATE VIEW IF NOT EXISTS|CREATE OR REPLACE VIEW) (?P<name>\w+) AS", re.MULTILINE
 )
 _ENGINE = re.compile(
     r"^ENGINE = (?P<engine>\w*MergeTree)(?:\((?P<args>[^)]*)\))?\s*$", re.MULTILINE
@@ -75,7 +76,7 @@ def cluster_statements(directory: Path = MIGRATIONS_DIR) -> list[str]:
                 out.extend(_table(statement, table["name"]))
             elif view is not None:
                 out.append(
-                    _VIEW.sub(f"CREATE {view['how']} {view['name']} {_ON} AS", statement, count=1)
+                    _VIEW.sub(f"{view['create']} {view['name']} {_ON} AS", statement, count=1)
                 )
             else:
                 raise ValueError(

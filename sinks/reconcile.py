@@ -33,7 +33,8 @@ from typing import Any
 
 import httpx
 
-from runtime.errors import ExitCode, PipelineError
+from runtime.errors import ExitCode, PipelineError, ServiceUnavailableError
+from runtime.redact import redact_text, redact_url
 from sinks.warehouse import Warehouse
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Discrepancy",
     "ExpectedUsage",
     "VendorUsageError",
+    "VendorUsageUnavailableError",
     "expected_usage",
     "load_vendor_usage",
     "reconcile",
@@ -62,6 +64,10 @@ class VendorUsageError(PipelineError):
     """The vendor usage file or URL could not be read or lacks a required column."""
 
     exit_code = ExitCode.DATA_ERROR
+
+
+class VendorUsageUnavailableError(ServiceUnavailableError):
+    """The vendor usage URL could not be reached (nothing listens, DNS, timeout)."""
 
 
 @dataclass(frozen=True)
@@ -169,17 +175,34 @@ def _vendor_rows(records: list[Mapping[str, Any]], where: str) -> dict[str, tupl
     return totals
 
 
+def _fetch(url: str) -> str:
+    shown = redact_url(url)
+    try:
+        response = httpx.get(url, timeout=30.0)
+    except httpx.TransportError as exc:
+        reason = redact_text(str(exc) or type(exc).__name__, ())
+        raise VendorUsageUnavailableError(
+            f"cannot reach vendor usage URL {shown}: {reason}; check the address and that "
+            "the service (e.g. `inter1-pipeline simulate`) is running"
+        ) from None
+    if response.status_code != 200:
+        raise VendorUsageError(
+            f"vendor usage URL {shown} answered HTTP {response.status_code}, not 200: it is "
+            "not a usage endpoint (the simulator serves GET /usage)"
+        )
+    return response.text
+
+
 def load_vendor_usage(source: str) -> dict[str, tuple[float, str]]:
     """Vendor billed seconds (and tenant when given) per session from a file or URL."""
-    try:
-        if source.startswith(("http://", "https://")):
-            response = httpx.get(source, timeout=30.0)
-            response.raise_for_status()
-            text = response.text
-        else:
+    if source.startswith(("http://", "https://")):
+        text = _fetch(source)
+        source = redact_url(source)
+    else:
+        try:
             text = Path(source).read_text(encoding="utf-8")
-    except (OSError, httpx.HTTPError) as exc:
-        raise VendorUsageError(f"cannot read vendor usage {source}: {exc}") from None
+        except OSError as exc:
+            raise VendorUsageError(f"cannot read vendor usage {source}: {exc}") from None
     stripped = text.lstrip()
     if stripped.startswith(("[", "{")):
         try:

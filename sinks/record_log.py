@@ -57,9 +57,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot represent {type(value).__name__} as JSON")
 
 
+# one encoder: json.dumps with options builds a new JSONEncoder on every call
+_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), sort_keys=True)
+
+
 def datum_json(datum: dict[str, Any]) -> str:
     """A decoded datum as compact JSON (union branches as ``[name, value]``)."""
-    return json.dumps(datum, default=_json_default, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(datum)
 
 
 def dedup_token(batch: Sequence[LoggedRecord]) -> str:

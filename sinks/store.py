@@ -46,7 +46,13 @@ class Store:
         *,
         token: str | None = None,
     ) -> None:
-        """Insert rows; ``token`` becomes ``insert_deduplication_token``."""
+        """Insert rows; ``token`` becomes ``insert_deduplication_token``.
+
+        Row-oriented: transposing the rows into columns here and inserting column-oriented
+        measured slower (bench/sink_bench.py, per change: 7.5 vs 6.3 µs per event).
+        """
+        if not rows:
+            return
         settings = {"insert_deduplication_token": token} if token else {}
         try:
             with self._lock:

@@ -3,7 +3,9 @@
 One pure function per record kind returns ``{table: [row, ...]}``; rows are lists in the
 order of :data:`COLUMNS`. Times inside payloads are turned into session media time
 (``media_offset_s`` + the connection-relative time), so intervals of different Inter-1
-connections of one session line up.
+connections of one session line up. Timestamps pass through as they come: ``datetime``
+from the codec, integer microseconds from :class:`sinks.decoding.SinkDecoder` (the sink);
+clickhouse-connect writes either into ``DateTime64(6)``, one kind per insert.
 """
 
 from __future__ import annotations
@@ -206,14 +208,26 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+_SHORT: dict[str, str] = {}
+"""Payload branch full name -> short name (``...inter1.SignalDetected`` -> ``SignalDetected``)."""
+
+
+def _short(branch: str) -> str:
+    short = _SHORT.get(branch)
+    if short is None:
+        short = _SHORT[branch] = branch.rsplit(".", 1)[-1]
+    return short
+
+
 def _event_rows(datum: Mapping[str, Any], at: KafkaCoordinates) -> RowSet:
     branch, payload = datum["payload"]
+    short = _short(branch)
     sid = datum["session_id"]
     eid = datum["event_id"]
     inc = datum["incarnation"]
     seq = datum["event_seq"]
     offset_s = float(datum["media_offset_s"])
-    ts: datetime = datum["timestamp"]
+    ts: datetime | int = datum["timestamp"]  # int: µs (sinks.decoding)
     tenant, app = _text(datum.get("tenant")), _text(datum.get("app"))
     etype = datum["event_type"]
     out: RowSet = {
@@ -232,14 +246,13 @@ def _event_rows(datum: Mapping[str, Any], at: KafkaCoordinates) -> RowSet:
                 datum["received_at"],
                 tenant,
                 app,
-                datum_json({"branch": branch.rsplit(".", 1)[-1], "data": payload}),
+                datum_json({"branch": short, "data": payload}),
                 at.topic,
                 at.partition,
                 at.offset,
             ]
         ]
     }
-    short = branch.rsplit(".", 1)[-1]
     if short in ("SignalDetected", "SignalUpdated", "SignalEnded"):
         at_s = payload["end"] if short == "SignalEnded" else payload["start"]
         out["signal_events"] = [

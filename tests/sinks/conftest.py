@@ -6,16 +6,23 @@ Every wait has its own deadline and fails naming what did not arrive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -319,3 +326,140 @@ def sample_store(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory)
 def sink_helpers() -> Any:
     """This module's helpers for the tests (the suite imports test files by path)."""
     return sys.modules[__name__]
+
+
+class ChdbHttpFront:
+    """ClickHouse's HTTP interface, the part clickhouse-connect uses, in front of the real
+    engine (chDB, in this process): no ClickHouse server binary is obtainable here (Debian
+    ships 18.16 from 2018, PyPI none), so tests reach a URL through this. Queries and
+    statements run as sent; an insert's body (``INSERT ... FORMAT Native`` + Native data,
+    lz4-compressed and chunked) is written to a file and inserted ``FROM INFILE`` with its
+    ``insert_deduplication_token``. :meth:`stop` closes the port (nothing listens: connection
+    refused), :meth:`start` listens again on the same port.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        import chdb
+
+        self._conn = chdb.connect(str(data_dir))
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._clients: set[socket.socket] = set()
+        self.port = 0
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> None:
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+            def setup(self) -> None:
+                super().setup()
+                front._clients.add(self.connection)
+
+            def do_POST(self) -> None:  # http.server's naming
+                front._handle(self)
+
+            do_GET = do_POST
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop listening and drop the open (keep-alive) connections, like a dead server."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        for sock in list(self._clients):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            self._clients.discard(sock)
+
+    def close(self) -> None:
+        self.stop()
+        self._conn.close()
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        """Rows of a query on the engine behind the front."""
+        out = self._run(sql, "JSONEachRow")
+        return [json.loads(line) for line in out.splitlines() if line]
+
+    def _run(self, sql: str, fmt: str, params: dict[str, str] | None = None) -> bytes:
+        with self._lock:
+            return bytes(self._conn.query(sql, fmt, params=params or None).bytes())
+
+    @staticmethod
+    def _body(req: BaseHTTPRequestHandler) -> bytes:
+        if req.headers.get("Transfer-Encoding") == "chunked":
+            chunks = []
+            while size := int(req.rfile.readline().strip(), 16):
+                chunks.append(req.rfile.read(size))
+                req.rfile.readline()
+            req.rfile.readline()
+            body = b"".join(chunks)
+        else:
+            body = req.rfile.read(int(req.headers.get("Content-Length") or 0))
+        if req.headers.get("Content-Encoding") == "lz4":
+            import lz4.frame
+
+            body = lz4.frame.decompress(body)
+        return body
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        self.requests += 1
+        params = dict(parse_qsl(urlsplit(req.path).query))
+        body = self._body(req)
+        try:
+            sql, data = params.get("query", ""), b""
+            if not sql:
+                head, _, rest = body.partition(b"\n")
+                if head.lstrip().upper().startswith(b"INSERT"):
+                    sql, data = head.decode(), rest
+                else:
+                    sql = body.decode()
+            fmt = params.get("default_format", "TabSeparated")
+            found = re.search(r"\s+FORMAT\s+(\w+)\s*$", sql)
+            if found:
+                fmt, sql = found.group(1), sql[: found.start()]
+            if data:
+                token = params.get("insert_deduplication_token")
+                extra = f" SETTINGS insert_deduplication_token = '{token}'" if token else ""
+                with tempfile.NamedTemporaryFile(delete=False) as f:
+                    f.write(data)
+                try:
+                    out = self._run(f"{sql} FROM INFILE '{f.name}'{extra} FORMAT {fmt}", "TSV")
+                finally:
+                    os.unlink(f.name)
+            else:  # query parameters travel as param_<name>
+                bound = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
+                out = self._run(sql, fmt, bound)
+            status, headers = 200, {"X-ClickHouse-Timezone": "UTC"}
+        except Exception as exc:  # the engine's error goes back the way a server sends it
+            out = str(exc).encode()
+            code = re.search(r"Code: (\d+)", str(exc))
+            status, headers = 500, {"X-ClickHouse-Exception-Code": code[1] if code else "1000"}
+        req.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(out))}.items():
+            req.send_header(name, value)
+        req.end_headers()
+        req.wfile.write(out)
+
+
+@pytest.fixture
+def chdb_http(tmp_path: Path) -> Any:
+    """A :class:`ChdbHttpFront` on a private store, closed after the test."""
+    front = ChdbHttpFront(tmp_path / "served-clickhouse")
+    try:
+        yield front
+    finally:
+        front.close()

@@ -32,10 +32,12 @@ def _write(directory: Path, name: str, sql: str) -> Path:
 
 def test_project_migrations_apply_once(client: Client) -> None:
     first = migrate(client)
-    assert [(m.version, m.name) for m in first] == [
+    applied = [(m.version, m.name) for m in first]
+    assert applied == [
         (1, "record_log"),
         (2, "analytics"),
         (3, "chunks"),
+        (4, "signal_intervals_across_connections"),
     ]
     assert [m.version for m in first] == [m.version for m in discover(MIGRATIONS_DIR)]
     assert migrate(client) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -10,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sim_helpers import CLIP_A, Driver, frames_of, instant_config
 
+from simulator.server import Simulator
 from sinks.clickhouse_client import make_client
 from sinks.migrations import migrate
 from sinks.store import Store
@@ -89,7 +92,7 @@ def store_url(tmp_path: Path) -> str:
     return url
 
 
-def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "CLICKHOUSE_URL": url, "LOG_FORMAT": "json"}
     return subprocess.run(
         [sys.executable, "-m", "inter1_pipeline", "reconcile", *args],
@@ -105,7 +108,7 @@ def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_each_cause_is_found(store_url: str, tmp_path: Path) -> None:
     vendor = tmp_path / "vendor.csv"
     vendor.write_text(VENDOR_CSV)
-    result = run(store_url, "--vendor-usage", str(vendor))
+    result = run_cli(store_url, "--vendor-usage", str(vendor))
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
     assert lines[: 1 + 8] == [
@@ -181,7 +184,7 @@ def test_simulator_json_and_tenant_filter_match_exactly(store_url: str, tmp_path
             }
         )
     )
-    result = run(store_url, "--vendor-usage", str(vendor), "--tenant", "globex")
+    result = run_cli(store_url, "--vendor-usage", str(vendor), "--tenant", "globex")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-1] == "no discrepancies beyond 0.5 s (1 sessions)"
 
@@ -189,8 +192,69 @@ def test_simulator_json_and_tenant_filter_match_exactly(store_url: str, tmp_path
 def test_unreadable_vendor_usage_is_bad_input(store_url: str, tmp_path: Path) -> None:
     vendor = tmp_path / "vendor.csv"
     vendor.write_text("session,seconds\nx,1\n")
-    result = run(store_url, "--vendor-usage", str(vendor))
+    result = run_cli(store_url, "--vendor-usage", str(vendor))
     assert result.returncode == 65
     assert result.stderr.splitlines()[-1].startswith(
         f"error: {vendor}: record 1 needs session_id and billed_seconds"
     )
+
+
+async def test_vendor_usage_by_url_from_the_simulator(tmp_path: Path) -> None:
+    """``--vendor-usage URL`` reads the real simulator's ``GET /usage`` (one session driven
+    through the SDK on CLIP_A): equal figures pass, a short pipeline figure is a discrepancy,
+    a URL where nothing listens is a clear error with exit 69, a non-usage URL exit 65."""
+    sim = Simulator(instant_config())
+    await sim.start()
+    try:
+        run = await Driver(sim).run(frames_of(CLIP_A))
+        assert run.session_id is not None
+        usage_url = f"{sim.http_url}/usage"
+        served = await Driver(sim).usage(run.session_id)
+        assert (served["analysed_seconds"], served["degraded_seconds"]) == (14.2, 0.0)
+        url = f"chdb://{tmp_path / 'clickhouse'}"
+        store = Store(make_client(url))
+        try:
+            migrate(store.client)
+            at = KafkaCoordinates("inter1.usage", 0, 0)
+            rows = rows_for("UsageRecord", usage(run.session_id, "sim", analysed_s=14.2), at)
+            short = rows_for("UsageRecord", usage("sim-short", "sim", analysed_s=5.0), at)
+            store.insert("usage", (rows or {})["usage"], COLUMNS["usage"])
+        finally:
+            store.close()
+        ok = await asyncio.to_thread(run_cli, url, "--vendor-usage", usage_url)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert ok.stdout.splitlines()[-1] == "no discrepancies beyond 0.5 s (1 sessions)"
+        # the pipeline has a session the simulator never saw, and bills it
+        store = Store(make_client(url))
+        try:
+            store.insert("usage", (short or {})["usage"], COLUMNS["usage"])
+        finally:
+            store.close()
+        found = await asyncio.to_thread(run_cli, url, "--vendor-usage", usage_url)
+        assert found.returncode == 1, found.stdout + found.stderr
+        assert found.stdout.splitlines()[-3:-1] == [
+            "session_id               expected_s   vendor_s    diff_s  cause: detail",
+            "sim-short                     5.000      0.000    -5.000  missing from vendor: "
+            "the vendor has no figure for this session",
+        ]
+        wrong = await asyncio.to_thread(run_cli, url, "--vendor-usage", f"{sim.http_url}/nope")
+        assert wrong.returncode == 65
+        assert wrong.stderr.splitlines()[-1] == (
+            f"error: vendor usage URL {sim.http_url}/nope answered HTTP 404, not 200: it is "
+            "not a usage endpoint (the simulator serves GET /usage)"
+        )
+    finally:
+        await sim.stop()
+    # nothing listens on the simulator's port any more
+    gone = await asyncio.to_thread(
+        run_cli, url, "--vendor-usage", "http://u:secret@" + usage_url.split("//")[1]
+    )
+    assert gone.returncode == 69
+    line = gone.stderr.splitlines()[-1]
+    assert line.startswith(
+        f"error: cannot reach vendor usage URL http://u:***@{usage_url.split('//')[1]}: "
+    )
+    assert line.endswith(
+        "; check the address and that the service (e.g. `inter1-pipeline simulate`) is running"
+    )
+    assert "secret" not in gone.stderr + gone.stdout

@@ -15,9 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
+from runtime.kafka import make_producer
 from runtime.settings import SinkSettings, load
 from runtime.topics import load_topic_specs
+from schemas.codec import get_codec
+from sinks.faults import CRASH_EXIT_CODE
+from sinks.sample_dataset import sample_records
 from sinks.sink_app import SinkApp
 from sinks.warehouse import DirectWarehouse, Warehouse, open_warehouse
 
@@ -133,7 +138,8 @@ def test_sample_dataset_rows(sample_store: Any) -> None:
     ] == [
         ("sess-a", "hesitation", 3, 9, "closed", "medium", "high", 1, "sess-a:0:000005"),
         ("sess-a", "interest", 15, 30, "closed_at_session_end", "low", "low", 0, ""),
-        ("sess-b", "stress", 3, None, "open", "high", "high", 0, ""),
+        # detected by the first connection, ended by the second (after a failover)
+        ("sess-b", "stress", 3, 6, "closed", "high", "high", 0, "sess-b:1:000000"),
     ]
     assert [
         (r["session_id"], r["state"], r["start_s"], r["end_s"], r["duration_s"])
@@ -343,3 +349,162 @@ def test_batch_retried_after_insert_failure_appears_once(
     failures, rows = asyncio.run(scenario())
     assert failures >= 3
     assert rows == [(6, 6, 17, 33.0)]
+
+
+def _late_events(count: int) -> list[dict[str, Any]]:
+    """``count`` new events of session A (copies of its first event with new ids)."""
+    first = next(d for key, name, d in sample_records() if name == "Inter1Event")
+    return [
+        {**first, "event_id": f"{first['event_id']}-late{i}", "event_seq": 1000 + i}
+        for i in range(count)
+    ]
+
+
+TABLES = (
+    "events",
+    "signal_events",
+    "engagement_events",
+    "quality_overall",
+    "quality_timeline",
+    "coverage",
+    "sessions_started",
+    "sessions_ended",
+    "usage",
+    "cues",
+)
+
+
+@pytest.mark.parametrize("point", ["after_rows", "after_intent"])
+def test_crash_inside_a_partial_batch_then_restart_stores_each_row_once(
+    point: str, kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The sink dies (like kill -9) inside the first checkpoint's partial batch of the events
+    partition: after its rows (none of its ledger row) or after its intent row (none of its
+    rows). More events arrive while it is down, so the restart reads further than the crashed
+    batch went; it re-cuts the announced range at the same offsets, and no table holds a row
+    twice, not even before merges (raw counts equal FINAL counts)."""
+    helpers = request.getfixturevalue("sink_helpers")
+    topics = helpers.create_topics(f"sinkcut-{uuid.uuid4().hex[:8]}.")
+    helpers.publish_sample(topics, garbage=False)
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    store_dir = tmp_path / "clickhouse"
+    first = helpers.SinkProcess(
+        store_dir, topics, group, PIPELINE_SINK_CRASH_AT=f"{point}@events:0:0"
+    )
+    try:
+        assert first.proc.wait(timeout=90) == CRASH_EXIT_CODE, first.tail()
+    finally:
+        if first.proc.poll() is None:
+            first.kill9()
+    assert f"fault injection: crashing {point} of the batch at " in first.tail()
+    events_p0 = TopicPartition(topics.name("events"), 0)
+    assert events_p0 not in helpers.committed(group)
+    ledger_sql = (
+        "SELECT first_offset AS first, last_offset AS last, max(records) AS records "
+        f"FROM sink_batches WHERE topic = '{events_p0.topic}' AND partition = 0 "
+        "GROUP BY first_offset, last_offset ORDER BY first_offset"
+    )
+    with opened(store_dir) as warehouse:
+        (intent,) = warehouse.rows(ledger_sql)  # announced, not recorded as inserted
+        stored = warehouse.rows("SELECT count() AS n FROM events")[0]["n"]
+    assert (intent["first"], intent["records"]) == (0, 0)
+    assert stored == (intent["last"] + 1 if point == "after_rows" else 0)
+    late = _late_events(3)
+
+    async def publish_late() -> None:
+        producer = make_producer()
+        await producer.start()
+        try:
+            for datum in late:
+                value = get_codec().encode("Inter1Event", datum)
+                await producer.send_and_wait(topics.name("events"), value, partition=0)
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish_late())
+    second = helpers.SinkProcess(store_dir, topics, group)
+    try:
+        helpers.wait_committed(group, topics)
+        assert second.terminate() == 0, second.tail()
+    finally:
+        if second.proc.poll() is None:
+            second.kill9()
+    log = second.log.read_text()
+    assert '"event": "replaying_ledgered_batches"' in log
+    with opened(store_dir) as warehouse:
+        counts = warehouse.rows(
+            "SELECT "
+            + ", ".join(
+                f"(SELECT count() FROM {t}) AS {t}, (SELECT count() FROM {t} FINAL) AS {t}_final"
+                for t in TABLES
+            )
+        )[0]
+        ledger = warehouse.rows(ledger_sql)
+    assert {t: counts[t] for t in TABLES} == {t: counts[f"{t}_final"] for t in TABLES}
+    assert (counts["events"], counts["usage"], counts["sessions_ended"]) == (17 + 3, 6, 1)
+    # the announced range was re-cut as it was (the late records came in a later batch),
+    # and every range is recorded as inserted
+    assert f'"intended": ["0-{intent["last"]}"]' in log
+    assert (ledger[0]["first"], ledger[0]["last"], ledger[-1]["last"]) == (0, intent["last"], 19)
+    assert [r["first"] for r in ledger[1:]] == [r["last"] + 1 for r in ledger[:-1]]
+    assert [r["records"] for r in ledger] == [r["last"] - r["first"] + 1 for r in ledger]
+
+
+def test_unreachable_server_then_it_appears(
+    kafka_bootstrap: str, chdb_http: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A ClickHouse URL where nothing listens: the sink does not start (exit 69, the address
+    named). Started while the server runs, then the server goes away (connection refused)
+    while records arrive: the sink retries with backoff and commits nothing; the server
+    comes back on the same port: every row lands once, offsets committed after."""
+    helpers = request.getfixturevalue("sink_helpers")
+    topics = helpers.create_topics(f"sinkdown-{uuid.uuid4().hex[:8]}.")
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    chdb_http.start()
+    port = chdb_http.port
+    chdb_http.stop()
+    env = {
+        "CLICKHOUSE_URL": f"http://127.0.0.1:{port}/",
+        "PIPELINE_SINK_RETRY_INITIAL_S": "0.2",
+        "PIPELINE_SINK_RETRY_MAX_S": "0.5",
+    }
+    refused = helpers.SinkProcess(tmp_path / "unused", topics, group, **env)
+    assert refused.proc.wait(timeout=60) == 69, refused.tail()
+    assert f"cannot reach ClickHouse at http://127.0.0.1:{port}/" in refused.tail()
+    chdb_http.start()  # same port
+    sink = helpers.SinkProcess(tmp_path / "unused", topics, group, **env)
+    try:
+        deadline = time.monotonic() + 60
+        while '"event": "sink_started"' not in sink.log.read_text():
+            assert sink.proc.poll() is None, sink.tail()
+            assert time.monotonic() < deadline, f"the sink did not start in 60 s: {sink.tail()}"
+            time.sleep(0.2)
+        chdb_http.stop()  # nothing listens any more
+        served = chdb_http.requests
+        counts = helpers.publish_sample(topics, garbage=False)
+        while sink.log.read_text().count("failed_retrying") < 3:
+            assert sink.proc.poll() is None, sink.tail()
+            assert time.monotonic() < deadline + 60, f"no 3 retries: {sink.tail()}"
+            time.sleep(0.2)
+        assert helpers.committed(group) == {}
+        assert chdb_http.requests == served
+        chdb_http.start()
+        helpers.wait_committed(group, topics)
+        assert sink.terminate() == 0, sink.tail()
+    finally:
+        if sink.proc.poll() is None:
+            sink.kill9()
+    log = sink.log.read_text()
+    assert "Connection refused" in log
+    total = sum(counts.values())
+    assert total == 17 + 6 + 1 + 2
+    rows = chdb_http.query(
+        "SELECT "
+        + ", ".join(
+            f"(SELECT count() FROM {t}) AS {t}, (SELECT count() FROM {t} FINAL) AS {t}_final"
+            for t in TABLES
+        )
+    )[0]
+    assert {t: rows[t] for t in TABLES} == {t: rows[f"{t}_final"] for t in TABLES}
+    assert (rows["events"], rows["usage"], rows["cues"], rows["sessions_ended"]) == (17, 6, 1, 1)
+    assert chdb_http.query("SELECT count() AS n FROM session_summaries FINAL") == [{"n": 1}]

@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
+from fastavro import schemaless_writer
 
 from runtime.batch_handler import Record
-from runtime.errors import ExitCode
+from runtime.errors import ConfigError, ExitCode
 from runtime.settings import SinkSettings
+from runtime.topics import topic_name
 from schemas.codec import get_codec
+from schemas.examples import example_records
+from schemas.exceptions import CodecError, UnknownFingerprintError
+from schemas.framing import single_object_header
 from sinks.batches import PartitionBatcher
 from sinks.clickhouse_client import make_client
+from sinks.decoding import STORED_RECORDS, SinkDecoder, micros
 from sinks.exceptions import (
     ClickHouseBusyError,
     ClickHouseQueryError,
@@ -24,6 +31,7 @@ from sinks.exceptions import (
     ClickHouseUnavailableError,
     SchemaMismatchError,
 )
+from sinks.faults import parse_crash_at
 from sinks.migrations import migrate
 from sinks.sample_dataset import SESSION_A, sample_records
 from sinks.sink_app import SinkHandler, check_schema
@@ -60,6 +68,36 @@ def test_checkpoint_cut_and_ledgered_ranges_are_not_inserted_again() -> None:
     # offset 9 ends its bucket (a record without rows still counts); 12 opens the next one
     closed = batcher.add(9, None) + batcher.add(12, {"usage": [[12]]})
     assert [(b.first_offset, b.last_offset, b.records) for b in closed] == [(9, 9, 1)]
+
+
+def test_an_intended_range_is_cut_at_its_end_again() -> None:
+    """A partial batch whose intent row is in the ledger but not its ledger row (crash
+    between) is re-cut at the same last offset, whatever arrives after it, so its
+    re-insert carries the same dedup token; the next batch starts after it."""
+    batcher = PartitionBatcher("t", 0, 100, [(0, 2)], intended=[(3, 5)])
+    closed = [b for offset in range(12) for b in batcher.add(offset, {"events": [[offset]]})]
+    assert [(b.token, b.records) for b in closed] == [("t:0:3-5", 3)]
+    tail = batcher.cut()
+    assert tail is not None
+    assert (tail.token, tail.records) == ("t:0:6-11", 6)
+
+
+def test_crash_point_spec() -> None:
+    assert parse_crash_at(None) is None
+    point = parse_crash_at("after_rows@events:0:12")
+    assert point is not None
+    assert (point.point, point.topic, point.partition, point.first_offset) == (
+        "after_rows",
+        topic_name("events"),
+        0,
+        12,
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_crash_at("after_rows@12")
+    assert str(info.value) == (
+        "PIPELINE_SINK_CRASH_AT='after_rows@12': expected <after_intent|after_rows>@"
+        "<events|usage|cues|chunks>:<partition>:<first offset>"
+    )
 
 
 @pytest.fixture
@@ -223,3 +261,39 @@ def test_chunk_rows_latency_view_and_a_never_engaged_session(store: Store) -> No
     )
     # seq 7 is after every analysis event (session lifecycle envelopes do not count)
     assert latency == [(0, 3.0, 0, 1), (1, 6.0, 1, 1), (7, 24.0, None, None)]
+def test_sink_decoder_matches_the_codec_with_timestamps_as_micros() -> None:
+    """Every example record of every stored kind decodes to the codec's datum, timestamps as
+    exact µs ints; an older writer version comes back in the current shape; chunks and dead
+    letters are recognised, not decoded; bad bytes raise the codec's typed error."""
+    codec = get_codec()
+    decoder = SinkDecoder(codec)
+    for name, datum in example_records():
+        data = codec.encode(name, datum)
+        got_name, got = decoder.decode(data)
+        assert got_name == name
+        if name not in STORED_RECORDS:
+            assert got is None
+            continue
+        want = {
+            k: micros(v) if isinstance(v, datetime) else v
+            for k, v in codec.decode(data).datum.items()
+        }
+        assert got == want
+    started = next(d for n, d in example_records() if n == "SessionStarted")
+    v1 = codec.catalog.versions("SessionStarted")[0]
+    body = BytesIO()
+    schemaless_writer(body, v1.parsed, {k: v for k, v in started.items() if k != "labels"})
+    old = single_object_header(v1.fingerprint) + body.getvalue()
+    name, resolved = decoder.decode(old)
+    assert name == "SessionStarted"
+    assert resolved is not None
+    assert (resolved["labels"], resolved["started_at"]) == ({}, micros(started["started_at"]))
+    assert list(resolved) == [
+        f["name"] for f in codec.catalog.current("SessionStarted").schema["fields"]
+    ]
+    assert micros(datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=UTC)) == 1_795_512_600_123_456
+    with pytest.raises(UnknownFingerprintError):
+        decoder.decode(b"\xc3\x01not-avro-at-all", topic="t")
+    with pytest.raises(CodecError) as info:
+        decoder.decode(old[:-3])
+    assert info.value.retriable is False
