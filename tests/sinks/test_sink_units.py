@@ -261,6 +261,8 @@ def test_chunk_rows_latency_view_and_a_never_engaged_session(store: Store) -> No
     )
     # seq 7 is after every analysis event (session lifecycle envelopes do not count)
     assert latency == [(0, 3.0, 0, 1), (1, 6.0, 1, 1), (7, 24.0, None, None)]
+
+
 def test_sink_decoder_matches_the_codec_with_timestamps_as_micros() -> None:
     """Every example record of every stored kind decodes to the codec's datum, timestamps as
     exact µs ints; an older writer version comes back in the current shape; chunks and dead
