@@ -7,8 +7,8 @@ fastavro then returns the encoded integers, which clickhouse-connect writes into
 ``DateTime64(6)`` columns as they are. That skips building a ``datetime`` per timestamp in
 the decoder and turning it back into ticks in the driver (about 5 µs per event together).
 
-Records the sink stores no rows for (``VideoChunk``, ``DeadLetter``) are recognised by their
-header and not decoded. Anything else (Confluent framing through a registry, unknown or
+Records the sink stores no rows for (``DeadLetter``) are recognised by their header and not
+decoded; ``VideoChunk`` is decoded for its metadata (the ``chunks`` table, not the bytes). Anything else (Confluent framing through a registry, unknown or
 damaged bytes) goes through the codec itself, which raises its typed errors; a datum it
 returns has its top-level ``datetime`` values turned into microseconds, so every datum
 leaving this module has the same shape.
@@ -29,7 +29,9 @@ from schemas.framing import SINGLE_OBJECT_HEADER_SIZE, single_object_header
 
 __all__ = ["STORED_RECORDS", "SinkDecoder", "micros"]
 
-STORED_RECORDS = frozenset({"Inter1Event", "UsageRecord", "SessionStarted", "SessionEnded", "Cue"})
+STORED_RECORDS = frozenset(
+    {"Inter1Event", "UsageRecord", "SessionStarted", "SessionEnded", "Cue", "VideoChunk"}
+)
 """Records the sink writes rows for; others are only recognised."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
