@@ -18,6 +18,8 @@ __all__ = [
     "SourceError",
     "SourceNotFoundError",
     "SourceUnavailableError",
+    "SpoolCorruptError",
+    "SpoolLockedError",
     "TruncatedMediaError",
     "UnsupportedCodecError",
     "UnsupportedSourceError",
@@ -95,3 +97,16 @@ class InternalProducerError(ProducerError):
     """An unexpected failure inside the producer (a bug); the session still ends."""
 
     exit_code = ExitCode.SOFTWARE
+
+
+class SpoolCorruptError(ProducerError):
+    """A spool file SQLite cannot read, or that is not a spool of this format."""
+
+    exit_code = ExitCode.DATA_ERROR
+
+
+class SpoolLockedError(ProducerError):
+    """Another process holds the spool (it is still publishing that session)."""
+
+    retriable = True
+    exit_code = ExitCode.UNAVAILABLE

@@ -13,9 +13,12 @@ import asyncio
 from typing import Any, Protocol
 
 from producers.exceptions import PublishError
+from runtime.logs import get_logger
 from runtime.settings import KafkaSettings
 
 __all__ = ["DryRunPublisher", "KafkaPublisher", "Publisher"]
+
+_log = get_logger("producers.publisher")
 
 
 class Publisher(Protocol):
@@ -25,11 +28,14 @@ class Publisher(Protocol):
 
     async def start(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self, *, timeout_s: float | None = None) -> None: ...
 
-    async def send(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
-        """Hand one record over; returns a future resolved when it is acknowledged (or
-        failed with :class:`PublishError`). Raises :class:`PublishError` when refused."""
+    async def send(
+        self, key: bytes, value: bytes, *, topic: str | None = None
+    ) -> asyncio.Future[Any]:
+        """Hand one record over (to ``topic``, default :attr:`topic`); returns a future
+        resolved when it is acknowledged (or failed with :class:`PublishError`). Raises
+        :class:`PublishError` when refused."""
         ...
 
 
@@ -75,11 +81,19 @@ class KafkaPublisher:
         self._producer = producer
         self._capacity = asyncio.Event()
 
-    async def stop(self) -> None:
-        """Flush what is in flight and disconnect (idempotent)."""
+    async def stop(self, *, timeout_s: float | None = None) -> None:
+        """Flush what is in flight and disconnect (idempotent).
+
+        With ``timeout_s``, gives up flushing after that long (Kafka down: what the client
+        still holds is dropped; live sessions have it in their spool).
+        """
         producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
+        if producer is None:
+            return
+        try:
+            await asyncio.wait_for(producer.stop(), timeout_s)
+        except TimeoutError:
+            _log.warning("kafka_flush_abandoned", topic=self.topic, timeout_s=timeout_s)
 
     async def __aenter__(self) -> KafkaPublisher:
         await self.start()
@@ -88,7 +102,9 @@ class KafkaPublisher:
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
 
-    async def send(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
+    async def send(
+        self, key: bytes, value: bytes, *, topic: str | None = None
+    ) -> asyncio.Future[Any]:
         """Queue one record, waiting while the in-flight budget is used up."""
         if self._producer is None or self._capacity is None:
             raise RuntimeError("KafkaPublisher.start() was not called")
@@ -102,11 +118,11 @@ class KafkaPublisher:
         self._in_flight_bytes += size
         try:
             future: asyncio.Future[Any] = await self._producer.send(
-                self.topic, value=value, key=key
+                topic or self.topic, value=value, key=key
             )
         except KafkaError as exc:
             self._release(size)
-            raise PublishError(f"Kafka refused a record for {self.topic}: {exc}") from exc
+            raise PublishError(f"Kafka refused a record for {topic or self.topic}: {exc}") from exc
         except BaseException:
             self._release(size)
             raise
@@ -161,10 +177,12 @@ class DryRunPublisher:
     async def start(self) -> None:
         """Nothing to connect."""
 
-    async def stop(self) -> None:
+    async def stop(self, *, timeout_s: float | None = None) -> None:
         """Nothing to flush."""
 
-    async def send(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
+    async def send(
+        self, key: bytes, value: bytes, *, topic: str | None = None
+    ) -> asyncio.Future[Any]:
         """Count the record and return an already-resolved future."""
         self.records += 1
         self.bytes += len(value)
