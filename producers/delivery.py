@@ -209,11 +209,18 @@ class SessionDelivery:
         )
         self._drainer = asyncio.get_running_loop().create_task(self._drain([]))
 
-    async def flush(self, stop: asyncio.Event | None = None, stop_timeout_s: float = 0.0) -> bool:
+    async def flush(
+        self,
+        stop: asyncio.Event | None = None,
+        stop_timeout_s: float = 0.0,
+        *,
+        drain: bool = True,
+    ) -> bool:
         """Wait until everything put so far is acknowledged; True when it was.
 
         During an outage this waits for Kafka to come back; once ``stop`` is set it waits
-        ``stop_timeout_s`` more, then returns False (the records stay in the spool).
+        ``stop_timeout_s`` more, then returns False (the records stay in the spool). With
+        ``drain=False`` it returns as soon as an outage began (everything is spooled).
         """
         await self._close_run()
         while not self._spooling and self._inflight:
@@ -221,6 +228,8 @@ class SessionDelivery:
             await self._await_oldest(future, sent)
         if not self._spooling:
             return True
+        if not drain:
+            return False
         drainer = self._drainer
         assert drainer is not None
         if stop is not None:

@@ -351,8 +351,8 @@ class SessionRunner:
             reason=reason, chunks=totals.chunks, media_s=round(totals.media_seconds, 3)
         )
         try:
-            if publish:
-                await self._flush()
+            if publish:  # chunks acknowledged first (or, in an outage, spooled before it)
+                await self._delivery.flush(drain=False)
             else:
                 self._delivery.discard_unacknowledged()
             message = str(error) if error is not None else None
@@ -364,4 +364,7 @@ class SessionRunner:
                 self.result.error = exc
             log.error("session_end_not_published", error=str(exc))
             return
-        log.info("session_ended", error=str(error) if error else None)
+        if self._gave_up:
+            log.warning("session_ended_in_spool", error=str(error) if error else None)
+        else:
+            log.info("session_ended", error=str(error) if error else None)
