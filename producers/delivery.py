@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from producers.exceptions import PublishError
 from producers.publisher import Publisher
-from producers.spool import Spool, SpoolBudget, SpoolRecord, spool_file
+from producers.spool import Spool, SpoolBudget, SpoolEntry, SpoolRecord, spool_file
 from runtime.logs import get_logger
 
 __all__ = [
@@ -133,6 +133,7 @@ class SessionDelivery:
     """Delivers one session's records in order (see the module doc). One caller at a time.
 
     ``dead_letter`` turns a dropped run into the record to publish (encoded by the session).
+    ``stop`` (set on SIGINT/SIGTERM) bounds a backpressure wait to ``stop_timeout_s`` more.
     """
 
     def __init__(
@@ -144,6 +145,8 @@ class SessionDelivery:
         ack_timeout_s: float,
         window: int,
         dead_letter: Callable[[DroppedChunks], SpoolRecord] | None = None,
+        stop: asyncio.Event | None = None,
+        stop_timeout_s: float = 0.0,
     ) -> None:
         self._publisher = publisher
         self.session_id = session_id
@@ -151,6 +154,8 @@ class SessionDelivery:
         self._ack_timeout_s = ack_timeout_s
         self._window = window
         self._dead_letter = dead_letter
+        self._stop = stop
+        self._stop_timeout_s = stop_timeout_s
         self._inflight: deque[tuple[SpoolRecord, asyncio.Future[Any], float]] = deque()
         self._spooling = False
         self._spool_opened = False
@@ -162,6 +167,11 @@ class SessionDelivery:
         self._totals: dict[str, Any] | None = None
         self.stats = DeliveryStats()
         self._log = get_logger("producers.delivery", session_id=session_id)
+
+    @property
+    def spools(self) -> bool:
+        """True when the session spools in an outage (live), False when it waits (files)."""
+        return self._spool is not None
 
     @property
     def spooling(self) -> bool:
@@ -306,7 +316,7 @@ class SessionDelivery:
                 await self._start_outage(f"not acknowledged within {self._ack_timeout_s} s", [])
                 return
             self._outage_begins("not acknowledged", len(self._inflight))
-            await asyncio.wait({future})
+            await self._wait_unless_stopped(future)
             self._outage_ends()
         exc = None if future.cancelled() else future.exception()
         if future.cancelled() or exc is not None:
@@ -315,6 +325,24 @@ class SessionDelivery:
             await self._start_outage(str(exc or "delivery cancelled"), [])
             return
         self._inflight.popleft()
+
+    async def _wait_unless_stopped(self, future: asyncio.Future[Any]) -> None:
+        """Backpressure: wait for ``future``; after a stop, ``stop_timeout_s`` more at most."""
+        if self._stop is not None:
+            stop_wait = asyncio.ensure_future(self._stop.wait())
+            try:
+                await asyncio.wait({future, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop_wait.cancel()
+            if not future.done():
+                await asyncio.wait({future}, timeout=self._stop_timeout_s)
+            if not future.done():
+                raise PublishError(
+                    f"Kafka did not acknowledge a record within {self._ack_timeout_s} s, nor "
+                    f"{self._stop_timeout_s} s after the stop"
+                )
+        else:
+            await asyncio.wait({future})
 
     def _outage_begins(self, what: str, unacknowledged: int) -> None:
         self.stats.outages += 1
@@ -435,6 +463,45 @@ class SessionDelivery:
         )
         await self.put([self._dead_letter(run)])
 
+    async def _publish_head(self, spool: Spool, entries: list[SpoolEntry]) -> str | None:
+        """Send ``entries`` and remove the acknowledged prefix; the first failure, if any."""
+        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        failure: str | None = None
+        try:
+            for entry in entries:
+                record = entry.record
+                future = await self._publisher.send(record.key, record.value, topic=record.topic)
+                sent.append((entry.id, future))
+        except PublishError as exc:
+            failure = str(exc)
+        acked: list[int] = []
+        for record_id, future in sent:
+            if not await self._acknowledged(future):
+                failure = failure or (
+                    "delivery cancelled" if future.cancelled() else str(future.exception())
+                )
+            elif failure is None:
+                acked.append(record_id)
+        await self._spool_call(spool.remove, acked)
+        return failure
+
+    async def _recover(self) -> None:
+        """Let the publisher replace a client that a failed delivery left unusable."""
+        try:
+            await self._publisher.recover()
+        except PublishError as exc:
+            self._log.warning("kafka_client_not_replaced", error=str(exc))
+            await asyncio.sleep(_RETRY_BACKOFF_S)
+
+    async def _acknowledged(self, future: asyncio.Future[Any]) -> bool:
+        """Wait for a delivery; True when acknowledged. A client that a failed batch left
+        unusable is replaced meanwhile (its records then fail, to be sent again)."""
+        while not future.done():
+            await asyncio.wait({future}, timeout=self._ack_timeout_s)
+            if not future.done():
+                await self._recover()
+        return not future.cancelled() and future.exception() is None
+
     async def _drain(self, held: list[tuple[int, asyncio.Future[Any]]]) -> None:
         """Publish the spool from its head until it is empty, then go back to direct."""
         spool = self._require_spool()
@@ -444,42 +511,25 @@ class SessionDelivery:
         prefix: list[int] = []
         failed = False
         for record_id, future in held:
-            await asyncio.wait({future})
-            if future.cancelled() or future.exception() is not None:
+            if not await self._acknowledged(future):
                 failed = True
             elif not failed:
                 prefix.append(record_id)
         await self._spool_call(spool.remove, prefix)
+        if failed:
+            await self._recover()
         while True:
             async with self._lock:
                 entries = await asyncio.to_thread(spool.head, self._window)
                 if not entries:
                     self._spooling = False
                     break
-            sent: list[tuple[int, asyncio.Future[Any]]] = []
-            failure: str | None = None
-            try:
-                for entry in entries:
-                    record = entry.record
-                    future = await self._publisher.send(
-                        record.key, record.value, topic=record.topic
-                    )
-                    sent.append((entry.id, future))
-            except PublishError as exc:
-                failure = str(exc)
-            acked: list[int] = []
-            for record_id, future in sent:
-                await asyncio.wait({future})
-                if future.cancelled() or future.exception() is not None:
-                    failure = failure or str(future.exception() or "delivery cancelled")
-                elif failure is None:
-                    acked.append(record_id)
-            await self._spool_call(spool.remove, acked)
-            if failure is not None:
+            if failure := await self._publish_head(spool, entries):
                 self._log.warning(
                     "spool_publish_failed", error=failure, retry_in_s=_RETRY_BACKOFF_S
                 )
                 await asyncio.sleep(_RETRY_BACKOFF_S)
+                await self._recover()
         self._log.info(
             "kafka_outage_ended",
             outage_s=round(time.monotonic() - self._outage_started, 3),

@@ -140,6 +140,8 @@ class SessionRunner:
             ack_timeout_s=config.outage.ack_timeout_s,
             window=_DELIVERY_WINDOW,
             dead_letter=self._dead_letter,
+            stop=stop,
+            stop_timeout_s=config.outage.stop_timeout_s,
         )
         self._gave_up = False  # a stop left records in the spool: do not wait again
         self.result = SessionResult(
@@ -309,10 +311,14 @@ class SessionRunner:
             )
             for record in chunk_records(self.session_id, chunk, utc_now())
         ]
-        totals = dataclasses.replace(self.result.totals)
-        totals.add(chunk)
-        if await self._delivery.put(records, droppable=True, totals=dataclasses.asdict(totals)):
-            self.result.totals = totals
+        if not self._delivery.spools:  # files: never dropped, no totals kept on disk
+            await self._delivery.put(records)
+            self.result.totals.add(chunk)
+        else:
+            totals = dataclasses.replace(self.result.totals)
+            totals.add(chunk)
+            if await self._delivery.put(records, droppable=True, totals=dataclasses.asdict(totals)):
+                self.result.totals = totals
         if self._observer is not None:
             self._observer.progress(self.session_id, chunk.media_start_s + chunk.media_duration_s)
 

@@ -21,10 +21,12 @@ from aiokafka.admin import NewTopic
 from kafka_helpers import consume_records
 from sim_helpers import CLIP_B, clip_bytes
 
+import runtime.kafka
 from deploy.kafka_broker import LocalBroker
 from deploy.kafka_jars import jars_dir
 from deploy.topics import wait_for_topics
 from producers.app import ProduceOptions, exit_code, produce
+from producers.exceptions import PublishError
 from producers.publisher import DryRunPublisher, KafkaPublisher
 from producers.reader import ReaderOptions
 from producers.replay import ORPHAN_END_MESSAGE
@@ -166,10 +168,22 @@ async def _cli_producer(kafka: KafkaSettings, prefix: str, spool: Path, clip: Pa
 
 
 async def test_broker_restart_mid_stream_spooled_in_order_and_a_killed_producers_spool_kept(
-    broker: LocalBroker, clip: Path, tmp_path: Path
+    broker: LocalBroker, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two live producers meet the same outage: one rides it out, one is killed (SIGKILL) in
-    it and the next start publishes what it had spooled and ends its session."""
+    it and the next start publishes what it had spooled and ends its session.
+
+    The first one's client gives up on a batch after 3 s (``request_timeout_ms``; 40 s by
+    default), so this outage is a long one for it: when its metadata loses the partition's
+    leader, batches expire and the publisher must replace the client (as
+    ``test_publisher_replaces_a_client_left_broken_by_a_failed_batch`` shows deterministically).
+    """
+    make_producer = runtime.kafka.make_producer
+
+    def short_timeout(settings: KafkaSettings | None = None, **overrides: Any) -> Any:
+        return make_producer(settings, **{"request_timeout_ms": 3000, **overrides})
+
+    monkeypatch.setattr(runtime.kafka, "make_producer", short_timeout)
     topic = f"test.outage.{uuid.uuid4().hex[:8]}"
     prefix = f"test.kill.{uuid.uuid4().hex[:8]}."
     killed_topic = prefix + "inter1.video-chunks"
@@ -263,26 +277,55 @@ async def test_full_spool_drops_whole_chunks_and_says_which(
     # chunks 1 and 2; chunk 3 does not fit.
     limit = started + sum(chunk[:3]) + chunk[3] // 2
 
-    topic = f"test.outage.{uuid.uuid4().hex[:8]}"
+    topic, file_topic = (f"test.outage.{uuid.uuid4().hex[:8]}" for _ in range(2))
     dead_letters = topic_name("dead_letter")
-    kafka = await _kafka(broker, topic, dead_letters)
+    kafka = await _kafka(broker, topic, file_topic, dead_letters)
     publisher = KafkaPublisher(topic, settings=kafka)
-    await publisher.start()
-    # The client knows both topics' leaders before the broker goes away (as any producer
-    # that published once does), then the whole session runs while Kafka is down.
-    for warm_topic in (topic, dead_letters):
-        await (await publisher.send(b"warm-up", b"-", topic=warm_topic))
+    file_publisher = KafkaPublisher(file_topic, settings=kafka)
+    # The clients know the topics' leaders before the broker goes away (as any producer
+    # that published once does), then the whole sessions run while Kafka is down.
+    for client, warm_topic in (
+        (publisher, topic),
+        (publisher, dead_letters),
+        (file_publisher, file_topic),
+    ):
+        await client.start()
+        await (await client.send(b"warm-up", b"-", topic=warm_topic))
     await broker.stop()
     spool_dir = tmp_path / "spool"
     options = _options(clip, "outage-2", kafka, spool_dir, spool_max_bytes=limit)
     producing = asyncio.ensure_future(produce(options, publisher=publisher))
+    # A file read as fast as it goes (not live) meanwhile: it waits for Kafka, spools nothing.
+    file_options = ProduceOptions(
+        sources=(str(clip),),
+        session_id="wait-1",
+        progress=False,
+        kafka=kafka,
+        producer=ProducerSettings(spool_dir=spool_dir, ack_timeout_s=1.0),
+    )
+    file_producing = asyncio.ensure_future(produce(file_options, publisher=file_publisher))
     try:
         await _wait_spool(spool_file(spool_dir, "outage-2"), chunks=3, ended=True)
+        assert not file_producing.done()
         await broker.start()
         report = await producing
+        file_report = await file_producing
     finally:
-        if not producing.done():
-            producing.cancel()
+        for task in (producing, file_producing):
+            if not task.done():
+                task.cancel()
+    assert list(spool_dir.iterdir()) == []
+    waited = file_report.results[0]
+    assert (waited.reason, waited.totals.chunks, waited.totals.media_seconds) == (
+        "completed",
+        7,
+        14.0,
+    )
+    assert (waited.delivery.outages, waited.delivery.spooled_chunks) == (1, 0)
+    assert waited.delivery.dropped_chunks == 0
+    file_records = await _read(kafka, file_topic, b"wait-1")
+    _assert_session(file_records, CLIP_CHUNKS)
+
     stats = report.results[0].delivery
     assert (report.results[0].reason, stats.outages, stats.spooled_chunks) == ("completed", 1, 3)
     assert (stats.dropped_chunks, stats.dropped_media_s) == (4, 8.0)
@@ -314,3 +357,32 @@ async def test_full_spool_drops_whole_chunks_and_says_which(
         "bytes": str(stats.dropped_bytes),
     }
     assert (letter["session_id"], letter["value"], letter["retriable"]) == ("outage-2", None, False)
+
+
+async def test_publisher_replaces_a_client_left_broken_by_a_failed_batch(
+    kafka_topic: Any,
+) -> None:
+    """A batch the broker refuses leaves a gap in the idempotent client's sequence numbers:
+    every later record of the partition fails, until ``recover()`` brings a new client."""
+    topic = kafka_topic(config={"max.message.bytes": "2048"})
+    publisher = KafkaPublisher(topic)
+    await publisher.start()
+    try:
+        await (await publisher.send(b"k", b"before"))
+        with pytest.raises(PublishError, match="MessageSizeTooLarge"):
+            await (await publisher.send(b"k", b"x" * 8192))
+        with pytest.raises(PublishError, match="OutOfOrderSequenceNumber"):
+            await (await publisher.send(b"k", b"small"))
+        await publisher.recover()
+        await (await publisher.send(b"k", b"after"))
+        await publisher.recover()  # nothing failed since: a no-op
+        await (await publisher.send(b"k", b"again"))
+    finally:
+        await publisher.stop()
+    consumer = make_consumer(topic, group_id=None)
+    await consumer.start()
+    try:
+        values = [m.value for m in await consume_records(consumer, 3, what="records")]
+    finally:
+        await consumer.stop()
+    assert values == [b"before", b"after", b"again"]
