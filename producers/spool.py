@@ -26,14 +26,15 @@ and :func:`orphan_spools` finds it so the next ``produce`` publishes it.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Concatenate, ParamSpec, TypeVar
 
 from producers.exceptions import SpoolCorruptError, SpoolLockedError
 
@@ -46,6 +47,8 @@ __all__ = [
     "spool_file",
 ]
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 SUFFIX = ".spool"
 _FORMAT = "1"
 _SCHEMA = """
@@ -118,11 +121,23 @@ def spool_file(directory: Path, session_id: str) -> Path:
     return directory / f"{digest}{SUFFIX}"
 
 
+def _serialised(
+    method: Callable[Concatenate[Spool, _P], _R],
+) -> Callable[Concatenate[Spool, _P], _R]:
+    """One call at a time per spool (calls come from worker threads; close may race a drain)."""
+
+    @functools.wraps(method)
+    def locked(spool: Spool, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with spool._mutex:
+            return method(spool, *args, **kwargs)
+
+    return locked
+
+
 class Spool:
     """The spool of one session. Construction does no I/O; :meth:`open` creates or reopens.
 
-    Not safe for concurrent use: one caller at a time (the session's delivery serialises
-    its calls); calls may come from worker threads.
+    Calls are serialised (a lock per spool); they may come from worker threads.
     """
 
     def __init__(self, path: Path, session_id: str | None, budget: SpoolBudget) -> None:
@@ -131,6 +146,7 @@ class Spool:
         self._budget = budget
         self._db: sqlite3.Connection | None = None
         self._lock_file: IO[bytes] | None = None
+        self._mutex = threading.RLock()
         self.records = 0
         self.bytes = 0
 
@@ -206,6 +222,7 @@ class Spool:
         """The byte budget this spool counts against."""
         return self._budget
 
+    @_serialised
     def append(
         self, records: Sequence[SpoolRecord], *, force: bool = False, totals: str | None = None
     ) -> list[int] | None:
@@ -248,11 +265,13 @@ class Spool:
         self.bytes += size
         return ids
 
+    @_serialised
     def totals(self) -> str | None:
         """The session totals stored with the last append that had them (JSON)."""
         row = self._conn.execute("SELECT value FROM meta WHERE name = 'totals'").fetchone()
         return None if row is None else str(row[0])
 
+    @_serialised
     def session_topic(self) -> str | None:
         """The topic of the newest session record or chunk (not a dead letter)."""
         row = self._conn.execute(
@@ -260,10 +279,12 @@ class Spool:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    @_serialised
     def head(self, limit: int) -> list[SpoolEntry]:
         """The oldest ``limit`` records, oldest first."""
         return self._select("ORDER BY id LIMIT ?", (limit,))
 
+    @_serialised
     def last(self) -> SpoolEntry | None:
         """The newest record, if any."""
         found = self._select("ORDER BY id DESC LIMIT 1", ())
@@ -283,6 +304,7 @@ class Spool:
             for row in rows
         ]
 
+    @_serialised
     def remove(self, ids: Iterable[int]) -> None:
         """Delete acknowledged records (one transaction)."""
         wanted = list(ids)
@@ -305,6 +327,7 @@ class Spool:
         self.bytes -= size
         self._budget.release(size)
 
+    @_serialised
     def close(self) -> None:
         """Close; an empty spool's files are deleted, a non-empty one stays for the next start."""
         db, self._db = self._db, None
