@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from producers.exceptions import PublishError
+from producers.exceptions import PublishError, PublishNotAcceptedError
 from producers.publisher import Publisher
 from producers.spool import Spool, SpoolBudget, SpoolEntry, SpoolRecord, spool_file
 from runtime.logs import get_logger
@@ -165,6 +165,8 @@ class SessionDelivery:
         self._outage_started = 0.0
         self._last_spooled_seq: int | None = None
         self._totals: dict[str, Any] | None = None
+        self._waiting = False  # backpressure: an outage is being waited out
+        self._stop_deadline: float | None = None
         self.stats = DeliveryStats()
         self._log = get_logger("producers.delivery", session_id=session_id)
 
@@ -284,7 +286,7 @@ class SessionDelivery:
     async def _send(self, record: SpoolRecord) -> None:
         """Hand one record to the publisher; start an outage when it is not taken in time."""
         if self._spool is None:  # backpressure: the send waits as long as it takes
-            future = await self._publisher.send(record.key, record.value, topic=record.topic)
+            future = await self._send_waiting(record)
         else:
             try:
                 future = await asyncio.wait_for(
@@ -315,16 +317,59 @@ class SessionDelivery:
             if self._spool is not None:
                 await self._start_outage(f"not acknowledged within {self._ack_timeout_s} s", [])
                 return
-            self._outage_begins("not acknowledged", len(self._inflight))
+            self._outage_begins("not acknowledged")
             await self._wait_unless_stopped(future)
-            self._outage_ends()
         exc = None if future.cancelled() else future.exception()
         if future.cancelled() or exc is not None:
             if self._spool is None:
-                raise exc if exc is not None else PublishError("delivery cancelled")
+                self._outage_begins("not delivered")
+                await self._send_again()
+                return
             await self._start_outage(str(exc or "delivery cancelled"), [])
             return
         self._inflight.popleft()
+        if self._waiting:
+            self._outage_ends()
+
+    async def _send_waiting(self, record: SpoolRecord) -> asyncio.Future[Any]:
+        """Backpressure: hand a record to the client however long it takes to take it."""
+        while True:
+            try:
+                return await self._publisher.send(record.key, record.value, topic=record.topic)
+            except PublishNotAcceptedError:
+                self._outage_begins("not accepted")
+                self._check_stop()
+                await asyncio.sleep(_RETRY_BACKOFF_S)
+
+    async def _send_again(self) -> None:
+        """Backpressure after a failed delivery: a new client, then every record from the
+        failed one on is sent again, in order (a later one may arrive twice, never before an
+        earlier one; the session worker ignores a seq it already has)."""
+        records = [record for record, _, _ in self._inflight]
+        self._inflight.clear()
+        while True:
+            try:
+                await self._publisher.recover()
+                break
+            except PublishError as exc:
+                self._log.warning("kafka_client_not_replaced", error=str(exc))
+                self._check_stop()
+                await asyncio.sleep(_RETRY_BACKOFF_S)
+        for record in records:
+            self._inflight.append((record, await self._send_waiting(record), time.monotonic()))
+
+    def _check_stop(self) -> None:
+        """After a stop, backpressure waits at most ``stop_timeout_s`` more."""
+        if self._stop is None or not self._stop.is_set():
+            return
+        now = time.monotonic()
+        if self._stop_deadline is None:
+            self._stop_deadline = now + self._stop_timeout_s
+        elif now > self._stop_deadline:
+            raise PublishError(
+                f"Kafka did not take the session's records within {self._stop_timeout_s} s "
+                "after the stop"
+            )
 
     async def _wait_unless_stopped(self, future: asyncio.Future[Any]) -> None:
         """Backpressure: wait for ``future``; after a stop, ``stop_timeout_s`` more at most."""
@@ -344,16 +389,22 @@ class SessionDelivery:
         else:
             await asyncio.wait({future})
 
-    def _outage_begins(self, what: str, unacknowledged: int) -> None:
+    def _outage_begins(self, what: str) -> None:
+        if self._waiting:
+            return
+        self._waiting = True
         self.stats.outages += 1
         self._outage_started = time.monotonic()
         self._log.warning(
             "kafka_outage_started",
-            reason=f"Kafka: record {what} within {self._ack_timeout_s} s; waiting (backpressure)",
-            unacknowledged=unacknowledged,
+            reason=f"Kafka: record {what} in time; waiting (backpressure)",
+            unacknowledged=len(self._inflight),
         )
 
     def _outage_ends(self) -> None:
+        self._waiting = False
+        now = time.monotonic()  # what waited in the client's buffer gets a fresh deadline
+        self._inflight = deque((record, future, now) for record, future, _ in self._inflight)
         self._log.info(
             "kafka_outage_ended", outage_s=round(time.monotonic() - self._outage_started, 3)
         )

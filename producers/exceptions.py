@@ -15,6 +15,7 @@ __all__ = [
     "NotMediaError",
     "ProducerError",
     "PublishError",
+    "PublishNotAcceptedError",
     "SourceError",
     "SourceNotFoundError",
     "SourceUnavailableError",
@@ -91,6 +92,10 @@ class PublishError(ProducerError):
 
     retriable = True
     exit_code = ExitCode.UNAVAILABLE
+
+
+class PublishNotAcceptedError(PublishError):
+    """The Kafka client did not take a record within its request timeout (nothing was sent)."""
 
 
 class InternalProducerError(ProducerError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from producers.exceptions import PublishError
+from producers.exceptions import PublishError, PublishNotAcceptedError
 from runtime.logs import get_logger
 from runtime.settings import KafkaSettings
 
@@ -118,7 +118,7 @@ class KafkaPublisher:
         """Queue one record, waiting while the in-flight budget is used up."""
         if self._producer is None or self._capacity is None:
             raise RuntimeError("KafkaPublisher.start() was not called")
-        from aiokafka.errors import KafkaError
+        from aiokafka.errors import KafkaError, KafkaTimeoutError
 
         size = len(value)
         while not self._fits(size):
@@ -130,6 +130,11 @@ class KafkaPublisher:
             future: asyncio.Future[Any] = await self._producer.send(
                 topic or self.topic, value=value, key=key
             )
+        except KafkaTimeoutError as exc:  # its buffer stayed full: Kafka is not taking records
+            self._release(size)
+            raise PublishNotAcceptedError(
+                f"Kafka did not take a record for {topic or self.topic} in time: {exc!r}"
+            ) from exc
         except KafkaError as exc:
             self._release(size)
             raise PublishError(f"Kafka refused a record for {topic or self.topic}: {exc}") from exc

@@ -58,6 +58,21 @@ def broker(tmp_path_factory: pytest.TempPathFactory, kafka_jars: Path) -> Iterat
 
 
 @pytest.fixture
+def short_client_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process clients give up on a record after 3 s (``request_timeout_ms``, 40 s by
+    default), so these outages are long ones for them: ``send`` stops taking records and,
+    when the metadata loses the partition's leader, batches expire and the publisher must
+    replace the client (``test_publisher_replaces_a_client_left_broken_by_a_failed_batch``
+    shows that deterministically)."""
+    make_producer = runtime.kafka.make_producer
+
+    def short_timeout(settings: KafkaSettings | None = None, **overrides: Any) -> Any:
+        return make_producer(settings, **{"request_timeout_ms": 3000, **overrides})
+
+    monkeypatch.setattr(runtime.kafka, "make_producer", short_timeout)
+
+
+@pytest.fixture
 def clip(tmp_path: Path) -> Path:
     path = tmp_path / "clip_b.mp4"
     path.write_bytes(clip_bytes(CLIP_B))
@@ -168,22 +183,10 @@ async def _cli_producer(kafka: KafkaSettings, prefix: str, spool: Path, clip: Pa
 
 
 async def test_broker_restart_mid_stream_spooled_in_order_and_a_killed_producers_spool_kept(
-    broker: LocalBroker, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    broker: LocalBroker, clip: Path, tmp_path: Path, short_client_timeout: None
 ) -> None:
     """Two live producers meet the same outage: one rides it out, one is killed (SIGKILL) in
-    it and the next start publishes what it had spooled and ends its session.
-
-    The first one's client gives up on a batch after 3 s (``request_timeout_ms``; 40 s by
-    default), so this outage is a long one for it: when its metadata loses the partition's
-    leader, batches expire and the publisher must replace the client (as
-    ``test_publisher_replaces_a_client_left_broken_by_a_failed_batch`` shows deterministically).
-    """
-    make_producer = runtime.kafka.make_producer
-
-    def short_timeout(settings: KafkaSettings | None = None, **overrides: Any) -> Any:
-        return make_producer(settings, **{"request_timeout_ms": 3000, **overrides})
-
-    monkeypatch.setattr(runtime.kafka, "make_producer", short_timeout)
+    it and the next start publishes what it had spooled and ends its session."""
     topic = f"test.outage.{uuid.uuid4().hex[:8]}"
     prefix = f"test.kill.{uuid.uuid4().hex[:8]}."
     killed_topic = prefix + "inter1.video-chunks"
@@ -264,7 +267,7 @@ class _Sizes(DryRunPublisher):
 
 
 async def test_full_spool_drops_whole_chunks_and_says_which(
-    broker: LocalBroker, clip: Path, tmp_path: Path
+    broker: LocalBroker, clip: Path, tmp_path: Path, short_client_timeout: None
 ) -> None:
     # Record sizes of this very clip: SessionStarted, chunks 0..6, SessionEnded.
     sizes = _Sizes()
