@@ -15,16 +15,19 @@ import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
+from producers.delivery import OutagePolicy
 from producers.exceptions import ProducerError
 from producers.progress import ProgressBars
 from producers.publisher import DryRunPublisher, KafkaPublisher, Publisher
 from producers.reader import ReaderOptions
 from producers.records import SessionMeta
+from producers.replay import ReplayResult, replay_spool
 from producers.session import RecordEncoder, SessionConfig, SessionResult, SessionRunner
 from producers.sources import parse_source
+from producers.spool import SpoolBudget, orphan_spools
 from runtime.errors import ExitCode, PipelineError
 from runtime.logs import get_logger
-from runtime.settings import KafkaSettings, load
+from runtime.settings import KafkaSettings, ProducerSettings, load
 
 __all__ = ["ProduceOptions", "ProduceReport", "exit_code", "produce", "producer_id"]
 
@@ -45,6 +48,8 @@ class ProduceOptions:
     progress: bool | None = None
     kafka: KafkaSettings | None = None
     """Kafka settings (None: from the environment; the CLI passes the local stack's)."""
+    producer: ProducerSettings | None = None
+    """Outage and spool settings (None: from the environment)."""
 
 
 @dataclass
@@ -54,6 +59,8 @@ class ProduceReport:
     results: list[SessionResult]
     elapsed_s: float
     signal_name: str | None = None
+    replayed: list[ReplayResult] = field(default_factory=list)
+    """Spools left by an earlier producer, published at this start."""
 
 
 def producer_id() -> str:
@@ -87,19 +94,28 @@ async def produce(
                 topic_name("chunks"), max_in_flight=options.max_in_flight, settings=options.kafka
             )
     max_record = options.max_record_bytes or (options.kafka or load(KafkaSettings)).max_record_bytes
+    policy = _outage_policy(options, spooling=isinstance(publisher, KafkaPublisher))
     config = SessionConfig(
         reader=options.reader,
         max_record_bytes=max_record,
         producer_id=producer_id(),
         meta=options.meta,
+        outage=policy,
     )
     bars = ProgressBars(enabled=options.progress)
     received: list[str] = []
     async with AsyncExitStack() as stack:
         _install_signals(stack, stop, received)
         await publisher.start()
-        stack.push_async_callback(publisher.stop)
+        stack.push_async_callback(publisher.stop, timeout_s=policy.stop_timeout_s)
         stack.callback(bars.close)
+        left = orphan_spools(policy.spool_dir) if policy.spool_dir is not None else []
+        replays = asyncio.gather(
+            *(
+                replay_spool(path, publisher, encoder=encoder, policy=policy, stop=stop)
+                for path in left
+            )
+        )
         results = await asyncio.gather(
             *(
                 _one(
@@ -114,8 +130,27 @@ async def produce(
                 for text in options.sources
             )
         )
+        replayed = await replays
     return ProduceReport(
-        list(results), time.monotonic() - started, received[0] if received else None
+        list(results),
+        time.monotonic() - started,
+        received[0] if received else None,
+        list(replayed),
+    )
+
+
+def _outage_policy(options: ProduceOptions, *, spooling: bool) -> OutagePolicy:
+    """The sessions' outage settings; a spool only when publishing to Kafka."""
+    from runtime.topics import topic_name
+
+    settings = options.producer or load(ProducerSettings)
+    spool_dir = settings.spool_path() if spooling else None
+    return OutagePolicy(
+        ack_timeout_s=settings.ack_timeout_s,
+        stop_timeout_s=settings.stop_timeout_s,
+        spool_dir=spool_dir,
+        budget=SpoolBudget(settings.spool_max_bytes),
+        dead_letter_topic=topic_name("dead_letter"),
     )
 
 

@@ -15,9 +15,12 @@ __all__ = [
     "NotMediaError",
     "ProducerError",
     "PublishError",
+    "PublishNotAcceptedError",
     "SourceError",
     "SourceNotFoundError",
     "SourceUnavailableError",
+    "SpoolCorruptError",
+    "SpoolLockedError",
     "TruncatedMediaError",
     "UnsupportedCodecError",
     "UnsupportedSourceError",
@@ -91,7 +94,24 @@ class PublishError(ProducerError):
     exit_code = ExitCode.UNAVAILABLE
 
 
+class PublishNotAcceptedError(PublishError):
+    """The Kafka client did not take a record within its request timeout (nothing was sent)."""
+
+
 class InternalProducerError(ProducerError):
     """An unexpected failure inside the producer (a bug); the session still ends."""
 
     exit_code = ExitCode.SOFTWARE
+
+
+class SpoolCorruptError(ProducerError):
+    """A spool file SQLite cannot read, or that is not a spool of this format."""
+
+    exit_code = ExitCode.DATA_ERROR
+
+
+class SpoolLockedError(ProducerError):
+    """Another process holds the spool (it is still publishing that session)."""
+
+    retriable = True
+    exit_code = ExitCode.UNAVAILABLE

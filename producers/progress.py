@@ -63,7 +63,7 @@ def summary_line(results: list[SessionResult], elapsed_s: float) -> str:
     """One line: sources by outcome, chunks, media seconds, MiB, wall time and rate.
 
     ``3 sources: 2 completed, 1 source_error; 12 chunks, 24.0 media s, 1.2 MiB in 0.8 s
-    (30.0× real time)``
+    (30.0× real time)``, plus what a Kafka outage did (spooled, dropped chunks) if one came.
     """
     by_reason: dict[str, int] = {}
     for result in results:
@@ -75,7 +75,24 @@ def summary_line(results: list[SessionResult], elapsed_s: float) -> str:
     states = ", ".join(f"{count} {reason}" for reason, count in sorted(by_reason.items()))
     rate = media / elapsed_s if elapsed_s > 0 else 0.0
     noun = "source" if len(results) == 1 else "sources"
-    return (
+    line = (
         f"{len(results)} {noun}: {states}; {chunks} chunks, {media:.1f} media s, "
         f"{size / 1048576:.1f} MiB in {elapsed_s:.1f} s ({rate:.1f}× real time)"
     )
+    return line + _outage_part(results)
+
+
+def _outage_part(results: list[SessionResult]) -> str:
+    """``; Kafka outage: 5 chunks spooled, 2 dropped (4.0 media s), 3 records left in spool``
+    (empty when no session met an outage)."""
+    stats = [r.delivery for r in results]
+    if not any(s.outages for s in stats):
+        return ""
+    spooled = sum(s.spooled_chunks for s in stats)
+    dropped = sum(s.dropped_chunks for s in stats)
+    part = f"; Kafka outage: {spooled} chunks spooled, {dropped} dropped"
+    if dropped:
+        part += f" ({sum(s.dropped_media_s for s in stats):.1f} media s)"
+    if left := sum(s.left_in_spool for s in stats):
+        part += f", {left} records left in spool for the next start"
+    return part

@@ -10,13 +10,20 @@ cancellation), exactly one SessionEnded record follows.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chunks.records import ChunkTopicRecord
 from producers.chunker import Chunk, Chunker
+from producers.delivery import (
+    DeliveryStats,
+    DroppedChunks,
+    OutagePolicy,
+    SessionDelivery,
+    dropped_dead_letter,
+)
 from producers.exceptions import (
     InternalProducerError,
     ProducerError,
@@ -36,6 +43,7 @@ from producers.records import (
     utc_now,
 )
 from producers.sources import SourceSpec
+from producers.spool import SpoolRecord
 from runtime.errors import PipelineError
 from runtime.logs import get_logger
 
@@ -71,6 +79,7 @@ class SessionConfig:
     max_record_bytes: int
     producer_id: str
     meta: SessionMeta = field(default_factory=SessionMeta)
+    outage: OutagePolicy = field(default_factory=OutagePolicy)
 
 
 @dataclass
@@ -83,6 +92,7 @@ class SessionResult:
     error: PipelineError | None = None
     info: MediaInfo | None = None
     totals: SessionTotals = field(default_factory=SessionTotals)
+    delivery: DeliveryStats = field(default_factory=DeliveryStats)
 
     @property
     def ok(self) -> bool:
@@ -121,8 +131,22 @@ class SessionRunner:
         self._thread_stop = threading.Event()
         self._observer = observer
         self._key = session_id.encode("utf-8")
-        self._pending: deque[asyncio.Future[Any]] = deque()
-        self.result = SessionResult(source=spec.display, session_id=session_id)
+        # Live media cannot wait for Kafka: it spools during an outage; files wait.
+        live = spec.live or config.reader.realtime
+        self._delivery = SessionDelivery(
+            publisher,
+            session_id,
+            spool=config.outage.spool_for(session_id) if live else None,
+            ack_timeout_s=config.outage.ack_timeout_s,
+            window=_DELIVERY_WINDOW,
+            dead_letter=self._dead_letter,
+            stop=stop,
+            stop_timeout_s=config.outage.stop_timeout_s,
+        )
+        self._gave_up = False  # a stop left records in the spool: do not wait again
+        self.result = SessionResult(
+            source=spec.display, session_id=session_id, delivery=self._delivery.stats
+        )
         self._started = False
         self._ended = False
         self._pumping = False  # the demux thread owns (and closes) the reader once started
@@ -162,6 +186,7 @@ class SessionRunner:
             self._thread_stop.set()
             if not self._pumping:
                 reader.close()
+            await self._delivery.close()
         return self.result
 
     async def _open(self, reader: MediaReader) -> MediaInfo:
@@ -274,26 +299,50 @@ class SessionRunner:
 
     async def _publish_chunk(self, chunk: Chunk) -> None:
         topic = self._publisher.topic
-        for record in chunk_records(self.session_id, chunk, utc_now()):
-            value = self._encoder.encode(record.AVRO_NAME, record.to_avro(), topic=topic)
-            self._pending.append(await self._publisher.send(self._key, value))
-            while len(self._pending) > _DELIVERY_WINDOW:
-                await self._delivered(self._pending.popleft())
-        self.result.totals.add(chunk)
+        records = [
+            SpoolRecord(
+                topic,
+                self._key,
+                self._encoder.encode(record.AVRO_NAME, record.to_avro(), topic=topic),
+                "chunk",
+                chunk.seq,
+                chunk.media_start_s,
+                chunk.media_start_s + chunk.media_duration_s,
+            )
+            for record in chunk_records(self.session_id, chunk, utc_now())
+        ]
+        if not self._delivery.spools:  # files: never dropped, no totals kept on disk
+            await self._delivery.put(records)
+            self.result.totals.add(chunk)
+        else:
+            totals = dataclasses.replace(self.result.totals)
+            totals.add(chunk)
+            if await self._delivery.put(records, droppable=True, totals=dataclasses.asdict(totals)):
+                self.result.totals = totals
         if self._observer is not None:
             self._observer.progress(self.session_id, chunk.media_start_s + chunk.media_duration_s)
 
     async def _send(self, record: ChunkTopicRecord) -> None:
         topic = self._publisher.topic
         value = self._encoder.encode(record.AVRO_NAME, record.to_avro(), topic=topic)
-        self._pending.append(await self._publisher.send(self._key, value))
+        kind = "ended" if record.AVRO_NAME == "SessionEnded" else "started"
+        await self._delivery.put([SpoolRecord(topic, self._key, value, kind)])
 
-    async def _delivered(self, future: asyncio.Future[Any]) -> None:
-        await future  # a publisher fails it with PublishError
+    def _dead_letter(self, run: DroppedChunks) -> SpoolRecord:
+        """The DeadLetter record accounting for chunks dropped because the spool was full."""
+        policy = self._config.outage
+        limit = policy.budget.max_bytes if policy.budget is not None else 0
+        datum = dropped_dead_letter(self.session_id, run, limit_bytes=limit, failed_at=utc_now())
+        topic = policy.dead_letter_topic
+        value = self._encoder.encode("DeadLetter", datum, topic=topic)
+        return SpoolRecord(topic, self._key, value, "dead_letter", run.first_seq)
 
     async def _flush(self) -> None:
-        while self._pending:
-            await self._delivered(self._pending.popleft())
+        """Everything acknowledged; after a stop, at most ``stop_timeout_s`` of waiting in an
+        outage (then the records stay in the spool for the next start)."""
+        timeout = 0.0 if self._gave_up else self._config.outage.stop_timeout_s
+        if not await self._delivery.flush(self._stop, timeout):
+            self._gave_up = True
 
     async def _end(self, reason: str, error: PipelineError | None, *, publish: bool = True) -> None:
         """Publish the one SessionEnded record (a second call does nothing)."""
@@ -308,10 +357,10 @@ class SessionRunner:
             reason=reason, chunks=totals.chunks, media_s=round(totals.media_seconds, 3)
         )
         try:
-            if publish:
-                await self._flush()
+            if publish:  # chunks acknowledged first (or, in an outage, spooled before it)
+                await self._delivery.flush(drain=False)
             else:
-                self._pending.clear()
+                self._delivery.discard_unacknowledged()
             message = str(error) if error is not None else None
             await self._send(session_ended(self.session_id, reason, message, totals, utc_now()))
             await self._flush()
@@ -321,4 +370,7 @@ class SessionRunner:
                 self.result.error = exc
             log.error("session_end_not_published", error=str(exc))
             return
-        log.info("session_ended", error=str(error) if error else None)
+        if self._gave_up:
+            log.warning("session_ended_in_spool", error=str(error) if error else None)
+        else:
+            log.info("session_ended", error=str(error) if error else None)

@@ -21,6 +21,7 @@ __all__ = [
     "Inter1Settings",
     "KafkaSettings",
     "LogSettings",
+    "ProducerSettings",
     "SchemaSettings",
     "SessionWorkerSettings",
     "SinkSettings",
@@ -61,6 +62,25 @@ class KafkaSettings(BaseSettings):
     client_id: str = "inter1-pipeline"
     topic_prefix: str = ""
     max_record_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+
+class ProducerSettings(BaseSettings):
+    """``inter1-pipeline produce``: outage detection and the on-disk spool of live sources."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="PIPELINE_PRODUCER_")
+
+    spool_dir: Path | None = None
+    """Where live sessions spool during a Kafka outage (unset: ``$PIPELINE_STATE_DIR/spool``)."""
+    spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+    """Record bytes the spool may hold across all sessions; a chunk that does not fit is dropped."""
+    ack_timeout_s: float = Field(default=10.0, gt=0.0)
+    """A record not acknowledged (or not accepted by the client) this long means an outage."""
+    stop_timeout_s: float = Field(default=10.0, ge=0.0)
+    """On SIGINT/SIGTERM, longest wait for Kafka to take the spool before leaving it on disk."""
+
+    def spool_path(self) -> Path:
+        """The spool directory (``spool_dir``, else ``spool`` under the stack's state directory)."""
+        return self.spool_dir or load(StackSettings).state_dir / "spool"
 
 
 class ClickHouseSettings(BaseSettings):
@@ -234,6 +254,7 @@ def validate_all() -> None:
         StackSettings,
         KafkaSettings,
         ClickHouseSettings,
+        ProducerSettings,
         SchemaSettings,
         Inter1Settings,
         CuesSettings,

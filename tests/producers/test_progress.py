@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from producers.delivery import DeliveryStats
 from producers.exceptions import SourceNotFoundError
 from producers.probe import MediaInfo
 from producers.progress import ProgressBars, summary_line
@@ -57,3 +58,30 @@ def test_summary_line() -> None:
         "3 sources: 1 completed, 1 failed to open, 1 stopped; 4 chunks, 8.0 media s, "
         "4.0 MiB in 2.0 s (4.0× real time)"
     )
+
+
+def test_summary_line_tells_what_a_kafka_outage_did() -> None:
+    spooled = SessionResult(
+        "rtsp://cam1/x",
+        "s1",
+        reason="completed",
+        totals=SessionTotals(5, 10.0, 1048576),
+        delivery=DeliveryStats(outages=1, spooled_chunks=4),
+    )
+    dropped = SessionResult(
+        "rtsp://cam2/x",
+        "s2",
+        reason="stopped",
+        totals=SessionTotals(2, 4.0, 1048576),
+        delivery=DeliveryStats(
+            outages=1, spooled_chunks=1, dropped_chunks=3, dropped_media_s=6.0, left_in_spool=2
+        ),
+    )
+    plain = summary_line([spooled], 1.0)
+    assert plain.endswith("(10.0× real time); Kafka outage: 4 chunks spooled, 0 dropped")
+    assert summary_line([spooled, dropped], 1.0).endswith(
+        "; Kafka outage: 5 chunks spooled, 3 dropped (6.0 media s), "
+        "2 records left in spool for the next start"
+    )
+    quiet = SessionResult("a.mp4", "s3", reason="completed", totals=SessionTotals(1, 2.0, 0))
+    assert "Kafka outage" not in summary_line([quiet], 1.0)
