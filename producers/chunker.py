@@ -18,7 +18,7 @@ from typing import Any
 import av
 
 from chunks.boxes import split_parts, top_level_boxes
-from producers.fmp4 import mux_chunk
+from producers.fmp4 import FragmentWriter, TrackLayout, init_header, mux_chunk, mux_chunk_layout
 from producers.reader import MediaPacket
 from runtime.logs import get_logger
 
@@ -31,6 +31,10 @@ _EPSILON_S = 1e-6
 # (90 kHz RTP clocks mapped through RTCP) can land a tick (11 µs) early.
 _CUT_TOLERANCE_S = 1e-3
 _AUDIO_WAIT_S = 1.0  # how far video may run ahead before a closed chunk stops waiting for audio
+# The fragment writer's output is compared with FFmpeg's muxer on a session's first
+# chunks, on the first chunk of each new init header, and on every Nth chunk after.
+_VERIFY_FIRST = 3
+_VERIFY_EVERY = 64
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Chunker:
         *,
         target_duration_s: float,
         max_part_bytes: int,
+        fragment_writer: bool = True,
     ) -> None:
         self._templates = templates
         self._has_audio = len(templates) > 1
@@ -79,6 +84,13 @@ class Chunker:
         self._current: _Open | None = None
         self._closed: _Open | None = None
         self._early: list[tuple[int, av.Packet[Any]]] = []
+        self._writer: FragmentWriter | None = None
+        self._writer_off = not fragment_writer or len(templates) > 2 or templates[0].type != "video"
+
+    @property
+    def writer_active(self) -> bool:
+        """Whether chunks come from :class:`FragmentWriter` (it matched FFmpeg's muxer)."""
+        return self._writer is not None
 
     def chunks(self, packets: Iterable[MediaPacket]) -> Iterator[Chunk]:
         """Consume ``packets`` and yield chunks as soon as each is complete."""
@@ -159,7 +171,7 @@ class Chunker:
 
     def _emit(self, chunk: _Open) -> Chunk:
         assert chunk.end_s is not None
-        payload = mux_chunk(self._templates, chunk.packets)
+        payload = self._mux(chunk.packets)
         parts: list[bytes] = [payload]
         if len(payload) > self._max_part_bytes:
             init_size = sum(
@@ -177,3 +189,39 @@ class Chunker:
         )
         self._seq += 1
         return result
+
+    def _mux(self, packets: list[tuple[int, av.Packet[Any]]]) -> bytes:
+        """The chunk's fMP4: from the fragment writer once it has matched FFmpeg's muxer."""
+        if self._writer_off:
+            return mux_chunk(self._templates, packets)
+        writer = self._writer
+        verify = self._seq < _VERIFY_FIRST or self._seq % _VERIFY_EVERY == 0
+        prepared = None
+        if writer is not None:
+            prepared = writer.prepare(packets)
+            if not verify:
+                payload = writer.finish(prepared)
+                if payload is not None:
+                    return payload
+        reference, timescales = mux_chunk_layout(self._templates, packets)
+        try:
+            if writer is None:
+                writer = FragmentWriter(
+                    [
+                        TrackLayout(number + 1, scale, number == 0)
+                        for number, scale in enumerate(timescales)
+                    ]
+                )
+                prepared = None
+            if prepared is None:  # read after FFmpeg rescaled them: the same samples
+                prepared = writer.prepare(packets)
+            writer.learn(prepared, init_header(reference))
+            ours = writer.finish(prepared)
+        except ValueError:
+            ours = None
+        if ours == reference:
+            self._writer = writer
+        else:
+            self._writer, self._writer_off = None, True
+            _log.info("fragment_writer_off", seq=self._seq, hint="chunks muxed by FFmpeg")
+        return reference

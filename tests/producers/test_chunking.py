@@ -23,14 +23,25 @@ MediaFactory = Callable[[str], Path]
 
 
 def chunk_file(
-    path: Path, *, max_part_bytes: int = 8 << 20, **options: object
+    path: Path, *, max_part_bytes: int = 8 << 20, writer: bool = True, **options: object
 ) -> tuple[MediaInfo, list[Chunk]]:
+    return chunk_with(path, max_part_bytes=max_part_bytes, writer=writer, **options)[:2]  # type: ignore[return-value]
+
+
+def chunk_with(
+    path: Path, *, max_part_bytes: int = 8 << 20, writer: bool = True, **options: object
+) -> tuple[MediaInfo, list[Chunk], Chunker]:
     reader = MediaReader(parse_source(str(path)), ReaderOptions(**options), threading.Event())  # type: ignore[arg-type]
     info = reader.open()
     try:
         templates = [t for t in (reader.video_template, reader.audio_template) if t is not None]
-        chunker = Chunker(templates, target_duration_s=2.0, max_part_bytes=max_part_bytes)
-        return info, list(chunker.chunks(reader.packets()))
+        chunker = Chunker(
+            templates,
+            target_duration_s=2.0,
+            max_part_bytes=max_part_bytes,
+            fragment_writer=writer,
+        )
+        return info, list(chunker.chunks(reader.packets())), chunker
     finally:
         reader.close()
 
@@ -171,6 +182,35 @@ def test_chunks_tile_media_and_decode_alone(  # noqa: PLR0917 - parametrized tes
             audio_s = decoded.audio_samples / decoded.audio_rate
             assert audio_s == pytest.approx(chunk.media_duration_s, abs=0.1)
     assert total_frames == len(source_times)
+
+
+# Where the fragment writer takes over from FFmpeg's muxer: stream copy of MP4-style
+# bitstreams. Transcoded streams (vp8/vp9/mpeg4 -> H.264) and Annex B H.264 from
+# MPEG-TS (FFmpeg rewrites those packets while muxing) stay with FFmpeg's muxer.
+WRITER_OFF = {"vp8_opus.webm", "vp9_opus.webm", "h264_aac.ts", "mpeg4_mp3.avi"}
+
+
+@pytest.mark.parametrize("name", [case[0] for case in CASES] + ["mpeg4_mp3.avi"])
+def test_fragment_writer_writes_ffmpegs_bytes(media: MediaFactory, name: str) -> None:
+    _, ours, chunker = chunk_with(media(name), loop=2)
+    _, reference, plain = chunk_with(media(name), loop=2, writer=False)
+
+    assert (chunker.writer_active, plain.writer_active) == (name not in WRITER_OFF, False)
+    assert [c.parts for c in ours] == [c.parts for c in reference]
+
+
+def test_fragment_writer_learns_each_init_header() -> None:
+    # Chunk 3 of clip_gap (its stream skip) starts with another composition offset, so
+    # FFmpeg writes another edit list there: the writer takes that init header from
+    # FFmpeg for that chunk and its own for the others.
+    clip = Path(__file__).parents[1] / "fixtures" / "media" / "clip_gap.mp4"
+    _, ours, chunker = chunk_with(clip)
+    _, reference, _ = chunk_with(clip, writer=False)
+
+    assert chunker.writer_active
+    inits = [c.parts[0][: c.parts[0].index(b"moof") - 4] for c in reference]
+    assert [inits.index(init) for init in inits] == [0, 0, 0, 3, 0, 0]
+    assert [c.parts for c in ours] == [c.parts for c in reference]
 
 
 def test_stream_copy_keeps_every_audio_packet(media: MediaFactory) -> None:
