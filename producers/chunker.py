@@ -19,7 +19,7 @@ import av
 
 from chunks.boxes import split_parts, top_level_boxes
 from producers.fmp4 import FragmentWriter, TrackLayout, init_header, mux_chunk, mux_chunk_layout
-from producers.reader import MediaPacket
+from producers.reader import MediaPacket, PacketRun
 from runtime.logs import get_logger
 
 __all__ = ["Chunk", "Chunker"]
@@ -92,11 +92,17 @@ class Chunker:
         """Whether chunks come from :class:`FragmentWriter` (it matched FFmpeg's muxer)."""
         return self._writer is not None
 
-    def chunks(self, packets: Iterable[MediaPacket]) -> Iterator[Chunk]:
+    def chunks(self, packets: Iterable[MediaPacket | PacketRun]) -> Iterator[Chunk]:
         """Consume ``packets`` and yield chunks as soon as each is complete."""
         self._current, self._closed, self._early = None, None, []
         last_dts = self._last_dts  # per kind (video, audio); the MP4 muxer needs it to advance
         for media in packets:
+            if type(media) is PacketRun:  # a GOP at once (the reader dropped what must go)
+                emitted = self._on_run(media)
+                if emitted:
+                    yield from emitted
+                continue
+            assert isinstance(media, MediaPacket)
             dts = media.packet.dts  # a kind's packets share one time base for the session
             if dts is None:
                 continue
@@ -150,6 +156,50 @@ class Chunker:
             if not self._has_audio or media.pts_s - closed.end_s > _AUDIO_WAIT_S:
                 self._closed = None
                 emitted = (*emitted, self._emit(closed))
+        return emitted
+
+    def _on_run(self, run: PacketRun) -> tuple[Chunk, ...]:
+        """Add a GOP's packets; the same rules as :meth:`_on_video` and :meth:`_on_audio`."""
+        emitted: tuple[Chunk, ...] = ()
+        current = self._current
+        if current is None:
+            current = self._current = _Open(run.start_s, run.keyframe, packets=self._early)
+        elif run.keyframe and run.start_s - current.start_s >= self._target_s - _CUT_TOLERANCE_S:
+            if self._closed is not None:
+                emitted = (self._emit(self._closed),)
+            current.end_s = run.start_s
+            self._closed, current = current, _Open(run.start_s, True)
+            self._current = current
+        if run.video_end_s is not None:
+            current.video_end_s = max(current.video_end_s, run.video_end_s)
+        video_min = run.video_min_s
+        if video_min is not None and video_min < current.start_s - _EPSILON_S and not self.open_gop:
+            self.open_gop = True
+            _log.warning("open_gop", hint="use --transcode for strictly self-contained chunks")
+        closed = self._closed
+        if closed is None:  # the common case: the whole GOP joins the open chunk
+            current.packets.extend(run.packets)
+            return emitted
+        assert closed.end_s is not None
+        video_tb, audio_tb = run.time_bases
+        packets = run.packets
+        for position, item in enumerate(packets):
+            index, packet = item
+            pts = packet.pts
+            assert pts is not None  # the reader hands out no packet without one
+            if index == 1:
+                if pts * audio_tb < closed.end_s:
+                    closed.packets.append(item)
+                    continue
+                rest = position  # this audio packet and the rest join the open chunk
+            else:
+                current.packets.append(item)
+                if self._has_audio and pts * video_tb - closed.end_s <= _AUDIO_WAIT_S:
+                    continue
+                rest = position + 1
+            self._closed = None
+            current.packets.extend(packets[rest:])
+            return (*emitted, self._emit(closed))
         return emitted
 
     def _on_audio(self, media: MediaPacket) -> tuple[Chunk, ...]:

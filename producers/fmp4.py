@@ -22,7 +22,9 @@ difference).
 from __future__ import annotations
 
 import io
+import itertools
 import math
+import operator
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,6 +111,10 @@ def init_header(payload: bytes) -> bytes:
     return payload
 
 
+_FIELDS = operator.attrgetter("dts", "pts", "duration", "size", "is_keyframe")
+_FLAG_OF = (_NON_SYNC, _SYNC)  # by is_keyframe
+
+
 class _Samples:
     """One track's samples in one chunk, in the track's timescale."""
 
@@ -116,10 +122,10 @@ class _Samples:
 
     def __init__(self, packets: list[av.Packet[Any]], scale: Fraction | None) -> None:
         self.packets = packets
-        # The chunker passes only packets with both timestamps.
-        dts: list[int] = [p.dts for p in packets]  # type: ignore[misc]
-        pts: list[int] = [p.pts for p in packets]  # type: ignore[misc]
-        durations = [p.duration or 0 for p in packets]
+        # One pass over the packets (the chunker passes only packets with timestamps).
+        dts, pts, durations, sizes, keys = map(list, zip(*map(_FIELDS, packets), strict=True))
+        if None in durations:
+            durations = [d or 0 for d in durations]
         if scale is not None:  # FFmpeg's av_rescale_q: to nearest, halves away from zero
             dts = [_rescale(v, scale) for v in dts]
             pts = [_rescale(v, scale) for v in pts]
@@ -127,9 +133,9 @@ class _Samples:
         self.dts: list[int] = dts
         self.pts: list[int] = pts
         self.durations: list[int] = durations
-        self.cts = [p - d for p, d in zip(pts, dts, strict=True)]
-        self.sizes = [p.size for p in packets]
-        self.keys = [p.is_keyframe for p in packets]
+        self.cts: list[int] = list(map(operator.sub, pts, dts))
+        self.sizes: list[int] = sizes
+        self.keys: list[bool] = keys
 
 
 def _rescale(value: int, scale: Fraction) -> int:
@@ -243,6 +249,7 @@ class FragmentWriter:
         for number in range(fragments):
             trafs: list[tuple[int, _Samples, int, int, int, list[int]]] = []
             data: list[Any] = []
+            data_size = 0
             for index, track in enumerate(samples):
                 if track is None:
                     continue
@@ -258,21 +265,21 @@ class FragmentWriter:
                 else:  # continues where the previous fragment's durations ended
                     head = dts[first - 1] + track.durations[first - 1]
                 end = dts[last - 1] + track.durations[last - 1]
-                durations = [*(dts[i + 1] - dts[i] for i in range(first, last - 1)), 0]
-                durations[-1] = end - dts[last - 1]
+                durations = list(map(operator.sub, dts[first + 1 : last], dts[first : last - 1]))
+                durations.append(end - dts[last - 1])
                 durations[0] = (dts[first + 1] if last - first > 1 else end) - head
                 begin[index] = tfdt + end - head
                 if not ctts[index]:
                     ctts[index] = any(track.cts[first:last])
                 trafs.append((index, track, first, last, tfdt, durations))
                 tfra[index].append((max(0, start_dts[index] + tfdt + track.cts[first]), position))
-                data.extend(track.packets[first:last])
+                data += track.packets[first:last]
+                data_size += sum(track.sizes[first:last])
             moof = self._moof(number + 1, trafs, ctts)
-            mdat = b"".join(data)
             out.append(moof)
-            out.append(struct.pack(">I4s", len(mdat) + 8, b"mdat"))
-            out.append(mdat)
-            position += len(moof) + 8 + len(mdat)
+            out.append(struct.pack(">I4s", data_size + 8, b"mdat"))
+            out += data  # the packets' buffers: joined once, at the end
+            position += len(moof) + 8 + data_size
         out.append(self._mfra(tfra))
         return b"".join(out)
 
@@ -287,21 +294,21 @@ class FragmentWriter:
         for index, track, first, last, tfdt, durations in trafs:
             video = self._tracks[index].video
             sizes = track.sizes[first:last]
-            flags = [_SYNC if key else _NON_SYNC for key in track.keys[first:last]]
+            flags = list(map(_FLAG_OF.__getitem__, track.keys[first:last]))
             count = last - first
             # FFmpeg takes the default flags from the second sample (the first is a keyframe).
             default_flags = flags[1] if count > 1 else (_NON_SYNC if video else _SYNC)
             default_duration, default_size = durations[0], sizes[0]
             trun_flags = _TRUN_DATA_OFFSET
             columns: list[list[int]] = []
-            if any(d != default_duration for d in durations):
+            if durations.count(default_duration) != count:
                 trun_flags |= _TRUN_DURATION
                 columns.append(durations)
-            if any(s != default_size for s in sizes):
+            if sizes.count(default_size) != count:
                 trun_flags |= _TRUN_SIZE
                 columns.append(sizes)
             first_flags: list[int] = []
-            if any(f != default_flags for f in flags[1:]):
+            if flags[1:].count(default_flags) != count - 1:
                 trun_flags |= _TRUN_FLAGS
                 columns.append(flags)
             elif flags[0] != default_flags:
@@ -313,7 +320,7 @@ class FragmentWriter:
             if len(columns) == 1:
                 entries = columns[0]
             else:
-                entries = [value for row in zip(*columns, strict=True) for value in row]
+                entries = list(itertools.chain.from_iterable(zip(*columns, strict=True)))
             trun_size = 20 + 4 * (len(first_flags) + len(entries))
             before = struct.pack(
                 ">I4s" + "I4sIIIII" + "I4sIq" + "I4sII",
