@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from runtime.errors import ConfigError
 
 __all__ = [
+    "ALL_GROUPS",
     "ClickHouseSettings",
     "CuesSettings",
     "Inter1Settings",
@@ -23,7 +24,6 @@ __all__ = [
     "LogSettings",
     "SchemaSettings",
     "SessionWorkerSettings",
-    "ALL_GROUPS",
     "SinkSettings",
     "StackSettings",
     "load",
