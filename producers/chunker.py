@@ -248,7 +248,10 @@ class Chunker:
         verify = self._seq < _VERIFY_FIRST or self._seq % _VERIFY_EVERY == 0
         prepared = None
         if writer is not None:
-            prepared = writer.prepare(packets)
+            try:
+                prepared = writer.prepare(packets)
+            except ValueError:  # a layout it does not write (e.g. no video): FFmpeg's muxer
+                return mux_chunk(self._templates, packets)
             if not verify:
                 payload = writer.finish(prepared)
                 if payload is not None:

@@ -149,8 +149,9 @@ def _rescale(value: int, scale: Fraction) -> int:
 class FragmentWriter:
     """Writes a chunk's fMP4 bytes as FFmpeg's mov muxer (:func:`mux_chunk`) does.
 
-    ``init`` is the session's init header (the same for every chunk of a stream-copied
-    session); ``tracks`` lists the output tracks in template order (the video first).
+    ``tracks`` lists the output tracks in template order (the video first). The init
+    headers come from FFmpeg (:meth:`learn`): one per first-composition-offset layout, in
+    practice one per session.
     """
 
     def __init__(self, tracks: Sequence[TrackLayout]) -> None:
