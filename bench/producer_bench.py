@@ -18,6 +18,10 @@ A third, reference contender is the PyAV floor: a bare ``python -c`` that import
 demuxes the file and muxes every packet into one in-memory fragmented MP4 (no chunk
 logic, records, settings or logging). No PyAV-based producer can use less CPU than it.
 
+``--before DIR`` adds a fourth contender: the producer from another source tree (e.g.
+``git archive <commit> | tar -x -C DIR``), run the same way with ``PYTHONPATH=DIR``, so a
+change is measured before and after in the same rounds on a shared machine.
+
 Each round runs every (input, contender) pair once, rotating which contender goes
 first; figures are medians over the rounds. CPU is user+sys of the child (``os.wait4``),
 peak RSS its ``ru_maxrss``.
@@ -157,11 +161,13 @@ def floor_command(source: Path) -> list[str]:
     return [sys.executable, "-c", _FLOOR, str(source)]
 
 
-def measure(command: list[str], scratch: Path) -> Run:
+def measure(command: list[str], scratch: Path, env: dict[str, str] | None = None) -> Run:
     """Run ``command`` to its end; its output goes to files in ``scratch``."""
     with open(scratch / "stdout", "w+b") as out, open(scratch / "stderr", "w+b") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env
+        )
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -180,24 +186,31 @@ def _scratch_root() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def race(ffmpeg: str, files: list[Input], rounds: int) -> dict[tuple[str, str], list[Run]]:
+def race(
+    ffmpeg: str, files: list[Input], rounds: int, before: Path | None = None
+) -> dict[tuple[str, str], list[Run]]:
     """``rounds`` rounds over every (input, contender), rotating who goes first."""
     runs: dict[tuple[str, str], list[Run]] = {}
-    contenders = ["ours", "ffmpeg", "floor"]
+    contenders = ["ours", "ffmpeg", "floor", *(["before"] if before else [])]
+    before_env = {**os.environ, "PYTHONPATH": str(before)} if before else None
     for number in range(rounds):
         print(f"round {number + 1}/{rounds}...", file=sys.stderr, flush=True)
-        order = contenders[number % 3 :] + contenders[: number % 3]
+        shift = number % len(contenders)
+        order = contenders[shift:] + contenders[:shift]
         for item in files:
             for who in order:
                 with tempfile.TemporaryDirectory(dir=_scratch_root()) as tmp:
                     scratch = Path(tmp)
-                    if who == "ours":
+                    env = None
+                    if who in {"ours", "before"}:
                         command = ours_command(item.path)
+                        env = before_env if who == "before" else None
                     elif who == "ffmpeg":
                         command = ffmpeg_command(ffmpeg, item.path, scratch)
                     else:
                         command = floor_command(item.path)
-                    runs.setdefault((item.label, who), []).append(measure(command, scratch))
+                    run = measure(command, scratch, env)
+                    runs.setdefault((item.label, who), []).append(run)
     return runs
 
 
@@ -251,6 +264,20 @@ def report(files: list[Input], runs: dict[tuple[str, str], list[Run]]) -> None:
             f"{_rate(media_s, cpu['ffmpeg']):>11s} | {ratio:>11s} | "
             f"{_rate(media_s, cpu['floor']):>11s}"
         )
+    if (base.label, "before") in med:
+        print("\nbefore (--before tree) vs now, same rounds: CPU, ffmpeg/before, steady state")
+        for item in files:
+            then, now, ff = (med[item.label, who] for who in ("before", "ours", "ffmpeg"))
+            steady = ""
+            if item is not base:
+                media_s = item.media_s - base.media_s
+                spent = then.cpu_s - med[base.label, "before"].cpu_s
+                steady = f" | steady {_rate(media_s, spent)} media s per CPU s"
+            print(
+                f"{item.label:15s} before {then.cpu_s:5.3f}s ({ff.cpu_s / then.cpu_s:.2f}) "
+                f"now {now.cpu_s:5.3f}s ({ff.cpu_s / now.cpu_s:.2f}), "
+                f"RSS {then.rss_mib:.0f} -> {now.rss_mib:.0f} MiB{steady}"
+            )
     ours, ff, floor = (med[base.label, who] for who in ("ours", "ffmpeg", "floor"))
     print(
         f"start-up ({base.label} run): ours {ours.cpu_s * 1000:.0f} ms CPU, "
@@ -286,6 +313,11 @@ def main() -> None:
         default=Path(os.environ.get("PIPELINE_STATE_DIR") or ROOT / ".stack") / "bench",
     )
     parser.add_argument("--skip-hour", action="store_true", help="leave out the 1 h input")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="source tree of an earlier producer, raced in the same rounds (PYTHONPATH)",
+    )
     args = parser.parse_args()
     ffmpeg = ensure_ffmpeg()
     files = inputs(args.workdir, ffmpeg)
@@ -295,7 +327,7 @@ def main() -> None:
     print(f"ffmpeg: {version.stdout.splitlines()[0]}")
     print(f"ffmpeg segments into: {_scratch_root() or tempfile.gettempdir()}")
     print(f"rounds: {args.runs}, contenders alternating; {os.cpu_count()} CPUs, load shared")
-    runs = race(ffmpeg, files, args.runs)
+    runs = race(ffmpeg, files, args.runs, args.before.resolve() if args.before else None)
     report(files, runs)
     startup(args.runs)
 

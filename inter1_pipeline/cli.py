@@ -85,7 +85,26 @@ def cli() -> None:
 
     settings = load(LogSettings)
     configure_logging(settings.level, settings.format)
-    validate_all()
+    validate_all(_settings_groups(ctx.invoked_subcommand))
+
+
+def _settings_groups(command: str | None) -> tuple[type[Any], ...]:
+    """The settings groups a command reads (validated at its start); all for the others.
+
+    ``produce`` reads only these, and a file ingest is short enough that building the
+    other groups' validators would be a noticeable part of it.
+    """
+    from runtime import settings
+
+    if command == "produce":
+        return (
+            settings.LogSettings,
+            settings.KafkaSettings,
+            settings.SchemaSettings,
+            settings.StackSettings,
+            settings.ProducerSettings,
+        )
+    return settings.ALL_GROUPS
 
 
 def _asks_for_help(args: list[str], help_names: list[str]) -> bool:

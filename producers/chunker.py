@@ -18,8 +18,8 @@ from typing import Any
 import av
 
 from chunks.boxes import split_parts, top_level_boxes
-from producers.fmp4 import mux_chunk
-from producers.reader import MediaPacket
+from producers.fmp4 import FragmentWriter, TrackLayout, init_header, mux_chunk, mux_chunk_layout
+from producers.reader import MediaPacket, PacketRun
 from runtime.logs import get_logger
 
 __all__ = ["Chunk", "Chunker"]
@@ -31,6 +31,10 @@ _EPSILON_S = 1e-6
 # (90 kHz RTP clocks mapped through RTCP) can land a tick (11 µs) early.
 _CUT_TOLERANCE_S = 1e-3
 _AUDIO_WAIT_S = 1.0  # how far video may run ahead before a closed chunk stops waiting for audio
+# The fragment writer's output is compared with FFmpeg's muxer on a session's first
+# chunks, on the first chunk of each new init header, and on every Nth chunk after.
+_VERIFY_FIRST = 3
+_VERIFY_EVERY = 64
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Chunker:
         *,
         target_duration_s: float,
         max_part_bytes: int,
+        fragment_writer: bool = True,
     ) -> None:
         self._templates = templates
         self._has_audio = len(templates) > 1
@@ -79,12 +84,25 @@ class Chunker:
         self._current: _Open | None = None
         self._closed: _Open | None = None
         self._early: list[tuple[int, av.Packet[Any]]] = []
+        self._writer: FragmentWriter | None = None
+        self._writer_off = not fragment_writer or len(templates) > 2 or templates[0].type != "video"
 
-    def chunks(self, packets: Iterable[MediaPacket]) -> Iterator[Chunk]:
+    @property
+    def writer_active(self) -> bool:
+        """Whether chunks come from :class:`FragmentWriter` (it matched FFmpeg's muxer)."""
+        return self._writer is not None
+
+    def chunks(self, packets: Iterable[MediaPacket | PacketRun]) -> Iterator[Chunk]:
         """Consume ``packets`` and yield chunks as soon as each is complete."""
         self._current, self._closed, self._early = None, None, []
         last_dts = self._last_dts  # per kind (video, audio); the MP4 muxer needs it to advance
         for media in packets:
+            if type(media) is PacketRun:  # a GOP at once (the reader dropped what must go)
+                emitted = self._on_run(media)
+                if emitted:
+                    yield from emitted
+                continue
+            assert isinstance(media, MediaPacket)
             dts = media.packet.dts  # a kind's packets share one time base for the session
             if dts is None:
                 continue
@@ -140,6 +158,50 @@ class Chunker:
                 emitted = (*emitted, self._emit(closed))
         return emitted
 
+    def _on_run(self, run: PacketRun) -> tuple[Chunk, ...]:
+        """Add a GOP's packets; the same rules as :meth:`_on_video` and :meth:`_on_audio`."""
+        emitted: tuple[Chunk, ...] = ()
+        current = self._current
+        if current is None:
+            current = self._current = _Open(run.start_s, run.keyframe, packets=self._early)
+        elif run.keyframe and run.start_s - current.start_s >= self._target_s - _CUT_TOLERANCE_S:
+            if self._closed is not None:
+                emitted = (self._emit(self._closed),)
+            current.end_s = run.start_s
+            self._closed, current = current, _Open(run.start_s, True)
+            self._current = current
+        if run.video_end_s is not None:
+            current.video_end_s = max(current.video_end_s, run.video_end_s)
+        video_min = run.video_min_s
+        if video_min is not None and video_min < current.start_s - _EPSILON_S and not self.open_gop:
+            self.open_gop = True
+            _log.warning("open_gop", hint="use --transcode for strictly self-contained chunks")
+        closed = self._closed
+        if closed is None:  # the common case: the whole GOP joins the open chunk
+            current.packets.extend(run.packets)
+            return emitted
+        assert closed.end_s is not None
+        video_tb, audio_tb = run.time_bases
+        packets = run.packets
+        for position, item in enumerate(packets):
+            index, packet = item
+            pts = packet.pts
+            assert pts is not None  # the reader hands out no packet without one
+            if index == 1:
+                if pts * audio_tb < closed.end_s:
+                    closed.packets.append(item)
+                    continue
+                rest = position  # this audio packet and the rest join the open chunk
+            else:
+                current.packets.append(item)
+                if self._has_audio and pts * video_tb - closed.end_s <= _AUDIO_WAIT_S:
+                    continue
+                rest = position + 1
+            self._closed = None
+            current.packets.extend(packets[rest:])
+            return (*emitted, self._emit(closed))
+        return emitted
+
     def _on_audio(self, media: MediaPacket) -> tuple[Chunk, ...]:
         """Add an audio packet; returns the chunk it completes, if any."""
         emitted: tuple[Chunk, ...] = ()
@@ -159,7 +221,7 @@ class Chunker:
 
     def _emit(self, chunk: _Open) -> Chunk:
         assert chunk.end_s is not None
-        payload = mux_chunk(self._templates, chunk.packets)
+        payload = self._mux(chunk.packets)
         parts: list[bytes] = [payload]
         if len(payload) > self._max_part_bytes:
             init_size = sum(
@@ -177,3 +239,42 @@ class Chunker:
         )
         self._seq += 1
         return result
+
+    def _mux(self, packets: list[tuple[int, av.Packet[Any]]]) -> bytes:
+        """The chunk's fMP4: from the fragment writer once it has matched FFmpeg's muxer."""
+        if self._writer_off:
+            return mux_chunk(self._templates, packets)
+        writer = self._writer
+        verify = self._seq < _VERIFY_FIRST or self._seq % _VERIFY_EVERY == 0
+        prepared = None
+        if writer is not None:
+            try:
+                prepared = writer.prepare(packets)
+            except ValueError:  # a layout it does not write (e.g. no video): FFmpeg's muxer
+                return mux_chunk(self._templates, packets)
+            if not verify:
+                payload = writer.finish(prepared)
+                if payload is not None:
+                    return payload
+        reference, timescales = mux_chunk_layout(self._templates, packets)
+        try:
+            if writer is None:
+                writer = FragmentWriter(
+                    [
+                        TrackLayout(number + 1, scale, number == 0)
+                        for number, scale in enumerate(timescales)
+                    ]
+                )
+                prepared = None
+            if prepared is None:  # read after FFmpeg rescaled them: the same samples
+                prepared = writer.prepare(packets)
+            writer.learn(prepared, init_header(reference))
+            ours = writer.finish(prepared)
+        except ValueError:
+            ours = None
+        if ours == reference:
+            self._writer = writer
+        else:
+            self._writer, self._writer_off = None, True
+            _log.info("fragment_writer_off", seq=self._seq, hint="chunks muxed by FFmpeg")
+        return reference

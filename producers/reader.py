@@ -67,6 +67,7 @@ class _PlayState:
     video_end: float | None = None  # session time where the pass's video ends
     early_audio: list[av.Packet[Any]] = field(default_factory=list)
     shifts: dict[int, int] = field(default_factory=dict)
+    run_time_bases: tuple[float, float] = (0.0, 0.0)  # video, audio (PacketRun)
 
     def offset_s(self) -> float:
         """Seconds to add to a source time to get the session time."""
@@ -92,6 +93,28 @@ class MediaPacket:
     keyframe: bool
 
 
+@dataclass(slots=True)
+class PacketRun:
+    """Stream-copied packets in demux order, rebased, from one video keyframe to the next.
+
+    A file read as fast as it goes is handed to the chunker a GOP at a time (see
+    :meth:`MediaReader.packets`): per packet, the reader only rebases, drops what the MP4
+    muxer cannot take (no timestamp, empty, decode time not advancing) and appends.
+    ``packets`` holds ``(0, video packet)`` / ``(1, audio packet)``; ``keyframe`` says it
+    starts with a video keyframe at ``start_s`` (only the first run of a play may not);
+    ``video_end_s`` is where its latest video frame ends and ``video_min_s`` where its
+    earliest one starts (None without video); ``time_bases`` are the packets' seconds per
+    tick (video, audio).
+    """
+
+    keyframe: bool
+    start_s: float
+    packets: list[tuple[int, av.Packet[Any]]]
+    video_end_s: float | None
+    video_min_s: float | None
+    time_bases: tuple[float, float]
+
+
 class MediaReader:
     """Iterates one source's packets (copy or transcoded) on the session timeline."""
 
@@ -110,6 +133,8 @@ class MediaReader:
         self.info: MediaInfo | None = None
         self._fps = 25.0
         self._relay: FfmpegRelay | None = None
+        # Last decode time per kind (video, audio) handed out in runs, across plays.
+        self._run_dts: list[int | None] = [None, None]
 
     def open(self) -> MediaInfo:
         """Open and probe the source; raises a :class:`SourceError` when it cannot be used."""
@@ -145,8 +170,13 @@ class MediaReader:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def packets(self) -> Generator[MediaPacket, None, None]:
-        """All packets of all plays, then the encoders' tails. Stops early on the stop event."""
+    def packets(self) -> Generator[MediaPacket | PacketRun, None, None]:
+        """All packets of all plays, then the encoders' tails. Stops early on the stop event.
+
+        A stream-copied file read as fast as it goes (not live, not ``--realtime``) comes
+        as :class:`PacketRun` batches after its first video keyframe; everything else
+        packet by packet.
+        """
         if self._input is None or self.info is None:
             raise RuntimeError("MediaReader.open() must succeed before packets()")
         session_start_s = 0.0
@@ -174,7 +204,7 @@ class MediaReader:
 
     def _play(
         self, session_start_s: float, wall_start: float
-    ) -> Generator[MediaPacket, None, float | None]:
+    ) -> Generator[MediaPacket | PacketRun, None, float | None]:
         """One pass over the input. Returns the session time where the video ended."""
         container = self._input
         video, audio = self._video_in, self._audio_in
@@ -188,14 +218,7 @@ class MediaReader:
         )
         try:
             demuxed = container.demux(streams)
-            for packet in demuxed:  # until the first video keyframe
-                if self._stop.is_set():
-                    return state.video_end
-                if packet.pts is None or packet.size == 0:
-                    continue
-                yield from self._route(packet, state, wall_start)
-                if state.origin is not None:
-                    break
+            yield from self._first(demuxed, state, wall_start)
             if not self._stop.is_set():
                 yield from self._rest(demuxed, state, wall_start)
             if self._stop.is_set():
@@ -211,9 +234,30 @@ class MediaReader:
         self._check_complete(container, state.origin, session_start_s, state.video_end)
         return state.video_end
 
-    def _rest(
+    def _first(
         self, demuxed: Iterator[av.Packet[Any]], state: _PlayState, wall_start: float
     ) -> Iterator[MediaPacket]:
+        """The packets up to and including the first video keyframe (held audio too)."""
+        for packet in demuxed:
+            if self._stop.is_set():
+                return
+            if packet.pts is None or packet.size == 0:
+                continue
+            for media in self._route(packet, state, wall_start):
+                # Decode times must advance for the muxer, also across plays.
+                kind = 0 if media.kind == "video" else 1
+                last, dts = self._run_dts[kind], media.packet.dts
+                if dts is not None:
+                    if last is not None and dts <= last:
+                        continue
+                    self._run_dts[kind] = dts
+                yield media
+            if state.origin is not None:
+                return
+
+    def _rest(
+        self, demuxed: Iterator[av.Packet[Any]], state: _PlayState, wall_start: float
+    ) -> Iterator[MediaPacket | PacketRun]:
         """The packets after the first video keyframe (the hot loop).
 
         Stream-copied packets are rebased inline, with the same arithmetic as
@@ -232,6 +276,9 @@ class MediaReader:
             audio_tb = state.time_bases[self._audio_in.index]
             audio_shift = state.shift(self._audio_in.index)
         pace = self.options.realtime
+        if copy_video and copy_audio and not pace and not self.spec.live:
+            yield from self._runs(demuxed, state)
+            return
         for packet in demuxed:
             pts = packet.pts
             if pts is None or packet.size == 0:
@@ -267,6 +314,97 @@ class MediaReader:
                 duration = packet.duration
                 end = start + duration * audio_tb if duration else start
                 yield MediaPacket("audio", packet, start, end, True)
+
+    def _runs(  # noqa: PLR0912, PLR0915 - the hot loop stays in one frame: a call per packet costs more than its work
+        self, demuxed: Iterator[av.Packet[Any]], state: _PlayState
+    ) -> Iterator[PacketRun]:
+        """:meth:`_rest` for stream copy read flat out: a :class:`PacketRun` per GOP.
+
+        The hot loop of a file ingest: one pass over the packets with as few Python
+        operations per packet as it takes (locals only, no object per packet).
+        """
+        stop = self._stop.is_set
+        video_index = state.video_index
+        video_shift = state.shift(video_index)
+        frame_ticks = max(1, round(1.0 / self._fps / state.time_bases[video_index]))
+        audio_shift, audio_tb = 0, 0.0
+        audio_floor = 0.0
+        if self._audio_in is not None:
+            audio_tb = state.time_bases[self._audio_in.index]
+            audio_shift = state.shift(self._audio_in.index)
+            # Audio starting before this (source ticks) is from before the first keyframe.
+            audio_floor = (-_AUDIO_LEAD_S - state.offset_s()) / audio_tb
+        state.run_time_bases = (state.time_bases[video_index], audio_tb)
+        last_video, last_audio = self._run_dts
+        run: list[tuple[int, av.Packet[Any]]] = []
+        append = run.append
+        keyframe_pts: int | None = None
+        video_end: int | None = None
+        video_min: int | None = None
+        for packet in demuxed:
+            pts = packet.pts
+            if pts is None or not packet.size:
+                continue
+            if packet.stream_index == video_index:
+                dts = packet.dts
+                if video_shift or dts is None:
+                    pts += video_shift
+                    packet.pts = pts
+                    dts = pts if dts is None else dts + video_shift
+                    packet.dts = dts
+                if last_video is not None and dts <= last_video:
+                    continue
+                last_video = dts
+                if packet.is_keyframe:
+                    if run:
+                        yield self._run(state, run, keyframe_pts, video_end, video_min)
+                        run = []
+                        append = run.append
+                        video_end = video_min = None
+                    keyframe_pts = pts
+                    if stop():  # checked once per GOP: a GOP is read in microseconds
+                        break
+                end = pts + (packet.duration or frame_ticks)
+                if video_end is None or end > video_end:
+                    video_end = end
+                if video_min is None or pts < video_min:
+                    video_min = pts
+                append((0, packet))
+            elif pts >= audio_floor:
+                dts = packet.dts
+                if audio_shift or dts is None:
+                    pts += audio_shift
+                    packet.pts = pts
+                    dts = pts if dts is None else dts + audio_shift
+                    packet.dts = dts
+                if last_audio is not None and dts <= last_audio:
+                    continue
+                last_audio = dts
+                append((1, packet))
+        self._run_dts[:] = [last_video, last_audio]
+        if run:
+            yield self._run(state, run, keyframe_pts, video_end, video_min)
+
+    @staticmethod
+    def _run(
+        state: _PlayState,
+        packets: list[tuple[int, av.Packet[Any]]],
+        keyframe_pts: int | None,
+        video_end: int | None,
+        video_min: int | None,
+    ) -> PacketRun:
+        tb = state.time_bases[state.video_index]
+        end_s = None if video_end is None else video_end * tb
+        if end_s is not None and (state.video_end is None or end_s > state.video_end):
+            state.video_end = end_s
+        return PacketRun(
+            keyframe_pts is not None,
+            (keyframe_pts or 0) * tb,
+            packets,
+            end_s,
+            None if video_min is None else video_min * tb,
+            state.run_time_bases,
+        )
 
     def _read_error(self, exc: av.error.FFmpegError) -> SourceError:
         """Classify a demux failure; a failed relay explains it best (e.g. a dropped stream)."""

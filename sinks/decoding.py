@@ -9,9 +9,10 @@ the decoder and turning it back into ticks in the driver (about 5 µs per event 
 
 Records the sink stores no rows for (``DeadLetter``) are recognised by their header and not
 decoded; ``VideoChunk`` is decoded for its metadata (the ``chunks`` table, not the bytes).
-Anything else (Confluent framing through a registry, unknown or damaged bytes) goes through the codec itself, which raises its typed errors; a datum it
-returns has its top-level ``datetime`` values turned into microseconds, so every datum
-leaving this module has the same shape.
+Anything else (Confluent framing through a registry, unknown or damaged bytes) goes through
+the codec itself, which raises its typed errors; a datum it returns has its top-level
+``datetime`` values turned into microseconds, so every datum leaving this module has the
+same shape.
 """
 
 from __future__ import annotations

@@ -125,3 +125,23 @@ def test_dry_run_produce_loads_no_kafka_or_registry_client(tmp_path: Path) -> No
     clip = write_media(tmp_path / "clip.mp4", MediaSpec(duration_s=1))
     loaded = _loaded("produce", "--dry-run", "--no-progress", str(clip))
     assert loaded == ["pydantic", "structlog", "av", "fastavro"]
+
+
+def test_produce_checks_only_the_settings_it_reads(tmp_path: Path) -> None:
+    from producers.synthetic import MediaSpec, write_media
+
+    clip = write_media(tmp_path / "clip.mp4", MediaSpec(duration_s=1))
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    args = ("produce", "--dry-run", "--no-progress", str(clip))
+
+    # INTER1_* is the session worker's: a dry-run ingest does not read it.
+    other = _run(*args, env={**base, "INTER1_API_VERSION": "v9"})
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.splitlines()[-1].startswith("1 source: 1 completed; 1 chunks, 1.0 media s")
+
+    own = _run(*args, env={**base, "KAFKA_MAX_RECORD_BYTES": "lots"})
+    assert own.returncode == 78
+    assert own.stderr.splitlines()[-1] == (
+        "error: invalid setting(s): KAFKA_MAX_RECORD_BYTES: "
+        "Input should be a valid integer, unable to parse string as an integer"
+    )

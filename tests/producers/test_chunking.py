@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import av
 import pytest
@@ -15,7 +16,7 @@ from structlog.testing import capture_logs
 
 from producers.chunker import Chunk, Chunker
 from producers.probe import MediaInfo
-from producers.reader import MediaReader, ReaderOptions
+from producers.reader import MediaPacket, MediaReader, PacketRun, ReaderOptions
 from producers.sources import parse_source
 from producers.synthetic import MediaSpec, write_media
 
@@ -23,14 +24,25 @@ MediaFactory = Callable[[str], Path]
 
 
 def chunk_file(
-    path: Path, *, max_part_bytes: int = 8 << 20, **options: object
+    path: Path, *, max_part_bytes: int = 8 << 20, writer: bool = True, **options: object
 ) -> tuple[MediaInfo, list[Chunk]]:
+    return chunk_with(path, max_part_bytes=max_part_bytes, writer=writer, **options)[:2]  # type: ignore[return-value]
+
+
+def chunk_with(
+    path: Path, *, max_part_bytes: int = 8 << 20, writer: bool = True, **options: object
+) -> tuple[MediaInfo, list[Chunk], Chunker]:
     reader = MediaReader(parse_source(str(path)), ReaderOptions(**options), threading.Event())  # type: ignore[arg-type]
     info = reader.open()
     try:
         templates = [t for t in (reader.video_template, reader.audio_template) if t is not None]
-        chunker = Chunker(templates, target_duration_s=2.0, max_part_bytes=max_part_bytes)
-        return info, list(chunker.chunks(reader.packets()))
+        chunker = Chunker(
+            templates,
+            target_duration_s=2.0,
+            max_part_bytes=max_part_bytes,
+            fragment_writer=writer,
+        )
+        return info, list(chunker.chunks(reader.packets())), chunker
     finally:
         reader.close()
 
@@ -173,6 +185,35 @@ def test_chunks_tile_media_and_decode_alone(  # noqa: PLR0917 - parametrized tes
     assert total_frames == len(source_times)
 
 
+# Where the fragment writer takes over from FFmpeg's muxer: stream copy of MP4-style
+# bitstreams. Transcoded streams (vp8/vp9/mpeg4 -> H.264) and Annex B H.264 from
+# MPEG-TS (FFmpeg rewrites those packets while muxing) stay with FFmpeg's muxer.
+WRITER_OFF = {"vp8_opus.webm", "vp9_opus.webm", "h264_aac.ts", "mpeg4_mp3.avi"}
+
+
+@pytest.mark.parametrize("name", [case[0] for case in CASES] + ["mpeg4_mp3.avi"])
+def test_fragment_writer_writes_ffmpegs_bytes(media: MediaFactory, name: str) -> None:
+    _, ours, chunker = chunk_with(media(name), loop=2)
+    _, reference, plain = chunk_with(media(name), loop=2, writer=False)
+
+    assert (chunker.writer_active, plain.writer_active) == (name not in WRITER_OFF, False)
+    assert [c.parts for c in ours] == [c.parts for c in reference]
+
+
+def test_fragment_writer_learns_each_init_header() -> None:
+    # Chunk 3 of clip_gap (its stream skip) starts with another composition offset, so
+    # FFmpeg writes another edit list there: the writer takes that init header from
+    # FFmpeg for that chunk and its own for the others.
+    clip = Path(__file__).parents[1] / "fixtures" / "media" / "clip_gap.mp4"
+    _, ours, chunker = chunk_with(clip)
+    _, reference, _ = chunk_with(clip, writer=False)
+
+    assert chunker.writer_active
+    inits = [c.parts[0][: c.parts[0].index(b"moof") - 4] for c in reference]
+    assert [inits.index(init) for init in inits] == [0, 0, 0, 3, 0, 0]
+    assert [c.parts for c in ours] == [c.parts for c in reference]
+
+
 def test_stream_copy_keeps_every_audio_packet(media: MediaFactory) -> None:
     path = media("h264_aac.mp4")
     _, chunks = chunk_file(path)
@@ -268,21 +309,70 @@ def test_open_gop_source_is_reported(tmp_path: Path) -> None:
     assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == ["open_gop"]
 
 
-def test_keyframe_a_clock_tick_early_still_cuts(media: MediaFactory) -> None:
-    # RTSP timestamps (90 kHz RTP mapped through RTCP) can put a keyframe one tick early.
-    reader = MediaReader(
-        parse_source(str(media("h264_aac.mp4"))), ReaderOptions(), threading.Event()
-    )
+def read_items(path: Path, **options: object) -> tuple[list[MediaPacket | PacketRun], Chunker]:
+    """The reader's items for ``path`` (runs for a stream-copied file) and a chunker."""
+    reader = MediaReader(parse_source(str(path)), ReaderOptions(**options), threading.Event())  # type: ignore[arg-type]
     reader.open()
     try:
-        packets = list(reader.packets())
+        items = list(reader.packets())
         templates = [t for t in (reader.video_template, reader.audio_template) if t is not None]
     finally:
         reader.close()
-    [keyframe] = [p for p in packets if p.kind == "video" and p.keyframe and p.pts_s == 2.0]
-    keyframe.pts_s -= 1 / 90000
+    return items, Chunker(templates, target_duration_s=2.0, max_part_bytes=8 << 20)
 
-    chunks = list(Chunker(templates, target_duration_s=2.0, max_part_bytes=8 << 20).chunks(packets))
+
+def one_by_one(items: list[MediaPacket | PacketRun]) -> list[MediaPacket]:
+    """The same packets as a live source hands them over: one :class:`MediaPacket` each."""
+    out: list[MediaPacket] = []
+    for item in items:
+        if isinstance(item, MediaPacket):
+            out.append(item)
+            continue
+        for index, packet in item.packets:
+            assert packet.pts is not None
+            start = packet.pts * item.time_bases[index]
+            end = start + (packet.duration or 0) * item.time_bases[index]
+            kind: Literal["video", "audio"] = "video" if index == 0 else "audio"
+            out.append(MediaPacket(kind, packet, start, end, packet.is_keyframe))
+    return out
+
+
+@pytest.mark.parametrize("name", ["h264_aac.mp4", "h264_aac_gop12.mov", "h264_bframes.mp4"])
+def test_gop_runs_cut_like_single_packets(media: MediaFactory, name: str) -> None:
+    items, chunker = read_items(media(name), loop=2)
+    single, single_chunker = read_items(media(name), loop=2)
+
+    assert sum(isinstance(item, PacketRun) for item in items) > 2
+    by_runs = list(chunker.chunks(items))
+    by_packet = list(single_chunker.chunks(one_by_one(single)))
+    assert [c.parts for c in by_runs] == [c.parts for c in by_packet]
+    assert [(c.seq, c.media_start_s, c.media_duration_s) for c in by_runs] == [
+        (c.seq, c.media_start_s, c.media_duration_s) for c in by_packet
+    ]
+
+
+@pytest.mark.parametrize("runs", [True, False], ids=["gop-runs", "single-packets"])
+def test_keyframe_a_clock_tick_early_still_cuts(media: MediaFactory, runs: bool) -> None:
+    # RTSP timestamps (90 kHz RTP mapped through RTCP) can put a keyframe one tick early.
+    read, chunker = read_items(media("h264_aac.mp4"))
+    items: list[MediaPacket | PacketRun] = [*read] if runs else [*one_by_one(read)]
+    [keyframe] = [
+        item
+        for item in items
+        if (isinstance(item, PacketRun) and item.keyframe and item.start_s == 2.0)
+        or (
+            isinstance(item, MediaPacket)
+            and item.kind == "video"
+            and item.keyframe
+            and item.pts_s == 2.0
+        )
+    ]
+    if isinstance(keyframe, PacketRun):
+        keyframe.start_s -= 1 / 90000
+    else:
+        keyframe.pts_s -= 1 / 90000
+
+    chunks = list(chunker.chunks(items))
 
     assert [(c.seq, round(c.media_start_s, 3), round(c.media_duration_s, 3)) for c in chunks] == [
         (0, 0.0, 2.0),
