@@ -89,6 +89,14 @@ SUMMARY_COLUMNS = (
     "version",
 )
 
+# The view's engaged share is NULL for a session whose timeline has no engaged state
+# (sumIf over a Nullable column matching no row is NULL); the table's column is a plain
+# Float64, and a NULL there failed every checkpoint from then on, stopping the sink.
+_SUMMARY_SELECT = ", ".join(
+    "ifNull(engaged_share, 0) AS engaged_share" if c == "engaged_share" else c
+    for c in SUMMARY_COLUMNS
+)
+
 
 @dataclass
 class SinkStats:
@@ -399,7 +407,7 @@ class SinkHandler(BatchHandler):
             self._event_sessions.clear()
         for session_id in sorted(self._to_summarise):
             rows = self._store.rows(
-                f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM session_summary_live "
+                f"SELECT {_SUMMARY_SELECT} FROM session_summary_live "
                 "WHERE session_id = {sid:String}",
                 {"sid": session_id},
             )
