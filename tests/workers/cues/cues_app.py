@@ -43,6 +43,8 @@ class CuesRun:
     port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of the app's process (e.g. another ``KAFKA_BOOTSTRAP_SERVERS``)."""
 
     @property
     def topics(self) -> dict[str, str]:
@@ -67,6 +69,7 @@ class CuesRun:
             "PIPELINE_CUES_SESSION_TIMEOUT_S": "6",
             "PIPELINE_STATE_DIR": str(self.workdir / "state"),
             "LOG_FORMAT": "json",
+            **self.env,
         }
         env.pop("PIPELINE_CUES_CRASH_AT", None)
         if crash_at is not None:
