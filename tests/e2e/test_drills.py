@@ -194,13 +194,17 @@ def _kill_cues(run: Pipeline, sim: SimulatorThread) -> None:
 
 
 def _disconnects(run: Pipeline, sim: SimulatorThread) -> None:
+    """Connections dropped (1006) at 12 s of their media, after windows were published, then
+    closed with ih1001 / 1011 at 14 s, then healthy: the worker reconnects each time."""
     _until(lambda: "fault_drop" in sim.end_reasons(), "a dropped connection")
-    sim.set_faults("close=1011@3")
+    sim.set_faults("close=1011@14")
     _until(lambda: "fault_close" in sim.end_reasons(), "a connection closed with 1011")
     sim.set_faults("")
 
 
 def _refusals(run: Pipeline, sim: SimulatorThread) -> None:
+    """Capacity 1 for two sessions: one is refused with ih1003 / 1013 and retried until the
+    capacity is raised (a burst of refusals, not a session failure)."""
     assert run.worker is not None
     worker = run.worker
     _until(lambda: '"close_code": 1013' in worker.output(), "a refusal with 1013")
@@ -213,7 +217,7 @@ DRILLS = {
     "kill-9-session-worker": Drill(_kill_worker),
     "kill-9-sink": Drill(_kill_sink),
     "kill-9-cues": Drill(_kill_cues),
-    "simulator-disconnects": Drill(_disconnects, lambda sim: sim.set_faults("drop@6")),
+    "simulator-disconnects": Drill(_disconnects, lambda sim: sim.set_faults("drop@12")),
     "ih1003-burst": Drill(_refusals, lambda sim: sim.set_capacity(1)),
 }
 
