@@ -157,3 +157,36 @@ def test_summary_on_session_end_and_rewritten_by_a_late_event(store: Store) -> N
 
     assert asyncio.run(scenario()) == [("sess-a", 14, 19), ("sess-a", 15, 20)]
     assert handler.stats.summaries == 2
+
+
+@pytest.mark.clickhouse
+def test_summary_of_a_session_never_engaged(store: Store) -> None:
+    """A timeline with no engaged state: the live view's engaged share is NULL (sumIf over a
+    Nullable column matching no row); the summary row says 0 and the sink goes on (the NULL
+    used to fail every checkpoint from then on)."""
+    codec = get_codec()
+
+    def never_engaged(datum: dict[str, Any]) -> dict[str, Any]:
+        if datum.get("event_type") != "engagement.updated":
+            return datum
+        branch, payload = datum["payload"]
+        return {**datum, "payload": (branch, {**payload, "state": "disengaged"})}
+
+    records = [
+        ConsumerRecord(f"inter1.{key}", 0, offset, 0, 0, b"sess-a", value, None, 6, len(value), [])
+        for offset, (key, name, datum) in enumerate(
+            (k, n, never_engaged(d)) for k, n, d in sample_records() if d["session_id"] == SESSION_A
+        )
+        for value in [codec.encode(name, datum)]
+    ]
+    handler = SinkHandler(store, codec, "inter1.dead-letter", SinkSettings(batch_records=1000))
+
+    async def scenario() -> None:
+        await handler.process(records)
+        await handler.flush()
+
+    asyncio.run(scenario())
+    assert store.rows("SELECT engaged_share FROM session_summary_live") == [(None,)]
+    assert store.rows("SELECT session_id, engaged_share FROM session_summaries FINAL") == [
+        ("sess-a", 0.0)
+    ]
