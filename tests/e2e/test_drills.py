@@ -28,7 +28,13 @@ from deploy.kafka_broker import LocalBroker
 from deploy.kafka_jars import jars_dir
 from deploy.processes import free_port
 
-pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
+# The module's runs are set up once, in the first test's setup: minutes on a loaded box.
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.clickhouse,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
 
 Snapshot = dict[str, list[dict[str, Any]]]
 
