@@ -31,6 +31,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
+from aiokafka.errors import KafkaError
 from cues_app import CuesRun, wait_until_consumed
 from session_helpers import TopicReader
 from sim_helpers import FIXTURE_DIR, instant_config
@@ -186,6 +187,10 @@ async def _committed_behind(group: str, topics: list[str]) -> dict[str, tuple[in
     await admin.start()
     try:
         have = await admin.list_consumer_group_offsets(group)
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        have = {}  # e.g. the group coordinator moving: everything counts as behind, ask again
     finally:
         await admin.close()
     return {
