@@ -78,17 +78,15 @@ window analysed again on another connection keeps its id."""
 #   paced session's tail frame is sent alone, the re-analysed usage records), one set per
 #   connection; reanalysed_s: shown apart (``reanalysed``), zero in a clean run.
 # Raw events are compared as the set of window event ids (payload times are relative to
-# the connection's start, media_offset_s).
+# the connection's start, media_offset_s). Signal intervals keep their incarnation: the
+# view assembles one per connection, and the drills join the pieces of one interval
+# (``test_drills._merged_intervals``).
 SNAPSHOT = {
     "window_events": (
         "SELECT session_id, event_type, event_id FROM events FINAL"
         f" WHERE event_type IN {WINDOW_KINDS!r}"
     ),
-    "signal_intervals": "SELECT * EXCEPT (incarnation, opened_by, closed_by) FROM signal_intervals",
-    "interval_pieces": (
-        "SELECT * EXCEPT (opened_by, closed_by) FROM signal_intervals"
-        " ORDER BY session_id, signal_type, start_s, incarnation"
-    ),
+    "interval_pieces": "SELECT * EXCEPT (opened_by, closed_by) FROM signal_intervals",
     "engagement_timeline": "SELECT * EXCEPT (event_id) FROM engagement_timeline",
     "quality_timeline": "SELECT * FROM quality_timeline_latest",
     "quality_overall": "SELECT * EXCEPT (incarnation, event_seq, ts) FROM quality_overall FINAL",

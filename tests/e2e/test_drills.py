@@ -322,6 +322,12 @@ def test_clean_run(clean: Snapshot) -> None:
         (s["session_id"], s["signals"], s["billable_s"], s["cues"])
         for s in clean["session_summaries"]
     ] == [("drill-b", 4, 14, 2), ("drill-ramp", 4, 20, 0)]
+    intervals, split = _merged_intervals(clean["interval_pieces"])
+    assert (len(intervals), split) == (8, 0)
+    assert {(r["session_id"], r["state"]) for r in intervals} == {
+        ("drill-b", "closed"),
+        ("drill-ramp", "closed"),
+    }
 
 
 @pytest.mark.parametrize(
