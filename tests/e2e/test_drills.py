@@ -241,16 +241,11 @@ def _run(drill: Drill, workdir: Path, env: dict[str, str] | None = None) -> Snap
     return snap
 
 
-def _broker_restart(workdir: Path, state_dir: Path) -> Snapshot:
+def _broker_restart(workdir: Path, broker: LocalBroker, address: str) -> Snapshot:
     """The drill's own broker (never the session's), stopped and started on its data dir."""
-    broker = LocalBroker(state_dir, port=free_port("127.0.0.1"), heap_mb=384)
-    address = asyncio.run(broker.start())
-    try:
-        with environment(KAFKA_BOOTSTRAP_SERVERS=address):
-            restarted = Drill(lambda run, sim: _restart_broker(run, broker, address))
-            return _run(restarted, workdir, {"KAFKA_BOOTSTRAP_SERVERS": address})
-    finally:
-        asyncio.run(broker.stop())
+    with environment(KAFKA_BOOTSTRAP_SERVERS=address):
+        restarted = Drill(lambda run, sim: _restart_broker(run, broker, address))
+        return _run(restarted, workdir, {"KAFKA_BOOTSTRAP_SERVERS": address})
 
 
 def _restart_broker(run: Pipeline, broker: LocalBroker, address: str) -> None:
@@ -264,23 +259,28 @@ def runs(
     kafka_bootstrap: str, kafka_jars: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Snapshot | BaseException]:
     """Every run's snapshot (or what it raised), keyed by drill name."""
-    with ThreadPoolExecutor(len(DRILLS)) as pool:
-        futures = {
-            name: pool.submit(_run, drill, tmp_path_factory.mktemp(name))
-            for name, drill in DRILLS.items()
-        }
-    results: dict[str, Snapshot | BaseException] = {
-        name: future.exception() or future.result() for name, future in futures.items()
-    }
     state = tmp_path_factory.mktemp("own-broker")
     jars_dir(state).parent.mkdir(parents=True)
     jars_dir(state).symlink_to(kafka_jars, target_is_directory=True)
+    broker = LocalBroker(state, port=free_port("127.0.0.1"), heap_mb=384)
     try:
-        results["kafka-broker-restart"] = _broker_restart(
-            tmp_path_factory.mktemp("kafka-broker-restart"), state
-        )
-    except Exception as exc:  # reported by its own test
-        results["kafka-broker-restart"] = exc
+        with ThreadPoolExecutor(len(DRILLS) + 1) as pool:
+            starting = pool.submit(asyncio.run, broker.start())  # the JVM starts meanwhile
+            futures = {
+                name: pool.submit(_run, drill, tmp_path_factory.mktemp(name))
+                for name, drill in DRILLS.items()
+            }
+        results: dict[str, Snapshot | BaseException] = {
+            name: future.exception() or future.result() for name, future in futures.items()
+        }
+        try:
+            results["kafka-broker-restart"] = _broker_restart(
+                tmp_path_factory.mktemp("kafka-broker-restart"), broker, starting.result()
+            )
+        except Exception as exc:  # reported by its own test
+            results["kafka-broker-restart"] = exc
+    finally:
+        asyncio.run(broker.stop())
     return results
 
 
