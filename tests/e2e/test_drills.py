@@ -141,14 +141,18 @@ def _assert_same_analytics(snap: Snapshot, clean: Snapshot) -> int:
     pieces: dict[str, int] = {}
     for row in snap["interval_pieces"]:
         pieces[row["session_id"]] = pieces.get(row["session_id"], 0) + 1
+    assert set(summaries) == {base["session_id"] for base in clean["session_summaries"]}
+    extras = 0
     for base in clean["session_summaries"]:
         sid = base["session_id"]
         extra_pieces = pieces.get(sid, 0) - base["signals"]
+        extras += extra_pieces
         assert summaries[sid] == {
             **base,
             "signals": base["signals"] + extra_pieces,
             "open_signals": base["open_signals"] + extra_pieces,
         }
+    assert extras == split
     # re-analysed seconds (a failover's overlap) are separate records, never in the tiles;
     # the summary shows their sum
     reanalysed = {s["session_id"]: 0.0 for s in snap["summary_reanalysed"]}
