@@ -347,9 +347,11 @@ class SinkHandler(BatchHandler):
             )
             if batcher.skipped != before:
                 self.stats.skipped_already_inserted += 1
+                # inserted before a crash, maybe not summarised yet: summarise (again)
                 if ended is not None:
-                    # inserted before a crash, maybe not summarised yet: summarise (again)
                     self._to_summarise.add(ended)
+                if event_session is not None:  # a late record of an ended session, too
+                    self._event_sessions.add(event_session)
             self.stats.records += 1
         self.stats.prepare_s += time.monotonic() - started
         return dead

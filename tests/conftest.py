@@ -52,6 +52,9 @@ def _register_helpers(relative: str) -> None:
 
 _register_helpers("kafka_helpers.py")
 _register_helpers("simulator/sim_helpers.py")
+_register_helpers("sinks/sink_process.py")
+_register_helpers("workers/session/worker_process.py")
+_register_helpers("workers/cues/cues_app.py")
 _T = TypeVar("_T")
 _TEST_TOPIC_CONFIG = {"max.message.bytes": "9437184"}
 _SESSION_BROKER_STATE: list[Path] = []  # state dir of the broker ``kafka_bootstrap`` started

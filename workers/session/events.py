@@ -95,6 +95,11 @@ class WindowPlacer:
         kind = str(envelope.get("type", ""))
         if kind == "session.closing":
             self._closing = True
+        if kind == "session.ended":
+            # Nothing can anchor after the end: what waits joins the last window now, as
+            # ``finish`` would place it, so the end stays the connection's last record
+            # (consumers keyed by session, like the cues app, close the session on it).
+            return [*self.finish(), self._place(envelope, seq, None, None)]
         if kind in CONNECTION_KINDS or kind not in PAYLOAD_BRANCHES:
             return [self._place(envelope, seq, None, None)]
         drained_end = self._closing and kind == "signal.ended"

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from deploy.topics import ensure_topics
 from runtime.kafka import make_admin, make_consumer, make_producer
@@ -43,6 +44,8 @@ class CuesRun:
     port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of the app's process (e.g. another ``KAFKA_BOOTSTRAP_SERVERS``)."""
 
     @property
     def topics(self) -> dict[str, str]:
@@ -67,6 +70,7 @@ class CuesRun:
             "PIPELINE_CUES_SESSION_TIMEOUT_S": "6",
             "PIPELINE_STATE_DIR": str(self.workdir / "state"),
             "LOG_FORMAT": "json",
+            **self.env,
         }
         env.pop("PIPELINE_CUES_CRASH_AT", None)
         if crash_at is not None:
@@ -162,7 +166,14 @@ async def wait_until_consumed(run: CuesRun, deadline_s: float = 90.0) -> None:
     try:
         deadline = time.monotonic() + deadline_s
         while True:
-            committed = await admin.list_consumer_group_offsets(run.app_id)
+            try:
+                committed = await admin.list_consumer_group_offsets(run.app_id)
+            except KafkaError as exc:
+                # e.g. the group coordinator moving while the app (re)joins: ask again
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+                continue
             behind = {
                 tp.partition: (committed[tp].offset if tp in committed else None, end)
                 for tp, end in ends.items()

@@ -194,8 +194,8 @@ def test_signal_ended_at_the_media_end_joins_the_last_window() -> None:
     assert [(p.envelope["type"], p.window_s) for p in placed] == [
         ("conversation_quality.updated", 9.0),
         ("session.closing", None),
-        ("session.ended", None),
         ("signal.ended", 9.0),
+        ("session.ended", None),
     ]
 
 
