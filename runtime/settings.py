@@ -186,6 +186,8 @@ class SessionWorkerSettings(BaseSettings):
     http_port: int = Field(default=9464, ge=0, le=65535)
     """Port of ``/metrics``, ``/healthz`` and ``/readyz`` (0: a free port)."""
     http_host: str = "127.0.0.1"
+    crash_at: str | None = None
+    """Crash drills only: ``records_acked@<events>`` (see ``workers.session.faults``)."""
 
     def include_list(self) -> list[str]:
         """``include`` as a list."""

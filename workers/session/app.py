@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import resource
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ from runtime.logs import get_logger
 from runtime.settings import Inter1Settings, KafkaSettings, SessionWorkerSettings
 from schemas.codec import codec_from_settings
 from workers.session import metrics
+from workers.session.faults import parse_crash_at
 from workers.session.handler import SessionHandler
 from workers.session.outbox import Outbox, WorkerTopics
+from workers.session.readback import end_offsets
 from workers.session.session import SessionOptions
 
 __all__ = ["WorkerRuntime", "check_fd_limit", "check_speedups", "run_worker", "session_options"]
@@ -193,7 +196,13 @@ async def run_worker(
         producer = make_producer(kafka)
         await producer.start()
         stack.push_async_callback(producer.stop)
-        outbox = Outbox(producer, codec, topics)
+        outbox = Outbox(
+            producer,
+            codec,
+            topics,
+            end_offsets=functools.partial(end_offsets, settings=kafka),
+            crash_at=parse_crash_at(worker.crash_at),
+        )
         handler = SessionHandler(
             options, outbox, codec, kafka=kafka, max_sessions=worker.max_sessions
         )

@@ -38,6 +38,7 @@ from schemas.codec import Codec
 from schemas.exceptions import CodecError
 from workers.session.dead_letters import record_dead_letter
 from workers.session.outbox import Outbox
+from workers.session.readback import apply_published, read_back
 from workers.session.segmenter import ChunkRef
 from workers.session.session import End, SessionOptions, VideoSession
 from workers.session.state_store import SessionProgress, read_progress
@@ -152,6 +153,7 @@ class SessionHandler(BatchHandler):
             partitions=sorted(tp.partition for tp in partitions),
             sessions=len(restored),
         )
+        await self._read_back(restored)
         seek_to: dict[int, int] = {}
         for sid, progress in restored.items():
             if sid in self._sessions:
@@ -192,6 +194,36 @@ class SessionHandler(BatchHandler):
                 consumer.seek(tp, target)
                 _log.info(
                     "replay_from_restart", partition=tp.partition, offset=target, until=committed
+                )
+
+    async def _read_back(self, restored: dict[str, SessionProgress]) -> None:
+        """Raise restored progress to what was published after it (see ``readback``)."""
+        open_ = {
+            sid: p
+            for sid, p in restored.items()
+            if p.status == "open" and sid not in self._sessions
+        }
+        found = await read_back(
+            open_,
+            self._outbox.topics.readback_roles(),
+            self._codec,
+            window_s=self._options.window_s,
+            hop_s=self._options.hop_s,
+            settings=self._kafka,
+        )
+        for sid, published in found.items():
+            progress = open_[sid]
+            before = (progress.incarnation, progress.watermark_s, progress.accounted_ms)
+            if apply_published(progress, published):
+                _log.warning(
+                    "session_progress_read_back",
+                    session_id=sid,
+                    partition=progress.partition,
+                    events=published.events,
+                    usage=published.usage,
+                    incarnation=[before[0], progress.incarnation],
+                    watermark_s=[before[1], progress.watermark_s],
+                    accounted_ms=[before[2], progress.accounted_ms],
                 )
 
     async def on_revoke(self, partitions: frozenset[TopicPartition]) -> None:
@@ -253,11 +285,11 @@ class SessionHandler(BatchHandler):
             return
         if isinstance(item, SessionStarted):
             if sid not in self._sessions:
-                self._open(self._new_progress(sid, record.partition, item)).start()
+                self._open(self._new_progress(sid, record.partition, item), fresh=True).start()
             return
         session = self._sessions.get(sid)
         if session is None:
-            session = self._open(self._new_progress(sid, record.partition, None))
+            session = self._open(self._new_progress(sid, record.partition, None), fresh=True)
             session.start()
         if isinstance(item, VideoChunk):
             self._chunk(session, item, record)
@@ -328,7 +360,7 @@ class SessionHandler(BatchHandler):
             labels=dict(started.labels),
         )
 
-    def _open(self, progress: SessionProgress) -> VideoSession:
+    def _open(self, progress: SessionProgress, *, fresh: bool = False) -> VideoSession:
         options = self._options
         labels = progress.labels
         if _LABEL_INCLUDE in labels or _LABEL_GOALS in labels:
@@ -339,7 +371,9 @@ class SessionHandler(BatchHandler):
             )
         if len(self._sessions) >= self._max_sessions:
             _log.warning("max_sessions_exceeded", sessions=len(self._sessions))
-        session = VideoSession(progress, options, self._outbox, api_version=options.api_version)
+        session = VideoSession(
+            progress, options, self._outbox, api_version=options.api_version, fresh=fresh
+        )
         self._sessions[progress.session_id] = session
         return session
 

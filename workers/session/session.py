@@ -103,6 +103,7 @@ class VideoSession:
         outbox: Outbox,
         *,
         api_version: str,
+        fresh: bool = False,
     ) -> None:
         self.progress = progress
         self.session_id = progress.session_id
@@ -127,6 +128,9 @@ class VideoSession:
         self._conn: Inter1Connection | None = None
         self._correlation: str | None = None
         self._log = _log.bind(session_id=self.session_id, partition=progress.partition)
+        self._first_chunk: tuple[int, int] | None = None
+        if fresh:
+            outbox.first_progress(self.session_id, self._unclaimed)
         self.mark_dirty()
 
     # -- called by the handler ------------------------------------------------------------
@@ -160,6 +164,8 @@ class VideoSession:
         progress.media_end_s = max(progress.media_end_s, chunk.media_end_s)
         if progress.restart_offset is None:
             progress.restart_offset, progress.restart_seq = chunk.offset, chunk.seq
+        if self._first_chunk is None:
+            self._first_chunk = (chunk.offset, chunk.seq)
         if progress.status == "failed":
             self._account(chunk.media_end_s, rest_reason="session_error")
         else:
@@ -540,12 +546,16 @@ class VideoSession:
             ),
         )
 
-    def _snapshot(self) -> bytes:
+    def _snapshot(self) -> SessionProgress:
         progress = self.progress
         progress.accounted_ms = self._ledger.accounted_ms
         progress.dropped = list(self._ledger.dropped)
         progress.degraded = list(self._ledger.degraded)
-        return progress.to_json()
+        return progress.copy()
+
+    def _unclaimed(self) -> SessionProgress:
+        first = self._first_chunk
+        return self.progress.unclaimed(*(first if first is not None else (None, None)))
 
 
 def _observe_latency(produced: list[datetime]) -> None:
