@@ -12,6 +12,11 @@ records below the committed offset (the replay zone) are relayed again only for 
 restored sessions, from their restart chunk on. On revoke (after the loop's checkpoint)
 the partition's sessions are abandoned and whatever they queued since is discarded: the
 next owner redoes it from the same progress.
+
+Records of a session that ended for good are dropped (a redelivery must not start it
+again) for as long as they can come back: its id is remembered with the last chunk-topic
+offset routed when it ended (for one restored as closed: the partition's end then), and
+forgotten once a checkpoint has committed past that offset.
 """
 
 from __future__ import annotations
@@ -68,7 +73,10 @@ class SessionHandler(BatchHandler):
         self._kafka = kafka
         self._max_sessions = max_sessions
         self._sessions: dict[str, VideoSession] = {}
-        self._finished: set[str] = set()
+        self._finished: dict[str, tuple[int, int]] = {}  # sid -> (partition, last offset)
+        self._finished_total = 0
+        self._releasable: set[str] = set()  # committed past by the last checkpoint
+        self._routed: dict[int, int] = {}  # partition -> highest offset routed
         self._assembler = ChunkAssembler()
         self._part0: dict[str, tuple[VideoChunk, int]] = {}  # session -> part 0 and its offset
         self._accepted_seq: dict[str, int] = {}
@@ -91,7 +99,12 @@ class SessionHandler(BatchHandler):
     @property
     def finished(self) -> int:
         """Sessions ended for good since the start (closed, or failed and ended)."""
-        return len(self._finished)
+        return self._finished_total
+
+    @property
+    def finished_ids(self) -> frozenset[str]:
+        """Ended sessions whose records are still dropped (not yet committed past)."""
+        return frozenset(self._finished)
 
     # -- BatchHandler -----------------------------------------------------------------------
 
@@ -113,8 +126,17 @@ class SessionHandler(BatchHandler):
         return Backpressure(full) if full else None
 
     async def flush(self) -> None:
+        # The loop flushes again only after the previous checkpoint's commit succeeded.
+        for sid in self._releasable:
+            self._finished.pop(sid, None)
+        covered = {
+            sid
+            for sid, (partition, offset) in self._finished.items()
+            if self._routed.get(partition, -1) >= offset
+        }
         await self._outbox.publish()
         await self.prune()
+        self._releasable = covered
 
     async def prune(self) -> None:
         """Forget sessions that ended for good (their progress is published)."""
@@ -122,7 +144,7 @@ class SessionHandler(BatchHandler):
             finished = session.progress.status == "closed" or session.end_seen
             if session.done and finished and session.stopped:
                 del self._sessions[sid]
-                self._finished.add(sid)
+                self._remember_finished(sid, session.progress.partition)
                 self._forget(sid)
 
     async def resumable(self, paused: frozenset[TopicPartition]) -> frozenset[TopicPartition]:
@@ -155,11 +177,12 @@ class SessionHandler(BatchHandler):
         )
         await self._read_back(restored)
         seek_to: dict[int, int] = {}
+        ends = await self._end_offsets(partitions)
         for sid, progress in restored.items():
             if sid in self._sessions:
                 continue
             if progress.status == "closed":
-                self._finished.add(sid)
+                self._remember_finished(sid, progress.partition, ends.get(progress.partition))
                 continue
             session = self._open(progress)
             if progress.status == "open":
@@ -195,6 +218,20 @@ class SessionHandler(BatchHandler):
                 _log.info(
                     "replay_from_restart", partition=tp.partition, offset=target, until=committed
                 )
+
+    async def _end_offsets(self, partitions: frozenset[TopicPartition]) -> dict[int, int]:
+        if self._consumer is None:
+            return {}
+        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(list(partitions))
+        return {tp.partition: end for tp, end in ends.items()}
+
+    def _remember_finished(self, sid: str, partition: int, end: int | None = None) -> None:
+        """Drop ``sid``'s records until a commit passes its last record (``end - 1`` for a
+        session restored as closed; else the last offset routed on its partition)."""
+        if sid not in self._finished:
+            self._finished_total += 1
+        last = end - 1 if end is not None else self._routed.get(partition, -1)
+        self._finished[sid] = (partition, last)
 
     async def _read_back(self, restored: dict[str, SessionProgress]) -> None:
         """Raise restored progress to what was published after it (see ``readback``)."""
@@ -237,6 +274,9 @@ class SessionHandler(BatchHandler):
         for tp in partitions:
             self._replay_until.pop(tp, None)
             self._seeked.pop(tp, None)
+            self._routed.pop(tp.partition, None)
+        for sid in [sid for sid, (part, _) in self._finished.items() if part in moved]:
+            del self._finished[sid]  # the next owner restores them from their state
         async with self._ready_changed:
             self._ready -= partitions
 
@@ -267,6 +307,7 @@ class SessionHandler(BatchHandler):
             if record.offset != seeked:
                 return  # fetched before the seek back: it comes again after the replay
             del self._seeked[tp]
+        self._routed[record.partition] = max(self._routed.get(record.partition, -1), record.offset)
         until = self._replay_until.get(tp)
         replaying = until is not None and record.offset < until
         if until is not None and not replaying:
