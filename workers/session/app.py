@@ -16,6 +16,7 @@ import resource
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.consume_loop import ConsumeLoop, LoopOptions, LoopStats
@@ -31,7 +32,14 @@ from workers.session.outbox import Outbox, WorkerTopics
 from workers.session.readback import end_offsets
 from workers.session.session import SessionOptions
 
-__all__ = ["WorkerRuntime", "check_fd_limit", "check_speedups", "run_worker", "session_options"]
+__all__ = [
+    "WorkerRuntime",
+    "check_fd_limit",
+    "check_speedups",
+    "run_worker",
+    "session_options",
+    "update_lag",
+]
 
 _log = get_logger("workers.session.app")
 _SIM_KEY = "sim-key"
@@ -50,18 +58,20 @@ def check_speedups() -> bool:
 
 
 def check_fd_limit(max_sessions: int) -> int:
-    """Raise the soft fd limit to what ``max_sessions`` need, or fail naming the number."""
+    """Raise the soft fd limit to the hard one (logged), or fail naming the number needed
+    when even the hard limit is below what ``max_sessions`` need; returns the soft limit."""
     needed = _FDS_BASE + _FDS_PER_SESSION * max_sessions
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return soft
     if hard != resource.RLIM_INFINITY and hard < needed:
         raise ConfigError(
             f"PIPELINE_WORKER_MAX_SESSIONS={max_sessions} needs {needed} file descriptors; "
             f"the hard limit is {hard}: raise it (ulimit -Hn) or lower the setting"
         )
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-    return needed
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
+    if target != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    _log.info("fd_limit", soft_was=soft, soft=target, hard=hard, needed=needed)
+    return target
 
 
 def session_options(worker: SessionWorkerSettings, inter1: Inter1Settings) -> SessionOptions:
@@ -147,6 +157,12 @@ def _update_lag(loop: ConsumeLoop) -> None:
         consumer = loop.consumer
     except RuntimeError:
         return
+    update_lag(consumer)
+
+
+def update_lag(consumer: AIOKafkaConsumer) -> None:
+    """Set the lag gauge of every assigned partition: high watermark - position (partitions
+    not fetched yet, whose high watermark is unknown, are left as they are)."""
     for tp in consumer.assignment():
         high = consumer.highwater(tp)
         if high is None:
