@@ -94,6 +94,7 @@ def session_options(worker: SessionWorkerSettings, inter1: Inter1Settings) -> Se
         reconnect_max_s=worker.reconnect_max_s,
         queue_chunks=worker.session_queue_chunks,
         live_max_lag_s=worker.live_max_lag_s,
+        recorded_pace=worker.recorded_pace,
     )
 
 

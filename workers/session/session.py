@@ -62,6 +62,8 @@ class SessionOptions:
     tail_hold_s: float = 1.0
     """A recorded session's complete frame waits this long for more media before it is
     sent alone (so a short tail can join it: v1 flags every frame under 3 s)."""
+    recorded_pace: float = 0.0
+    """Recorded sessions: media seconds sent per second (0: unpaced)."""
 
 
 class _HoldExpired:
@@ -91,6 +93,8 @@ class _Round:
     ended_reason: str | None = None
     last_error_code: str | None = None
     waiting_latency: list[datetime] = field(default_factory=list)
+    pace_origin: tuple[float, float] | None = None
+    """(loop time, media time) of the connection's first frame, for pacing."""
 
 
 class VideoSession:
@@ -376,6 +380,7 @@ class VideoSession:
         state: _Round,
         reader: asyncio.Task[None],
     ) -> None:
+        await self._pace(chunks[0].media_start_s, state)
         if reader.done():
             raise conn.closed_error("closed mid-session", state.last_error_code)
         await conn.send(data)
@@ -384,6 +389,21 @@ class VideoSession:
             state.first_seq = chunks[0].seq
         state.last_sent_seq = chunks[-1].seq
         state.waiting_latency.extend(c.produced_at for c in chunks)
+
+    async def _pace(self, media_s: float, state: _Round) -> None:
+        """Recorded sessions: wait until ``media_s`` is due at ``recorded_pace`` x real time
+        since the connection's first frame (live media comes at its own pace)."""
+        pace = self._options.recorded_pace
+        if pace <= 0 or self.progress.live:
+            return
+        now = asyncio.get_running_loop().time()
+        if state.pace_origin is None:
+            state.pace_origin = (now, media_s)
+            return
+        started, origin_s = state.pace_origin
+        delay = started + (media_s - origin_s) / pace - now
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     @staticmethod
     async def _settle(reader: asyncio.Task[None]) -> None:
