@@ -384,6 +384,10 @@ class VideoSession:
         if reader.done():
             raise conn.closed_error("closed mid-session", state.last_error_code)
         await conn.send(data)
+        if self.progress.live:
+            metrics.FRAME_SEND_LATENCY.observe(
+                max(0.0, (datetime.now(UTC) - chunks[-1].produced_at).total_seconds())
+            )
         metrics.BYTES_SENT.inc(len(data))
         if state.first_seq is None:
             state.first_seq = chunks[0].seq
