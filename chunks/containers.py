@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from chunks.boxes import fragments_only
-from chunks.ebml import clusters_only, open_segment
+from chunks.boxes import fragments_start
+from chunks.ebml import media_start, open_segment
 from chunks.exceptions import UnknownContainerError
 
 __all__ = ["Container", "continuation", "require_container", "sniff_container", "stream_head"]
@@ -51,9 +51,9 @@ def stream_head(chunk: bytes) -> tuple[Container, bytes]:
     return container, open_segment(chunk) if container == "matroska" else chunk
 
 
-def continuation(chunk: bytes, container: Container) -> bytes:
+def continuation(chunk: bytes, container: Container) -> memoryview:
     """A later chunk of a stream in ``container``: its media only (MP4 fragments, WebM
-    clusters), without its init header.
+    clusters), without its init header; a view of ``chunk``, not a copy.
 
     Raises:
         UnknownContainerError: the chunk's init header is of another container.
@@ -65,4 +65,5 @@ def continuation(chunk: bytes, container: Container) -> bytes:
             f"a {found} chunk cannot continue a {container} stream: one connection carries "
             "one container"
         )
-    return clusters_only(chunk) if container == "matroska" else fragments_only(chunk)
+    start = media_start(chunk) if container == "matroska" else fragments_start(chunk)
+    return memoryview(chunk)[start:]

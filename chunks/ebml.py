@@ -19,6 +19,7 @@ __all__ = [
     "UNKNOWN_SIZE",
     "clusters_only",
     "element_header",
+    "media_start",
     "open_segment",
     "read_vint",
 ]
@@ -79,7 +80,7 @@ def _segment(chunk: bytes) -> tuple[int, int, int]:
     return size_at, at + header, end
 
 
-def _first_cluster(chunk: bytes) -> int:
+def media_start(chunk: bytes) -> int:
     """Offset of the first Cluster in the chunk's Segment (the chunk's length if none)."""
     _, child, end = _segment(chunk)
     while child < end:
@@ -102,7 +103,7 @@ def _first_cluster(chunk: bytes) -> int:
 
 def clusters_only(chunk: bytes) -> bytes:
     """A WebM chunk without its init header: only its clusters (empty when it has none)."""
-    return chunk[_first_cluster(chunk) :]
+    return chunk[media_start(chunk) :]
 
 
 def open_segment(chunk: bytes) -> bytes:

@@ -98,7 +98,7 @@ class Segmenter:
     limits: SegmentLimits
     hold_back: bool = False
     _held: Segment | None = None
-    _parts: list[bytes] = field(default_factory=list)
+    _parts: list[bytes | memoryview] = field(default_factory=list)
     _chunks: list[ChunkRef] = field(default_factory=list)
     _bytes: int = 0
     _container: Container | None = None
@@ -111,6 +111,7 @@ class Segmenter:
                 container bytes do not parse, or it is in another container than the
                 connection's stream.
         """
+        data: bytes | memoryview
         try:
             if self._container is None:
                 container, data = stream_head(chunk.payload)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -335,6 +334,8 @@ class VideoSession:
     ) -> ChunkRef | End | _HoldExpired | None:
         """The next queue item; None when the connection ended first; End on idle;
         ``_HOLD_EXPIRED`` when ``hold_s`` passed first."""
+        if not self._queue.empty():  # no task and no wait when a chunk is already queued
+            return self._queue.get_nowait()
         getter = asyncio.ensure_future(self._queue.get())
         idle_s = self._options.idle_timeout_s
         done, _ = await asyncio.wait(
@@ -458,9 +459,9 @@ class VideoSession:
         if state.waiting_latency:
             produced, state.waiting_latency = state.waiting_latency, []
             self._outbox.after_publish(lambda: _observe_latency(produced))
-        if window is not None:
-            progress.watermark_s = max(window, progress.watermark_s or -math.inf)
-            self._trim_recent()
+        if window is not None and (progress.watermark_s is None or window > progress.watermark_s):
+            progress.watermark_s = window
+            self._trim_recent()  # the restart chunk moves only with the watermark
         if placed.reach_s is not None and placed.reach_s > progress.reach_s:
             progress.reach_s = placed.reach_s
             self._account(progress.reach_s)
