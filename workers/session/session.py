@@ -8,7 +8,9 @@ replays the kept chunks from the restart chunk on, relays new chunks as frames
 at or before the watermark the round started with are suppressed (already published);
 re-sent seconds are recorded as re-analysed. A close code the policy retries starts the
 next round after a backoff; any other fails the session with a usage record and a dead
-letter.
+letter. Usage, dead letters and progress snapshots are kept by
+:class:`workers.session.books.SessionBooks`; the options and the end marker are in
+:mod:`workers.session.options`.
 """
 
 from __future__ import annotations
@@ -17,19 +19,18 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from runtime.logs import get_logger
 from workers.session import metrics
+from workers.session.books import SessionBooks
 from workers.session.connection import Inter1Connection
-from workers.session.dead_letters import session_dead_letter
 from workers.session.events import EventContext, Placed, WindowPlacer, event_record
 from workers.session.exceptions import ConnectionClosedError, PoisonChunkError
+from workers.session.options import End, SessionOptions
 from workers.session.outbox import Outbox
 from workers.session.reconnect import backoff_s, policy_for, restart_index
 from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
 from workers.session.state_store import SessionProgress
-from workers.session.usage import UsageLedger
 
 __all__ = ["End", "SessionOptions", "VideoSession"]
 
@@ -37,48 +38,11 @@ _log = get_logger("workers.session.session")
 _EPS = 1e-6
 
 
-@dataclass(frozen=True)
-class SessionOptions:
-    """How sessions connect and behave (from the settings)."""
-
-    api_key: str
-    base_url: str | None
-    api_version: str = "v1"
-    model: str | None = None
-    include: tuple[str, ...] = ()
-    goal_dimensions: tuple[str, ...] = ()
-    window_s: float = 8.0
-    hop_s: float = 3.0
-    context_s: float = 8.0
-    open_timeout_s: float = 15.0
-    drain_timeout_s: float = 30.0
-    idle_timeout_s: float = 120.0
-    reconnect_attempts: int = 5
-    reconnect_base_s: float = 0.5
-    reconnect_max_s: float = 20.0
-    queue_chunks: int = 16
-    live_max_lag_s: float = 30.0
-    tail_hold_s: float = 1.0
-    """A recorded session's complete frame waits this long for more media before it is
-    sent alone (so a short tail can join it: v1 flags every frame under 3 s)."""
-    recorded_pace: float = 0.0
-    """Recorded sessions: media seconds sent per second (0: unpaced)."""
-
-
 class _HoldExpired:
     """Queue wait result: no chunk came within ``tail_hold_s``; send the held frame."""
 
 
 _HOLD_EXPIRED = _HoldExpired()
-
-
-@dataclass(frozen=True)
-class End:
-    """Queue marker: ``ended`` (the video session ended: close for good), ``shutdown`` (the
-    worker stops: close the connection, the session stays open) or ``idle``."""
-
-    kind: str
-    media_seconds: float | None = None
 
 
 @dataclass
@@ -118,22 +82,12 @@ class VideoSession:
         self._idle = False
         self.end_seen = False
         """The video session's SessionEnded arrived."""
-        self._ledger = UsageLedger(
-            progress.session_id,
-            api_version,
-            progress.tenant,
-            progress.app,
-            progress.accounted_ms,
-            list(progress.dropped),
-            list(progress.degraded),
-        )
         self._task: asyncio.Task[None] | None = None
         self._conn: Inter1Connection | None = None
-        self._correlation: str | None = None
         self._log = _log.bind(session_id=self.session_id, partition=progress.partition)
-        self._first_chunk: tuple[int, int] | None = None
+        self._books = SessionBooks(progress, outbox, api_version, self._log)
         if fresh:
-            outbox.first_progress(self.session_id, self._unclaimed)
+            outbox.first_progress(self.session_id, self._books.unclaimed)
         self.mark_dirty()
 
     # -- called by the handler ------------------------------------------------------------
@@ -167,10 +121,10 @@ class VideoSession:
         progress.media_end_s = max(progress.media_end_s, chunk.media_end_s)
         if progress.restart_offset is None:
             progress.restart_offset, progress.restart_seq = chunk.offset, chunk.seq
-        if self._first_chunk is None:
-            self._first_chunk = (chunk.offset, chunk.seq)
+        if self._books.first_chunk is None:
+            self._books.first_chunk = (chunk.offset, chunk.seq)
         if progress.status == "failed":
-            self._account(chunk.media_end_s, rest_reason="session_error")
+            self._books.account(chunk.media_end_s, rest_reason="session_error")
         else:
             self._queue.put_nowait(chunk)
         self.mark_dirty()
@@ -182,14 +136,14 @@ class VideoSession:
         if end.media_seconds is not None:
             self.progress.media_end_s = max(self.progress.media_end_s, end.media_seconds)
         if self.progress.status == "failed":
-            self._account(self.progress.media_end_s, rest_reason="session_error")
+            self._books.account(self.progress.media_end_s, rest_reason="session_error")
             self.mark_dirty()
             return
         self._queue.put_nowait(end)
 
     def drop_poison(self, start_s: float, end_s: float) -> None:
         """A chunk of this session was dead-lettered: its media counts as dropped."""
-        self._ledger.note_dropped(start_s, end_s, "poison_chunk")
+        self._books.ledger.note_dropped(start_s, end_s, "poison_chunk")
         self.progress.media_end_s = max(self.progress.media_end_s, end_s)
         self.mark_dirty()
 
@@ -211,7 +165,7 @@ class VideoSession:
 
     def mark_dirty(self) -> None:
         """Have the next publish write this session's progress."""
-        self._outbox.progress_changed(self.session_id, self._snapshot)
+        self._books.mark_dirty()
 
     # -- rounds ---------------------------------------------------------------------------
 
@@ -282,7 +236,7 @@ class VideoSession:
         self._conn = conn
         ready = await conn.open(options.open_timeout_s)
         metrics.SESSION_OPEN_LATENCY.observe(asyncio.get_running_loop().time() - started)
-        self._correlation = conn.correlation_id
+        self._books.correlation = conn.correlation_id
         progress.incarnation, progress.grid_origin_s = incarnation, offset_s
         log = self._log.bind(incarnation=incarnation, correlation_id=conn.correlation_id)
         log.info("inter1_connected", media_offset_s=offset_s, first_seq=replay[0].seq)
@@ -368,7 +322,7 @@ class VideoSession:
             frames = segmenter.add(chunk)
         except PoisonChunkError as exc:
             self._recent.remove(chunk)
-            self._dead_letter_chunk(chunk, exc)
+            self._books.dead_letter_chunk(chunk, exc)
             return
         for frame in frames:
             await self._send(conn, frame.data, frame.chunks, state, reader)
@@ -446,7 +400,7 @@ class VideoSession:
         kind = str(envelope.get("type", ""))
         data = envelope.get("data")
         if kind in ("coverage.dropped", "coverage.degraded") and isinstance(data, dict):
-            self._note_coverage(kind, data, state.media_offset_s)
+            self._books.note_coverage(kind, data, state.media_offset_s)
         datum = event_record(
             placed,
             state.context,
@@ -464,20 +418,8 @@ class VideoSession:
             self._trim_recent()  # the restart chunk moves only with the watermark
         if placed.reach_s is not None and placed.reach_s > progress.reach_s:
             progress.reach_s = placed.reach_s
-            self._account(progress.reach_s)
+            self._books.account(progress.reach_s)
         self.mark_dirty()
-
-    def _note_coverage(self, kind: str, data: dict[str, Any], offset_s: float) -> None:
-        for item in data.get("ranges") or ():
-            if not isinstance(item, dict):
-                continue
-            start, end = item.get("start"), item.get("end")
-            if not isinstance(start, int | float) or not isinstance(end, int | float):
-                continue
-            if kind == "coverage.dropped":
-                self._ledger.note_dropped(offset_s + start, offset_s + end, "backpressure")
-            else:
-                self._ledger.note_degraded(offset_s + start, offset_s + end)
 
     # -- progress -------------------------------------------------------------------------
 
@@ -500,87 +442,23 @@ class VideoSession:
             self.progress.restart_offset = self._recent[0].offset
             self.progress.restart_seq = self._recent[0].seq
 
-    def _account(self, until_s: float, rest_reason: str = "analysed") -> None:
-        for record in self._ledger.account(
-            until_s,
-            incarnation=max(0, self.progress.incarnation),
-            correlation_id=self._correlation,
-            rest_reason=rest_reason,
-        ):
-            self._outbox.usage(self.session_id, record)
-
     def _reanalysed(self, offset_s: float, state: _Round) -> None:
-        record = self._ledger.reanalysed(
-            offset_s,
-            self._ledger.accounted_until_s,
-            incarnation=state.incarnation,
-            correlation_id=self._correlation,
-        )
-        if record is not None:
-            self._outbox.usage(self.session_id, record)
+        self._books.reanalysed(offset_s, state.incarnation)
 
     def _finish(self) -> None:
-        self._account(self.progress.media_end_s)
-        self.progress.status = "closed"
-        self.mark_dirty()
+        self._books.finish()
         self._log.info("session_closed", media_end_s=self.progress.media_end_s)
 
     def _fail(self, exc: ConnectionClosedError, cause: str, attempts: int) -> None:
-        self.progress.status = "failed"
-        self._account(self.progress.media_end_s, rest_reason="session_error")
-        self.mark_dirty()
-        verdict = "retries exhausted" if policy_for(exc.close_code).retriable else "never retried"
-        message = (
-            f"session {self.session_id} failed after {attempts} connection attempt(s): "
-            f"{exc} ({cause}, {verdict})"
-        )
-        self._log.error(
-            "session_failed", close_code=exc.close_code, error_code=exc.error_code, cause=cause
-        )
-        self._outbox.dead_letter(
-            self.session_id,
-            session_dead_letter(
-                self.session_id,
-                error_type="SessionFailedError",
-                error_code=exc.error_code or str(exc.close_code),
-                message=message,
-            ),
-        )
+        self._books.fail(exc, cause, attempts)
         while not self._queue.empty():  # chunks that will never be relayed
             item = self._queue.get_nowait()
             if isinstance(item, ChunkRef):
-                self._account(item.media_end_s, rest_reason="session_error")
+                self._books.account(item.media_end_s, rest_reason="session_error")
 
     def _shed(self, chunk: ChunkRef, age_s: float) -> None:
         self._recent.remove(chunk)
-        self._ledger.note_dropped(chunk.media_start_s, chunk.media_end_s, "worker_shed")
-        metrics.SHED_SECONDS.inc(chunk.media_end_s - chunk.media_start_s)
-        self._log.warning("chunk_shed", seq=chunk.seq, age_s=round(age_s, 3))
-
-    def _dead_letter_chunk(self, chunk: ChunkRef, exc: PoisonChunkError) -> None:
-        self._ledger.note_dropped(chunk.media_start_s, chunk.media_end_s, "poison_chunk")
-        self._log.error("chunk_dead_lettered", seq=chunk.seq, error=str(exc))
-        self._outbox.dead_letter(
-            self.session_id,
-            session_dead_letter(
-                self.session_id,
-                error_type=type(exc).__name__,
-                error_code="ih6002",
-                message=str(exc),
-                offset=chunk.offset,
-            ),
-        )
-
-    def _snapshot(self) -> SessionProgress:
-        progress = self.progress
-        progress.accounted_ms = self._ledger.accounted_ms
-        progress.dropped = list(self._ledger.dropped)
-        progress.degraded = list(self._ledger.degraded)
-        return progress.copy()
-
-    def _unclaimed(self) -> SessionProgress:
-        first = self._first_chunk
-        return self.progress.unclaimed(*(first if first is not None else (None, None)))
+        self._books.shed(chunk, age_s)
 
 
 def _observe_latency(produced: list[datetime]) -> None:
