@@ -177,7 +177,8 @@ class SessionHandler(BatchHandler):
         )
         await self._read_back(restored)
         seek_to: dict[int, int] = {}
-        ends = await self._end_offsets(partitions)
+        closed = any(p.status == "closed" for p in restored.values())
+        ends = await self._end_offsets(partitions) if closed else {}
         for sid, progress in restored.items():
             if sid in self._sessions:
                 continue
