@@ -220,6 +220,7 @@ async def run_worker(
             end_offsets=functools.partial(end_offsets, settings=kafka),
             crash_at=parse_crash_at(worker.crash_at),
         )
+        await outbox.prime()
         handler = SessionHandler(
             options, outbox, codec, kafka=kafka, max_sessions=worker.max_sessions
         )

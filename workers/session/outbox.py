@@ -115,6 +115,16 @@ class Outbox:
             self._dirty.pop(sid, None)
             self._first.pop(sid, None)
 
+    async def prime(self) -> None:
+        """Read the read-back floors now (the end offsets), not in the first publish."""
+        async with self._lock:
+            await self._ensure_floors()
+
+    async def _ensure_floors(self) -> None:
+        if self._floors is None:
+            ends = await self._end_offsets(list(self._roles))
+            self._floors = {self._roles[t]: parts for t, parts in ends.items()}
+
     @property
     def pending(self) -> int:
         """Records queued and not yet published."""
@@ -134,9 +144,7 @@ class Outbox:
                     callback()
                 return
             try:
-                if self._floors is None:
-                    ends = await self._end_offsets(list(self._roles))
-                    self._floors = {self._roles[t]: parts for t, parts in ends.items()}
+                await self._ensure_floors()
                 await self._write_progress(firsts)
                 sends = [
                     await self._producer.send(topic, value, key=key.encode())
