@@ -1,26 +1,41 @@
-"""Session worker: relay cost against a raw aiokafka consume of the same chunk bytes, and
-CPU per media-second per session.
+"""Session worker benchmarks at a chosen bitrate (default 2 Mbit/s).
 
-Publishes ``--sessions`` copies of a committed fixture clip (keyframe chunks) to fresh
-prefixed topics on ``KAFKA_BOOTSTRAP_SERVERS`` (or the local stack), then measures this
-process's CPU time (a) reading every chunk record with a plain aiokafka consumer and
-(b) running the session worker over the same records until every session ended, relaying
-them to the simulator (a subprocess, ``--decode none``, instant model, so its CPU is not
-counted). Prints figures; asserts nothing.
+``relay`` (default): publishes ``--sessions`` copies of a committed fixture clip (keyframe
+chunks, each padded with an MP4 ``free`` box to ``--kbit`` kbit/s of media) to fresh
+prefixed topics, then measures this process's CPU time (a) reading every chunk record with a
+plain aiokafka consumer and (b) running the session worker over the same records until every
+session ended, relaying them to the simulator (a subprocess, ``--decode none``, instant model,
+so its CPU is not counted). ``--profile FILE`` writes a cProfile of (b) and prints its top.
 
-    .venv/bin/python bench/session_worker_bench.py [--sessions 40]
+``capacity``: the worker and ``simulate --decode boxes`` run as subprocesses; for each
+``--steps`` count N, N live sessions publish their chunks in real time (``produced_at`` =
+send time) for the clip's 20 s. Per step: the worker's CPU per media second, RSS per session
+(peak minus idle) and the latency it adds (the chunk completing a frame: ``produced_at`` ->
+frame handed to the WebSocket; ``inter1_worker_frame_send_seconds`` from ``/metrics``).
+
+Prints figures; asserts nothing. The machine is shared: compare ratios from one run.
+
+    .venv/bin/python bench/session_worker_bench.py relay [--sessions 100] [--kbit 2000]
+    .venv/bin/python bench/session_worker_bench.py capacity [--steps 25,50,100]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import os
+import pstats
 import socket
+import statistics
+import struct
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,20 +45,58 @@ sys.path[:0] = [
     str(ROOT / "tests" / "workers" / "session"),
 ]
 
-from session_helpers import ChunkPublisher, fixture_chunks  # noqa: E402
+import httpx  # noqa: E402
+from session_helpers import (  # noqa: E402
+    ChunkPublisher,
+    ClipChunk,
+    ClipChunks,
+    fixture_chunks,
+    started_record,
+)
 from sim_helpers import CLIP_RAMP  # noqa: E402
 from worker_process import create_prefixed_topics, delete_topics  # noqa: E402
 
+from chunks import VideoChunk  # noqa: E402
 from inter1_pipeline.kafka_address import kafka_settings  # noqa: E402
 from runtime.kafka import make_consumer  # noqa: E402
+from runtime.logs import configure_logging  # noqa: E402
 from runtime.settings import Inter1Settings, SessionWorkerSettings, load  # noqa: E402
 from workers.session.app import WorkerRuntime, run_worker  # noqa: E402
+from workers.session.outbox import WorkerTopics  # noqa: E402
+
+_CLI = [sys.executable, "-c", "from inter1_pipeline.cli import main; main()"]
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def padded(clip: ClipChunks, kbit: float) -> ClipChunks:
+    """Each chunk grown to ``kbit`` kbit/s of its media with a trailing ``free`` box (the
+    simulator and the worker skip it; the bytes travel like media)."""
+    chunks = []
+    for chunk in clip.chunks:
+        want = int(kbit * 1000 / 8 * chunk.media_duration_s) - len(chunk.payload)
+        pad = struct.pack(">I4s", want, b"free") + bytes(want - 8) if want >= 8 else b""
+        chunks.append(replace(chunk, payload=chunk.payload + pad))
+    return ClipChunks(chunks, clip.stream, clip.duration_s)
+
+
+def _simulator(port: int, decode: str, sessions: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *_CLI,
+            *("simulate", "--port", str(port), "--decode", decode, "--ratio", "0"),
+            *("--max-lag", "3600", "--capacity", str(sessions + 10)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+# -- relay ----------------------------------------------------------------------------------
 
 
 async def _raw_consume(topic: str, count: int) -> tuple[float, float, int]:
@@ -62,7 +115,54 @@ async def _raw_consume(topic: str, count: int) -> tuple[float, float, int]:
         await consumer.stop()
 
 
-async def _relay(topics: object, base_url: str, sessions: int) -> tuple[float, float]:
+_SINK = """
+import asyncio, sys
+from websockets.asyncio.server import serve
+
+async def drain(ws):
+    async for _ in ws:
+        pass
+
+async def main():
+    async with serve(drain, "127.0.0.1", int(sys.argv[1]), compression=None, max_size=None):
+        await asyncio.Future()
+
+asyncio.run(main())
+"""
+
+
+async def _floor(topic: str, count: int, port: int) -> tuple[float, float]:
+    """The same records consumed raw and their values sent, one WebSocket per session, to a
+    server that discards them (a subprocess): aiokafka + websockets, nothing of ours."""
+    from websockets.asyncio.client import ClientConnection, connect
+
+    consumer = make_consumer(group_id=None)
+    await consumer.start()
+    sockets: dict[bytes, ClientConnection] = {}
+    try:
+        consumer.subscribe([topic])
+        seen = 0
+        wall, cpu = time.perf_counter(), time.process_time()
+        while seen < count:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                seen += len(records)
+                for record in records:
+                    key = record.key or b""
+                    if key not in sockets:
+                        sockets[key] = await connect(
+                            f"ws://127.0.0.1:{port}", compression=None, max_size=None
+                        )
+                    await sockets[key].send(record.value or b"")
+        for ws in sockets.values():
+            await ws.close()
+        return time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        await consumer.stop()
+
+
+async def _relay(
+    topics: WorkerTopics, base_url: str, sessions: int, profile: str | None
+) -> tuple[float, float]:
     out: list[WorkerRuntime] = []
     started = asyncio.Event()
     worker = SessionWorkerSettings(
@@ -75,55 +175,70 @@ async def _relay(topics: object, base_url: str, sessions: int) -> tuple[float, f
     )
     inter1 = Inter1Settings(api_key="sim-key", base_url=base_url)
     task = asyncio.create_task(
-        run_worker(topics, worker=worker, inter1=inter1, started=started, runtime_out=out)  # type: ignore[arg-type]
+        run_worker(topics, worker=worker, inter1=inter1, started=started, runtime_out=out)
     )
     await started.wait()
+    profiler = cProfile.Profile(time.process_time) if profile else None  # CPU, not wall
     wall, cpu = time.perf_counter(), time.process_time()
+    if profiler is not None:
+        profiler.enable()
     handler = out[0].handler
     while handler.finished < sessions:
         if task.done():
             task.result()
         await asyncio.sleep(0.05)
+    if profiler is not None:
+        profiler.disable()
     elapsed, used = time.perf_counter() - wall, time.process_time() - cpu
     out[0].loop.request_stop()
     await task
+    if profiler is not None and profile:
+        profiler.dump_stats(profile)
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+        print(text.getvalue())
     return elapsed, used
 
 
-async def _main(args: argparse.Namespace) -> None:
-    settings = kafka_settings()
-    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
-    load.cache_clear()
+async def relay(args: argparse.Namespace) -> None:
     port = _free_port()
-    sim = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
-        [
-            sys.executable,
-            "-c",
-            "from inter1_pipeline.cli import main; main()",
-            "simulate",
-            "--port",
-            str(port),
-            "--decode",
-            "none",
-            "--ratio",
-            "0",
-            "--max-lag",
-            "3600",
-            "--capacity",
-            str(args.sessions + 10),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sim = _simulator(port, "none", args.sessions)
     topics = await create_prefixed_topics(f"bench{uuid.uuid4().hex[:8]}.")
     try:
-        clip = fixture_chunks(CLIP_RAMP)
+        clip = padded(fixture_chunks(CLIP_RAMP), args.kbit)
         async with ChunkPublisher(topics.chunks) as publisher:
             for index in range(args.sessions):
                 await publisher.session(f"bench-{index}", clip)
         records = args.sessions * (len(clip.chunks) + 2)
-        raw_wall, raw_cpu, size = await _raw_consume(topics.chunks, records)
-        relay_wall, relay_cpu = await _relay(topics, f"http://127.0.0.1:{port}", args.sessions)
+        sink_port = _free_port()
+        sink = subprocess.Popen([sys.executable, "-c", _SINK, str(sink_port)])  # noqa: ASYNC220
+        await asyncio.sleep(1.5)
+        runs: list[tuple[float, float, float]] = []  # CPU of raw, floor, relay, interleaved
+        extra: list[WorkerTopics] = []
+        try:
+            for _ in range(args.repeat):
+                _raw_wall, raw_cpu, size = await _raw_consume(topics.chunks, records)
+                _floor_wall, floor_cpu = await _floor(topics.chunks, records, sink_port)
+                # fresh output and state topics: the last run's closed sessions are not restored
+                out = await create_prefixed_topics(f"bench{uuid.uuid4().hex[:8]}.")
+                extra.append(out)
+                _relay_wall, relay_cpu = await _relay(
+                    replace(out, chunks=topics.chunks),
+                    f"http://127.0.0.1:{port}",
+                    args.sessions,
+                    args.profile,
+                )
+                runs.append((raw_cpu, floor_cpu, relay_cpu))
+                print(
+                    f"run {len(runs)}: raw {raw_cpu * 1000:.0f} ms, floor {floor_cpu * 1000:.0f} "
+                    f"ms, relay {relay_cpu * 1000:.0f} ms CPU"
+                )
+        finally:
+            sink.terminate()
+            sink.wait(timeout=30)
+            for out in extra:
+                await delete_topics(out)
+        raw_cpu, floor_cpu, relay_cpu = (statistics.median(r[i] for r in runs) for i in range(3))
     finally:
         sim.terminate()
         sim.wait(timeout=30)
@@ -135,18 +250,197 @@ async def _main(args: argparse.Namespace) -> None:
         f"{args.sessions} sessions x {clip.duration_s:g} s ({len(clip.chunks)} chunks, "
         f"{bitrate / 1000:.0f} kbit/s), {records} records, {size / 1e6:.1f} MB"
     )
-    print(f"raw aiokafka consume: {raw_cpu * 1000:.0f} ms CPU ({raw_wall * 1000:.0f} ms wall)")
-    print(f"session worker relay: {relay_cpu * 1000:.0f} ms CPU ({relay_wall * 1000:.0f} ms wall)")
-    print(f"relay cost ratio (raw / relay CPU): {raw_cpu / relay_cpu:.2f} (target >= 0.7)")
+    print(f"medians of {len(runs)} interleaved runs:")
+    print(f"raw aiokafka consume: {raw_cpu * 1000:.0f} ms CPU")
+    print(f"session worker relay: {relay_cpu * 1000:.0f} ms CPU")
+    print(
+        f"floor (raw consume + websockets send of the same bytes, nothing of ours): "
+        f"{floor_cpu * 1000:.0f} ms CPU = "
+        f"{floor_cpu / raw_cpu:.2f}x the raw consume"
+    )
+    print(
+        f"relay cost: {relay_cpu / raw_cpu:.2f}x the raw consume, "
+        f"{relay_cpu / floor_cpu:.2f}x the floor "
+        f"(raw / relay {raw_cpu / relay_cpu:.2f}; target: at most 1.3x)"
+    )
     print(
         f"CPU per media-second per session: {per_media_s * 1e6:.0f} us "
         f"-> {1 / per_media_s:,.0f} sessions per core at {bitrate / 1000:.0f} kbit/s"
     )
 
 
+# -- capacity -------------------------------------------------------------------------------
+
+
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _histogram(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of a histogram from the /metrics text."""
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.split()[-1])
+    return buckets
+
+
+def _quantile_bound(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Upper bucket bound holding quantile ``q`` of the observations between two scrapes."""
+    total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    for bound in sorted(after):
+        if after[bound] - before.get(bound, 0.0) >= q * total:
+            return bound
+    return float("inf")
+
+
+async def _live_sessions(
+    publisher: ChunkPublisher, clip: ClipChunks, sids: list[str]
+) -> tuple[float, int]:
+    """All sessions live, each chunk sent when its media time comes; (lag s, bytes)."""
+    for sid in sids:
+        await publisher.send(started_record(sid, live=True))
+    start, worst, size = time.monotonic(), 0.0, 0
+    producer = publisher._producer
+    for chunk in clip.chunks:
+        due = start + chunk.media_start_s
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        worst = max(worst, time.monotonic() - due)
+        sends = [
+            await producer.send(
+                publisher.topic, _chunk_value(publisher, sid, chunk), key=sid.encode()
+            )
+            for sid in sids
+        ]
+        await asyncio.gather(*sends)
+        size += len(chunk.payload) * len(sids)
+    for sid in sids:
+        await publisher.end(sid, clip)
+    return worst, size
+
+
+def _chunk_value(publisher: ChunkPublisher, sid: str, chunk: ClipChunk) -> bytes:
+    record = VideoChunk(
+        session_id=sid,
+        seq=chunk.seq,
+        media_start_s=chunk.media_start_s,
+        media_duration_s=chunk.media_duration_s,
+        keyframe_start=True,
+        payload=chunk.payload,
+        produced_at=datetime.now(UTC),
+    )
+    return publisher._codec.encode(record.AVRO_NAME, record.to_avro(), topic=publisher.topic)
+
+
+async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one measurement, in order
+    steps = [int(n) for n in args.steps.split(",")]
+    sim_port, http_port = _free_port(), _free_port()
+    sim = _simulator(sim_port, "boxes", max(steps))
+    prefix = f"cap{uuid.uuid4().hex[:8]}."
+    topics = await create_prefixed_topics(prefix)
+    env = {
+        **os.environ,
+        "KAFKA_TOPIC_PREFIX": prefix,
+        "INTER1_BASE_URL": f"http://127.0.0.1:{sim_port}",
+        "INTER1_API_KEY": "sim-key",
+        "PIPELINE_WORKER_GROUP_ID": f"cap-{uuid.uuid4().hex[:8]}",
+        "PIPELINE_WORKER_HTTP_PORT": str(http_port),
+        "PIPELINE_WORKER_MAX_SESSIONS": str(max(steps) + 10),
+        "PIPELINE_WORKER_SESSION_QUEUE_CHUNKS": "64",
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+    }
+    worker = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
+        [*_CLI, "session-worker"], env=env, stdout=subprocess.DEVNULL
+    )
+    clip = padded(fixture_chunks(CLIP_RAMP), args.kbit)
+    name = "inter1_worker_frame_send_seconds"
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or worker.poll() is not None:
+                    raise SystemExit("the worker did not become ready")
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2.0)
+            print(f"clip: {clip.duration_s:g} s, {len(clip.chunks)} chunks at {args.kbit:g} kbit/s")
+            print(
+                "sessions | worker CPU/media-s | sessions/core | RSS/session | "
+                "p50 / p99 added | frames <=100 ms | publisher lag"
+            )
+            async with ChunkPublisher(topics.chunks) as publisher:
+                for count in steps:
+                    idle_rss = _proc_rss_mb(worker.pid)
+                    before = _histogram((await http.get("/metrics")).text, name)
+                    cpu0 = _proc_cpu_s(worker.pid)
+                    sids = [f"cap-{count}-{i}-{uuid.uuid4().hex[:4]}" for i in range(count)]
+                    peak = idle_rss
+                    sender = asyncio.create_task(_live_sessions(publisher, clip, sids))
+                    while not sender.done():
+                        peak = max(peak, _proc_rss_mb(worker.pid))
+                        await asyncio.sleep(0.5)
+                    lag, _size = sender.result()
+                    while True:  # every session drained
+                        text = (await http.get("/metrics")).text
+                        active = [
+                            line
+                            for line in text.splitlines()
+                            if line.startswith("inter1_worker_active_sessions ")
+                        ]
+                        peak = max(peak, _proc_rss_mb(worker.pid))
+                        if active and float(active[0].split()[-1]) == 0:
+                            break
+                        await asyncio.sleep(0.5)
+                    used = _proc_cpu_s(worker.pid) - cpu0
+                    after = _histogram(text, name)
+                    frames = after[float("inf")] - before.get(float("inf"), 0.0)
+                    fast = after[0.1] - before.get(0.1, 0.0)
+                    per = used / (count * clip.duration_s)
+                    print(
+                        f"{count:8d} | {per * 1e6:8.0f} us | {1 / per:12,.0f} | "
+                        f"{(peak - idle_rss) / count:8.2f} MB | "
+                        f"<= {_quantile_bound(before, after, 0.5) * 1000:g} / "
+                        f"<= {_quantile_bound(before, after, 0.99) * 1000:g} ms | "
+                        f"{fast:.0f}/{frames:.0f} | {lag * 1000:.0f} ms"
+                    )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        sim.terminate()
+        sim.wait(timeout=30)
+        await delete_topics(topics)
+
+
+async def _main(args: argparse.Namespace) -> None:
+    configure_logging("WARNING", "json")  # as the CLI does; per-session info lines off
+    settings = kafka_settings()
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+    load.cache_clear()
+    await (capacity(args) if args.mode == "capacity" else relay(args))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=40)
+    parser.add_argument("mode", nargs="?", choices=("relay", "capacity"), default="relay")
+    parser.add_argument("--sessions", type=int, default=40, help="relay: sessions")
+    parser.add_argument("--kbit", type=float, default=2000.0, help="media bitrate per session")
+    parser.add_argument("--profile", help="relay: write a cProfile of the relay here")
+    parser.add_argument("--repeat", type=int, default=3, help="relay: interleaved runs (median)")
+    parser.add_argument("--steps", default="25,50,100", help="capacity: session counts")
     asyncio.run(_main(parser.parse_args()))
 
 

@@ -1,16 +1,24 @@
-"""The chunk protocol, without PyAV: typed chunk-topic records, part assembly, MP4 boxes.
+"""The chunk protocol, without PyAV: typed chunk-topic records, part assembly, MP4 boxes
+and WebM elements.
 
 Producers build records with it, session workers read them with it, the simulator and
 the demo sniff and continue container streams with it. Import what you need from here
 or from the submodules (``chunks.records``, ``chunks.assembler``, ``chunks.boxes``,
-``chunks.containers``, ``chunks.exceptions``).
+``chunks.containers``, ``chunks.ebml``, ``chunks.exceptions``).
 """
 
 from __future__ import annotations
 
 from chunks.assembler import AssembledChunk, ChunkAssembler
 from chunks.boxes import INIT_BOXES, fragments_only, split_parts, top_level_boxes
-from chunks.containers import Container, require_container, sniff_container
+from chunks.containers import (
+    Container,
+    continuation,
+    require_container,
+    sniff_container,
+    stream_head,
+)
+from chunks.ebml import clusters_only, open_segment
 from chunks.exceptions import (
     ChunkError,
     ChunkPartError,
@@ -52,10 +60,14 @@ __all__ = [
     "UnknownContainerError",
     "VideoChunk",
     "chunk_topic_record",
+    "clusters_only",
+    "continuation",
     "fragments_only",
+    "open_segment",
     "require_container",
     "sniff_container",
     "split_parts",
+    "stream_head",
     "top_level_boxes",
     "video_chunk_parts",
 ]

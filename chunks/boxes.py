@@ -10,7 +10,7 @@ import struct
 
 from chunks.exceptions import MalformedBoxError
 
-__all__ = ["INIT_BOXES", "fragments_only", "split_parts", "top_level_boxes"]
+__all__ = ["INIT_BOXES", "fragments_only", "fragments_start", "split_parts", "top_level_boxes"]
 
 INIT_BOXES = frozenset({b"ftyp", b"moov", b"free", b"skip", b"uuid"})
 """Top-level box types that make up (or may sit in) a fragmented MP4's init header."""
@@ -58,9 +58,13 @@ def fragments_only(chunk: bytes) -> bytes:
     A consumer continuing one container stream (one Inter-1 connection) sends the first
     chunk whole and every later chunk through this, so the stream carries one init header.
     """
+    return chunk[fragments_start(chunk) :]
+
+
+def fragments_start(chunk: bytes) -> int:
+    """Offset of the chunk's first box after its init header (its length if none)."""
     boxes = top_level_boxes(chunk)
-    start = next((offset for kind, offset, _ in boxes if kind not in INIT_BOXES), len(chunk))
-    return chunk[start:]
+    return next((offset for kind, offset, _ in boxes if kind not in INIT_BOXES), len(chunk))
 
 
 def split_parts(payload: bytes, limit_bytes: int) -> list[bytes]:

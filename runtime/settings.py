@@ -204,6 +204,10 @@ class SessionWorkerSettings(BaseSettings):
     reconnect_max_s: float = Field(default=20.0, gt=0.0)
     live_max_lag_s: float = Field(default=30.0, gt=0.0)
     """Live chunks older than this (``produced_at`` to now) are shed at the worker."""
+    recorded_pace: float = Field(default=0.0, ge=0.0)
+    """Send rate of recorded (non-live) sessions as a multiple of real time, so a service that
+    sheds windows under lag is not flooded (e.g. 2: two media seconds per second); 0: as fast
+    as the connection takes them."""
     publish_interval_s: float = Field(default=0.5, gt=0.0)
     """How often events waiting in the worker's outbox are published with their progress."""
     commit_interval_s: float = Field(default=1.0, gt=0.0)
@@ -212,6 +216,8 @@ class SessionWorkerSettings(BaseSettings):
     http_port: int = Field(default=9464, ge=0, le=65535)
     """Port of ``/metrics``, ``/healthz`` and ``/readyz`` (0: a free port)."""
     http_host: str = "127.0.0.1"
+    crash_at: str | None = None
+    """Crash drills only: ``records_acked@<events>`` (see ``workers.session.faults``)."""
 
     def include_list(self) -> list[str]:
         """``include`` as a list."""

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chunks.ebml import CLUSTER_ID as _CLUSTER
+from chunks.ebml import EBML_ID as _EBML
+from chunks.ebml import SEGMENT_ID as _SEGMENT
+from chunks.ebml import UNKNOWN_SIZE as _UNKNOWN
+from chunks.ebml import read_vint
+from chunks.exceptions import MalformedBoxError
 from simulator.box_reader import HeaderError, IncrementalReader, Sample, TrackInfo
 
 __all__ = ["WebmReader"]
 
-_EBML, _SEGMENT, _CLUSTER = 0x1A45DFA3, 0x18538067, 0x1F43B675
 _INFO, _TRACKS = 0x1549A966, 0x1654AE6B
 _TIMECODE, _SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK = 0xE7, 0xA3, 0xA0, 0xA1
 _BLOCK_DURATION, _REFERENCE_BLOCK, _TIMECODE_SCALE = 0x9B, 0xFB, 0x2AD7B1
@@ -33,7 +38,6 @@ _MAX_COLLECT = 16 * 1024 * 1024
 _BLOCK_HEAD = 12
 """Bytes of a SimpleBlock read: track number (<= 8), timecode (2), flags (1), lace count."""
 _KINDS = {1: "video", 2: "audio"}
-_UNKNOWN = -1
 
 
 class _EbmlError(HeaderError):
@@ -66,17 +70,12 @@ def _opus_duration_us(payload: bytearray, start: int, stop: int) -> int:
 
 
 def _vint(buf: bytes | bytearray, at: int, *, marker: bool) -> tuple[int, int]:
-    """(value, length) of the variable-length integer at ``at`` (``marker``: keep it: IDs)."""
-    if at >= len(buf) or buf[at] == 0:
-        raise _EbmlError("invalid variable-length integer")
-    length = 9 - buf[at].bit_length()
-    if at + length > len(buf):
-        raise _EbmlError("truncated variable-length integer")
-    value = int.from_bytes(buf[at : at + length], "big")
-    if marker:
-        return value, length
-    value &= (1 << (7 * length)) - 1
-    return (_UNKNOWN if value == (1 << (7 * length)) - 1 else value), length
+    """(value, length) of the variable-length integer at ``at`` (``marker``: keep it: IDs);
+    :func:`chunks.ebml.read_vint`, its error as this reader's."""
+    try:
+        return read_vint(buf, at, marker=marker)
+    except MalformedBoxError as exc:
+        raise _EbmlError(str(exc)) from None
 
 
 def _elements(buf: bytearray, start: int, end: int) -> list[tuple[int, int, int]]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import resource
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.consume_loop import ConsumeLoop, LoopOptions, LoopStats
@@ -24,11 +26,20 @@ from runtime.logs import get_logger
 from runtime.settings import Inter1Settings, KafkaSettings, SessionWorkerSettings
 from schemas.codec import codec_from_settings
 from workers.session import metrics
+from workers.session.faults import parse_crash_at
 from workers.session.handler import SessionHandler
 from workers.session.outbox import Outbox, WorkerTopics
+from workers.session.readback import end_offsets
 from workers.session.session import SessionOptions
 
-__all__ = ["WorkerRuntime", "check_fd_limit", "check_speedups", "run_worker", "session_options"]
+__all__ = [
+    "WorkerRuntime",
+    "check_fd_limit",
+    "check_speedups",
+    "run_worker",
+    "session_options",
+    "update_lag",
+]
 
 _log = get_logger("workers.session.app")
 _SIM_KEY = "sim-key"
@@ -47,18 +58,20 @@ def check_speedups() -> bool:
 
 
 def check_fd_limit(max_sessions: int) -> int:
-    """Raise the soft fd limit to what ``max_sessions`` need, or fail naming the number."""
+    """Raise the soft fd limit to the hard one (logged), or fail naming the number needed
+    when even the hard limit is below what ``max_sessions`` need; returns the soft limit."""
     needed = _FDS_BASE + _FDS_PER_SESSION * max_sessions
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return soft
     if hard != resource.RLIM_INFINITY and hard < needed:
         raise ConfigError(
             f"PIPELINE_WORKER_MAX_SESSIONS={max_sessions} needs {needed} file descriptors; "
             f"the hard limit is {hard}: raise it (ulimit -Hn) or lower the setting"
         )
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-    return needed
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
+    if target != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    _log.info("fd_limit", soft_was=soft, soft=target, hard=hard, needed=needed)
+    return target
 
 
 def session_options(worker: SessionWorkerSettings, inter1: Inter1Settings) -> SessionOptions:
@@ -81,6 +94,7 @@ def session_options(worker: SessionWorkerSettings, inter1: Inter1Settings) -> Se
         reconnect_max_s=worker.reconnect_max_s,
         queue_chunks=worker.session_queue_chunks,
         live_max_lag_s=worker.live_max_lag_s,
+        recorded_pace=worker.recorded_pace,
     )
 
 
@@ -144,6 +158,12 @@ def _update_lag(loop: ConsumeLoop) -> None:
         consumer = loop.consumer
     except RuntimeError:
         return
+    update_lag(consumer)
+
+
+def update_lag(consumer: AIOKafkaConsumer) -> None:
+    """Set the lag gauge of every assigned partition: high watermark - position (partitions
+    not fetched yet, whose high watermark is unknown, are left as they are)."""
     for tp in consumer.assignment():
         high = consumer.highwater(tp)
         if high is None:
@@ -193,7 +213,14 @@ async def run_worker(
         producer = make_producer(kafka)
         await producer.start()
         stack.push_async_callback(producer.stop)
-        outbox = Outbox(producer, codec, topics)
+        outbox = Outbox(
+            producer,
+            codec,
+            topics,
+            end_offsets=functools.partial(end_offsets, settings=kafka),
+            crash_at=parse_crash_at(worker.crash_at),
+        )
+        await outbox.prime()
         handler = SessionHandler(
             options, outbox, codec, kafka=kafka, max_sessions=worker.max_sessions
         )

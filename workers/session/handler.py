@@ -12,6 +12,11 @@ records below the committed offset (the replay zone) are relayed again only for 
 restored sessions, from their restart chunk on. On revoke (after the loop's checkpoint)
 the partition's sessions are abandoned and whatever they queued since is discarded: the
 next owner redoes it from the same progress.
+
+Records of a session that ended for good are dropped (a redelivery must not start it
+again) for as long as they can come back: its id is remembered with the last chunk-topic
+offset routed when it ended (for one restored as closed: the partition's end then), and
+forgotten once a checkpoint has committed past that offset.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from schemas.codec import Codec
 from schemas.exceptions import CodecError
 from workers.session.dead_letters import record_dead_letter
 from workers.session.outbox import Outbox
+from workers.session.readback import apply_published, read_back
 from workers.session.segmenter import ChunkRef
 from workers.session.session import End, SessionOptions, VideoSession
 from workers.session.state_store import SessionProgress, read_progress
@@ -67,7 +73,10 @@ class SessionHandler(BatchHandler):
         self._kafka = kafka
         self._max_sessions = max_sessions
         self._sessions: dict[str, VideoSession] = {}
-        self._finished: set[str] = set()
+        self._finished: dict[str, tuple[int, int]] = {}  # sid -> (partition, last offset)
+        self._finished_total = 0
+        self._releasable: set[str] = set()  # committed past by the last checkpoint
+        self._routed: dict[int, int] = {}  # partition -> highest offset routed
         self._assembler = ChunkAssembler()
         self._part0: dict[str, tuple[VideoChunk, int]] = {}  # session -> part 0 and its offset
         self._accepted_seq: dict[str, int] = {}
@@ -90,7 +99,12 @@ class SessionHandler(BatchHandler):
     @property
     def finished(self) -> int:
         """Sessions ended for good since the start (closed, or failed and ended)."""
-        return len(self._finished)
+        return self._finished_total
+
+    @property
+    def finished_ids(self) -> frozenset[str]:
+        """Ended sessions whose records are still dropped (not yet committed past)."""
+        return frozenset(self._finished)
 
     # -- BatchHandler -----------------------------------------------------------------------
 
@@ -112,8 +126,17 @@ class SessionHandler(BatchHandler):
         return Backpressure(full) if full else None
 
     async def flush(self) -> None:
+        # The loop flushes again only after the previous checkpoint's commit succeeded.
+        for sid in self._releasable:
+            self._finished.pop(sid, None)
+        covered = {
+            sid
+            for sid, (partition, offset) in self._finished.items()
+            if self._routed.get(partition, -1) >= offset
+        }
         await self._outbox.publish()
         await self.prune()
+        self._releasable = covered
 
     async def prune(self) -> None:
         """Forget sessions that ended for good (their progress is published)."""
@@ -121,7 +144,7 @@ class SessionHandler(BatchHandler):
             finished = session.progress.status == "closed" or session.end_seen
             if session.done and finished and session.stopped:
                 del self._sessions[sid]
-                self._finished.add(sid)
+                self._remember_finished(sid, session.progress.partition)
                 self._forget(sid)
 
     async def resumable(self, paused: frozenset[TopicPartition]) -> frozenset[TopicPartition]:
@@ -152,12 +175,15 @@ class SessionHandler(BatchHandler):
             partitions=sorted(tp.partition for tp in partitions),
             sessions=len(restored),
         )
+        await self._read_back(restored)
         seek_to: dict[int, int] = {}
+        closed = any(p.status == "closed" for p in restored.values())
+        ends = await self._end_offsets(partitions) if closed else {}
         for sid, progress in restored.items():
             if sid in self._sessions:
                 continue
             if progress.status == "closed":
-                self._finished.add(sid)
+                self._remember_finished(sid, progress.partition, ends.get(progress.partition))
                 continue
             session = self._open(progress)
             if progress.status == "open":
@@ -194,6 +220,50 @@ class SessionHandler(BatchHandler):
                     "replay_from_restart", partition=tp.partition, offset=target, until=committed
                 )
 
+    async def _end_offsets(self, partitions: frozenset[TopicPartition]) -> dict[int, int]:
+        if self._consumer is None:
+            return {}
+        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(list(partitions))
+        return {tp.partition: end for tp, end in ends.items()}
+
+    def _remember_finished(self, sid: str, partition: int, end: int | None = None) -> None:
+        """Drop ``sid``'s records until a commit passes its last record (``end - 1`` for a
+        session restored as closed; else the last offset routed on its partition)."""
+        if sid not in self._finished:
+            self._finished_total += 1
+        last = end - 1 if end is not None else self._routed.get(partition, -1)
+        self._finished[sid] = (partition, last)
+
+    async def _read_back(self, restored: dict[str, SessionProgress]) -> None:
+        """Raise restored progress to what was published after it (see ``readback``)."""
+        open_ = {
+            sid: p
+            for sid, p in restored.items()
+            if p.status == "open" and sid not in self._sessions
+        }
+        found = await read_back(
+            open_,
+            self._outbox.topics.readback_roles(),
+            self._codec,
+            window_s=self._options.window_s,
+            hop_s=self._options.hop_s,
+            settings=self._kafka,
+        )
+        for sid, published in found.items():
+            progress = open_[sid]
+            before = (progress.incarnation, progress.watermark_s, progress.accounted_ms)
+            if apply_published(progress, published):
+                _log.warning(
+                    "session_progress_read_back",
+                    session_id=sid,
+                    partition=progress.partition,
+                    events=published.events,
+                    usage=published.usage,
+                    incarnation=[before[0], progress.incarnation],
+                    watermark_s=[before[1], progress.watermark_s],
+                    accounted_ms=[before[2], progress.accounted_ms],
+                )
+
     async def on_revoke(self, partitions: frozenset[TopicPartition]) -> None:
         moved = {tp.partition for tp in partitions}
         gone = {sid for sid, s in self._sessions.items() if s.progress.partition in moved}
@@ -205,6 +275,9 @@ class SessionHandler(BatchHandler):
         for tp in partitions:
             self._replay_until.pop(tp, None)
             self._seeked.pop(tp, None)
+            self._routed.pop(tp.partition, None)
+        for sid in [sid for sid, (part, _) in self._finished.items() if part in moved]:
+            del self._finished[sid]  # the next owner restores them from their state
         async with self._ready_changed:
             self._ready -= partitions
 
@@ -235,6 +308,7 @@ class SessionHandler(BatchHandler):
             if record.offset != seeked:
                 return  # fetched before the seek back: it comes again after the replay
             del self._seeked[tp]
+        self._routed[record.partition] = max(self._routed.get(record.partition, -1), record.offset)
         until = self._replay_until.get(tp)
         replaying = until is not None and record.offset < until
         if until is not None and not replaying:
@@ -253,11 +327,11 @@ class SessionHandler(BatchHandler):
             return
         if isinstance(item, SessionStarted):
             if sid not in self._sessions:
-                self._open(self._new_progress(sid, record.partition, item)).start()
+                self._open(self._new_progress(sid, record.partition, item), fresh=True).start()
             return
         session = self._sessions.get(sid)
         if session is None:
-            session = self._open(self._new_progress(sid, record.partition, None))
+            session = self._open(self._new_progress(sid, record.partition, None), fresh=True)
             session.start()
         if isinstance(item, VideoChunk):
             self._chunk(session, item, record)
@@ -328,7 +402,7 @@ class SessionHandler(BatchHandler):
             labels=dict(started.labels),
         )
 
-    def _open(self, progress: SessionProgress) -> VideoSession:
+    def _open(self, progress: SessionProgress, *, fresh: bool = False) -> VideoSession:
         options = self._options
         labels = progress.labels
         if _LABEL_INCLUDE in labels or _LABEL_GOALS in labels:
@@ -339,7 +413,9 @@ class SessionHandler(BatchHandler):
             )
         if len(self._sessions) >= self._max_sessions:
             _log.warning("max_sessions_exceeded", sessions=len(self._sessions))
-        session = VideoSession(progress, options, self._outbox, api_version=options.api_version)
+        session = VideoSession(
+            progress, options, self._outbox, api_version=options.api_version, fresh=fresh
+        )
         self._sessions[progress.session_id] = session
         return session
 

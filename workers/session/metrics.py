@@ -11,6 +11,7 @@ __all__ = [
     "CONSUMER_LAG",
     "EVENTS_PUBLISHED",
     "EVENTS_SUPPRESSED",
+    "FRAME_SEND_LATENCY",
     "RECONNECTS",
     "SESSION_OPEN_LATENCY",
     "SHED_SECONDS",
@@ -43,4 +44,10 @@ CHUNK_LATENCY = Histogram(
     "inter1_worker_chunk_first_event_seconds",
     "A chunk's produced_at to the publication of the first event after it was sent",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+)
+FRAME_SEND_LATENCY = Histogram(
+    "inter1_worker_frame_send_seconds",
+    "Latency the worker adds to live media: the produced_at of the chunk that completed a "
+    "frame to the frame handed to the WebSocket",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10),
 )

@@ -6,19 +6,30 @@ so a snapshot never claims more than the records taken with it), sends the recor
 waits for every acknowledgement, and only then writes the progress records to the
 session-state topic and waits for those. A crash in between leaves progress behind the
 records, never ahead: the new owner re-analyses and suppresses, it never skips.
+
+Every progress record also says where this worker's later publications start
+(``readback``: per events and usage partition, the offset after the last record
+acknowledged, or the end offset found before the first send), and a session's first
+progress record (nothing claimed yet, :meth:`SessionProgress.unclaimed`) is written
+before any of its records. So a crash between the records and the progress leaves the
+new owner a place to read back what was published beyond the progress (the watermark and
+the incarnation are recovered from the events themselves, :mod:`workers.session.readback`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 
 from runtime.logs import get_logger
 from schemas.codec import Codec
+from workers.session.faults import CrashPoint
+from workers.session.state_store import SessionProgress
 
 __all__ = ["Outbox", "WorkerTopics"]
 
@@ -35,19 +46,43 @@ class WorkerTopics:
     dead_letter: str
     session_state: str
 
+    def readback_roles(self) -> dict[str, str]:
+        """Topic -> role of the topics a new owner reads back (keyed by session id)."""
+        return {self.events: "events", self.usage: "usage"}
+
+
+EndOffsets = Callable[[list[str]], Awaitable[dict[str, dict[int, int]]]]
+"""Topics -> partition -> end offset (the read-back floor before the first send)."""
+
+Snapshot = Callable[[], SessionProgress]
+
 
 class Outbox:
     """Queued output of every session of one worker; published in batches."""
 
-    def __init__(self, producer: AIOKafkaProducer, codec: Codec, topics: WorkerTopics) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        codec: Codec,
+        topics: WorkerTopics,
+        *,
+        end_offsets: EndOffsets,
+        crash_at: CrashPoint | None = None,
+    ) -> None:
         self._producer = producer
         self._codec = codec
         self.topics = topics
+        self._roles = topics.readback_roles()
+        self._end_offsets = end_offsets
+        self._crash_at = crash_at
         self._records: list[tuple[str, str, bytes]] = []
         self._after: list[Callable[[], None]] = []
-        self._dirty: dict[str, Callable[[], bytes | None]] = {}
+        self._dirty: dict[str, Snapshot] = {}
+        self._first: dict[str, Snapshot] = {}
+        self._floors: dict[str, dict[int, int]] | None = None  # role -> partition -> offset
         self._lock = asyncio.Lock()
         self.published = 0
+        self.published_events = 0
 
     def event(self, session_id: str, datum: dict[str, Any]) -> None:
         """Queue an ``Inter1Event``."""
@@ -65,15 +100,30 @@ class Outbox:
         """Call ``callback`` once the records queued so far are published."""
         self._after.append(callback)
 
-    def progress_changed(self, session_id: str, snapshot: Callable[[], bytes | None]) -> None:
-        """The session's progress changed; ``snapshot()`` gives its record (None: tombstone)."""
+    def progress_changed(self, session_id: str, snapshot: Snapshot) -> None:
+        """The session's progress changed; ``snapshot()`` gives a copy to write."""
         self._dirty[session_id] = snapshot
+
+    def first_progress(self, session_id: str, snapshot: Snapshot) -> None:
+        """A new session: ``snapshot()`` (claiming nothing) is written before its records."""
+        self._first[session_id] = snapshot
 
     def discard(self, session_ids: set[str]) -> None:
         """Forget what these sessions queued (their partitions moved: the next owner redoes it)."""
         self._records = [r for r in self._records if r[1] not in session_ids]
         for sid in session_ids:
             self._dirty.pop(sid, None)
+            self._first.pop(sid, None)
+
+    async def prime(self) -> None:
+        """Read the read-back floors now (the end offsets), not in the first publish."""
+        async with self._lock:
+            await self._ensure_floors()
+
+    async def _ensure_floors(self) -> None:
+        if self._floors is None:
+            ends = await self._end_offsets(list(self._roles))
+            self._floors = {self._roles[t]: parts for t, parts in ends.items()}
 
     @property
     def pending(self) -> int:
@@ -85,25 +135,29 @@ class Outbox:
         async with self._lock:
             records, self._records = self._records, []
             after, self._after = self._after, []
+            firsts = [(sid, snapshot()) for sid, snapshot in self._first.items()]
+            self._first.clear()
             states = [(sid, snapshot()) for sid, snapshot in self._dirty.items()]
             self._dirty.clear()
-            if not records and not states:
+            if not records and not states and not firsts:
                 for callback in after:
                     callback()
                 return
             try:
+                await self._ensure_floors()
+                await self._write_progress(firsts)
                 sends = [
                     await self._producer.send(topic, value, key=key.encode())
                     for topic, key, value in records
                 ]
-                await asyncio.gather(*sends)
+                self._advance(await asyncio.gather(*sends))
+                events = sum(topic == self.topics.events for topic, _, _ in records)
+                self.published_events += events
+                if self._crash_at is not None and events:
+                    self._crash_at.check(self.published_events)
                 for callback in after:
                     callback()
-                writes = [
-                    await self._producer.send(self.topics.session_state, value, key=sid.encode())
-                    for sid, value in states
-                ]
-                await asyncio.gather(*writes)
+                await self._write_progress(states)
             except BaseException:
                 # Nothing is lost silently: the caller's flush fails, offsets stay put, and
                 # the records are redelivered to whoever owns the partitions next.
@@ -111,6 +165,27 @@ class Outbox:
                 raise
             self.published += len(records)
             _log.debug("outbox_published", records=len(records), progress=len(states))
+
+    async def _write_progress(self, states: list[tuple[str, SessionProgress]]) -> None:
+        floors = self._floors or {}
+        writes = []
+        for sid, progress in states:
+            progress.readback = {role: dict(parts) for role, parts in floors.items()}
+            value = progress.to_json()
+            writes.append(
+                await self._producer.send(self.topics.session_state, value, key=sid.encode())
+            )
+        await asyncio.gather(*writes)
+
+    def _advance(self, acked: list[RecordMetadata]) -> None:
+        """Raise the read-back floors past the records just acknowledged."""
+        floors = self._floors
+        assert floors is not None
+        for meta in acked:
+            role = self._roles.get(meta.topic)
+            if role is not None:
+                parts = floors.setdefault(role, {})
+                parts[meta.partition] = max(parts.get(meta.partition, 0), meta.offset + 1)
 
     def _add(self, name: str, topic: str, key: str, datum: dict[str, Any]) -> None:
         self._records.append((topic, key, self._codec.encode(name, datum, topic=topic)))

@@ -3,8 +3,9 @@
 A frame is sent once it holds at least ``min_segment_duration_seconds`` of media and
 ``min_segment_size_bytes``; it never exceeds ``max_segment_size_bytes`` nor
 ``max_segment_duration_seconds`` (a frame is cut before a chunk that would cross one).
-The first chunk of a connection goes whole (its container init header opens the stream);
-every later chunk contributes its fragments only, so one connection carries one stream.
+The first chunk of a connection goes whole (its container init header opens the stream;
+a WebM Segment is opened to unknown size); every later chunk contributes its media only
+(MP4 ``moof``+``mdat`` fragments, WebM clusters), so one connection carries one stream.
 
 The service flags every frame under the minimum, the tail of a session included. With
 ``hold_back`` (recorded sources) a complete frame is held until the next one is complete
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from chunks import fragments_only
+from chunks import ChunkError, Container, continuation, stream_head
 from workers.session.exceptions import PoisonChunkError
 
 __all__ = ["ChunkRef", "Segment", "SegmentLimits", "Segmenter"]
@@ -97,18 +98,27 @@ class Segmenter:
     limits: SegmentLimits
     hold_back: bool = False
     _held: Segment | None = None
-    _parts: list[bytes] = field(default_factory=list)
+    _parts: list[bytes | memoryview] = field(default_factory=list)
     _chunks: list[ChunkRef] = field(default_factory=list)
     _bytes: int = 0
-    _started: bool = False
+    _container: Container | None = None
 
     def add(self, chunk: ChunkRef) -> list[Segment]:
         """Take the next chunk; the frames now complete (zero, one or two).
 
         Raises:
-            PoisonChunkError: the chunk alone is over ``max_segment_size_bytes``.
+            PoisonChunkError: the chunk alone is over ``max_segment_size_bytes``, its
+                container bytes do not parse, or it is in another container than the
+                connection's stream.
         """
-        data = chunk.payload if not self._started else fragments_only(chunk.payload)
+        data: bytes | memoryview
+        try:
+            if self._container is None:
+                container, data = stream_head(chunk.payload)
+            else:
+                container, data = self._container, continuation(chunk.payload, self._container)
+        except ChunkError as exc:
+            raise PoisonChunkError(f"chunk {chunk.seq}: {exc}") from exc
         if len(data) > self.limits.max_bytes:
             raise PoisonChunkError(
                 f"chunk {chunk.seq} is {len(data)} bytes, over the service's "
@@ -117,7 +127,7 @@ class Segmenter:
         ready: list[Segment] = []
         if self._chunks and self._would_exceed(chunk, len(data)):
             self._complete(ready)
-        self._started = True
+        self._container = container
         self._parts.append(data)
         self._chunks.append(chunk)
         self._bytes += len(data)

@@ -8,29 +8,29 @@ replays the kept chunks from the restart chunk on, relays new chunks as frames
 at or before the watermark the round started with are suppressed (already published);
 re-sent seconds are recorded as re-analysed. A close code the policy retries starts the
 next round after a backoff; any other fails the session with a usage record and a dead
-letter.
+letter. Usage, dead letters and progress snapshots are kept by
+:class:`workers.session.books.SessionBooks`; the options and the end marker are in
+:mod:`workers.session.options`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from runtime.logs import get_logger
 from workers.session import metrics
+from workers.session.books import SessionBooks
 from workers.session.connection import Inter1Connection
-from workers.session.dead_letters import session_dead_letter
 from workers.session.events import EventContext, Placed, WindowPlacer, event_record
 from workers.session.exceptions import ConnectionClosedError, PoisonChunkError
+from workers.session.options import End, SessionOptions
 from workers.session.outbox import Outbox
 from workers.session.reconnect import backoff_s, policy_for, restart_index
 from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
 from workers.session.state_store import SessionProgress
-from workers.session.usage import UsageLedger
 
 __all__ = ["End", "SessionOptions", "VideoSession"]
 
@@ -38,46 +38,11 @@ _log = get_logger("workers.session.session")
 _EPS = 1e-6
 
 
-@dataclass(frozen=True)
-class SessionOptions:
-    """How sessions connect and behave (from the settings)."""
-
-    api_key: str
-    base_url: str | None
-    api_version: str = "v1"
-    model: str | None = None
-    include: tuple[str, ...] = ()
-    goal_dimensions: tuple[str, ...] = ()
-    window_s: float = 8.0
-    hop_s: float = 3.0
-    context_s: float = 8.0
-    open_timeout_s: float = 15.0
-    drain_timeout_s: float = 30.0
-    idle_timeout_s: float = 120.0
-    reconnect_attempts: int = 5
-    reconnect_base_s: float = 0.5
-    reconnect_max_s: float = 20.0
-    queue_chunks: int = 16
-    live_max_lag_s: float = 30.0
-    tail_hold_s: float = 1.0
-    """A recorded session's complete frame waits this long for more media before it is
-    sent alone (so a short tail can join it: v1 flags every frame under 3 s)."""
-
-
 class _HoldExpired:
     """Queue wait result: no chunk came within ``tail_hold_s``; send the held frame."""
 
 
 _HOLD_EXPIRED = _HoldExpired()
-
-
-@dataclass(frozen=True)
-class End:
-    """Queue marker: ``ended`` (the video session ended: close for good), ``shutdown`` (the
-    worker stops: close the connection, the session stays open) or ``idle``."""
-
-    kind: str
-    media_seconds: float | None = None
 
 
 @dataclass
@@ -91,6 +56,8 @@ class _Round:
     ended_reason: str | None = None
     last_error_code: str | None = None
     waiting_latency: list[datetime] = field(default_factory=list)
+    pace_origin: tuple[float, float] | None = None
+    """(loop time, media time) of the connection's first frame, for pacing."""
 
 
 class VideoSession:
@@ -103,6 +70,7 @@ class VideoSession:
         outbox: Outbox,
         *,
         api_version: str,
+        fresh: bool = False,
     ) -> None:
         self.progress = progress
         self.session_id = progress.session_id
@@ -114,19 +82,12 @@ class VideoSession:
         self._idle = False
         self.end_seen = False
         """The video session's SessionEnded arrived."""
-        self._ledger = UsageLedger(
-            progress.session_id,
-            api_version,
-            progress.tenant,
-            progress.app,
-            progress.accounted_ms,
-            list(progress.dropped),
-            list(progress.degraded),
-        )
         self._task: asyncio.Task[None] | None = None
         self._conn: Inter1Connection | None = None
-        self._correlation: str | None = None
         self._log = _log.bind(session_id=self.session_id, partition=progress.partition)
+        self._books = SessionBooks(progress, outbox, api_version, self._log)
+        if fresh:
+            outbox.first_progress(self.session_id, self._books.unclaimed)
         self.mark_dirty()
 
     # -- called by the handler ------------------------------------------------------------
@@ -160,8 +121,10 @@ class VideoSession:
         progress.media_end_s = max(progress.media_end_s, chunk.media_end_s)
         if progress.restart_offset is None:
             progress.restart_offset, progress.restart_seq = chunk.offset, chunk.seq
+        if self._books.first_chunk is None:
+            self._books.first_chunk = (chunk.offset, chunk.seq)
         if progress.status == "failed":
-            self._account(chunk.media_end_s, rest_reason="session_error")
+            self._books.account(chunk.media_end_s, rest_reason="session_error")
         else:
             self._queue.put_nowait(chunk)
         self.mark_dirty()
@@ -173,14 +136,14 @@ class VideoSession:
         if end.media_seconds is not None:
             self.progress.media_end_s = max(self.progress.media_end_s, end.media_seconds)
         if self.progress.status == "failed":
-            self._account(self.progress.media_end_s, rest_reason="session_error")
+            self._books.account(self.progress.media_end_s, rest_reason="session_error")
             self.mark_dirty()
             return
         self._queue.put_nowait(end)
 
     def drop_poison(self, start_s: float, end_s: float) -> None:
         """A chunk of this session was dead-lettered: its media counts as dropped."""
-        self._ledger.note_dropped(start_s, end_s, "poison_chunk")
+        self._books.ledger.note_dropped(start_s, end_s, "poison_chunk")
         self.progress.media_end_s = max(self.progress.media_end_s, end_s)
         self.mark_dirty()
 
@@ -202,7 +165,7 @@ class VideoSession:
 
     def mark_dirty(self) -> None:
         """Have the next publish write this session's progress."""
-        self._outbox.progress_changed(self.session_id, self._snapshot)
+        self._books.mark_dirty()
 
     # -- rounds ---------------------------------------------------------------------------
 
@@ -273,7 +236,7 @@ class VideoSession:
         self._conn = conn
         ready = await conn.open(options.open_timeout_s)
         metrics.SESSION_OPEN_LATENCY.observe(asyncio.get_running_loop().time() - started)
-        self._correlation = conn.correlation_id
+        self._books.correlation = conn.correlation_id
         progress.incarnation, progress.grid_origin_s = incarnation, offset_s
         log = self._log.bind(incarnation=incarnation, correlation_id=conn.correlation_id)
         log.info("inter1_connected", media_offset_s=offset_s, first_seq=replay[0].seq)
@@ -325,6 +288,8 @@ class VideoSession:
     ) -> ChunkRef | End | _HoldExpired | None:
         """The next queue item; None when the connection ended first; End on idle;
         ``_HOLD_EXPIRED`` when ``hold_s`` passed first."""
+        if not self._queue.empty():  # no task and no wait when a chunk is already queued
+            return self._queue.get_nowait()
         getter = asyncio.ensure_future(self._queue.get())
         idle_s = self._options.idle_timeout_s
         done, _ = await asyncio.wait(
@@ -357,7 +322,7 @@ class VideoSession:
             frames = segmenter.add(chunk)
         except PoisonChunkError as exc:
             self._recent.remove(chunk)
-            self._dead_letter_chunk(chunk, exc)
+            self._books.dead_letter_chunk(chunk, exc)
             return
         for frame in frames:
             await self._send(conn, frame.data, frame.chunks, state, reader)
@@ -370,14 +335,34 @@ class VideoSession:
         state: _Round,
         reader: asyncio.Task[None],
     ) -> None:
+        await self._pace(chunks[0].media_start_s, state)
         if reader.done():
             raise conn.closed_error("closed mid-session", state.last_error_code)
         await conn.send(data)
+        if self.progress.live:
+            metrics.FRAME_SEND_LATENCY.observe(
+                max(0.0, (datetime.now(UTC) - chunks[-1].produced_at).total_seconds())
+            )
         metrics.BYTES_SENT.inc(len(data))
         if state.first_seq is None:
             state.first_seq = chunks[0].seq
         state.last_sent_seq = chunks[-1].seq
         state.waiting_latency.extend(c.produced_at for c in chunks)
+
+    async def _pace(self, media_s: float, state: _Round) -> None:
+        """Recorded sessions: wait until ``media_s`` is due at ``recorded_pace`` x real time
+        since the connection's first frame (live media comes at its own pace)."""
+        pace = self._options.recorded_pace
+        if pace <= 0 or self.progress.live:
+            return
+        now = asyncio.get_running_loop().time()
+        if state.pace_origin is None:
+            state.pace_origin = (now, media_s)
+            return
+        started, origin_s = state.pace_origin
+        delay = started + (media_s - origin_s) / pace - now
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     @staticmethod
     async def _settle(reader: asyncio.Task[None]) -> None:
@@ -415,7 +400,7 @@ class VideoSession:
         kind = str(envelope.get("type", ""))
         data = envelope.get("data")
         if kind in ("coverage.dropped", "coverage.degraded") and isinstance(data, dict):
-            self._note_coverage(kind, data, state.media_offset_s)
+            self._books.note_coverage(kind, data, state.media_offset_s)
         datum = event_record(
             placed,
             state.context,
@@ -428,25 +413,13 @@ class VideoSession:
         if state.waiting_latency:
             produced, state.waiting_latency = state.waiting_latency, []
             self._outbox.after_publish(lambda: _observe_latency(produced))
-        if window is not None:
-            progress.watermark_s = max(window, progress.watermark_s or -math.inf)
-            self._trim_recent()
+        if window is not None and (progress.watermark_s is None or window > progress.watermark_s):
+            progress.watermark_s = window
+            self._trim_recent()  # the restart chunk moves only with the watermark
         if placed.reach_s is not None and placed.reach_s > progress.reach_s:
             progress.reach_s = placed.reach_s
-            self._account(progress.reach_s)
+            self._books.account(progress.reach_s)
         self.mark_dirty()
-
-    def _note_coverage(self, kind: str, data: dict[str, Any], offset_s: float) -> None:
-        for item in data.get("ranges") or ():
-            if not isinstance(item, dict):
-                continue
-            start, end = item.get("start"), item.get("end")
-            if not isinstance(start, int | float) or not isinstance(end, int | float):
-                continue
-            if kind == "coverage.dropped":
-                self._ledger.note_dropped(offset_s + start, offset_s + end, "backpressure")
-            else:
-                self._ledger.note_degraded(offset_s + start, offset_s + end)
 
     # -- progress -------------------------------------------------------------------------
 
@@ -469,83 +442,23 @@ class VideoSession:
             self.progress.restart_offset = self._recent[0].offset
             self.progress.restart_seq = self._recent[0].seq
 
-    def _account(self, until_s: float, rest_reason: str = "analysed") -> None:
-        for record in self._ledger.account(
-            until_s,
-            incarnation=max(0, self.progress.incarnation),
-            correlation_id=self._correlation,
-            rest_reason=rest_reason,
-        ):
-            self._outbox.usage(self.session_id, record)
-
     def _reanalysed(self, offset_s: float, state: _Round) -> None:
-        record = self._ledger.reanalysed(
-            offset_s,
-            self._ledger.accounted_until_s,
-            incarnation=state.incarnation,
-            correlation_id=self._correlation,
-        )
-        if record is not None:
-            self._outbox.usage(self.session_id, record)
+        self._books.reanalysed(offset_s, state.incarnation)
 
     def _finish(self) -> None:
-        self._account(self.progress.media_end_s)
-        self.progress.status = "closed"
-        self.mark_dirty()
+        self._books.finish()
         self._log.info("session_closed", media_end_s=self.progress.media_end_s)
 
     def _fail(self, exc: ConnectionClosedError, cause: str, attempts: int) -> None:
-        self.progress.status = "failed"
-        self._account(self.progress.media_end_s, rest_reason="session_error")
-        self.mark_dirty()
-        verdict = "retries exhausted" if policy_for(exc.close_code).retriable else "never retried"
-        message = (
-            f"session {self.session_id} failed after {attempts} connection attempt(s): "
-            f"{exc} ({cause}, {verdict})"
-        )
-        self._log.error(
-            "session_failed", close_code=exc.close_code, error_code=exc.error_code, cause=cause
-        )
-        self._outbox.dead_letter(
-            self.session_id,
-            session_dead_letter(
-                self.session_id,
-                error_type="SessionFailedError",
-                error_code=exc.error_code or str(exc.close_code),
-                message=message,
-            ),
-        )
+        self._books.fail(exc, cause, attempts)
         while not self._queue.empty():  # chunks that will never be relayed
             item = self._queue.get_nowait()
             if isinstance(item, ChunkRef):
-                self._account(item.media_end_s, rest_reason="session_error")
+                self._books.account(item.media_end_s, rest_reason="session_error")
 
     def _shed(self, chunk: ChunkRef, age_s: float) -> None:
         self._recent.remove(chunk)
-        self._ledger.note_dropped(chunk.media_start_s, chunk.media_end_s, "worker_shed")
-        metrics.SHED_SECONDS.inc(chunk.media_end_s - chunk.media_start_s)
-        self._log.warning("chunk_shed", seq=chunk.seq, age_s=round(age_s, 3))
-
-    def _dead_letter_chunk(self, chunk: ChunkRef, exc: PoisonChunkError) -> None:
-        self._ledger.note_dropped(chunk.media_start_s, chunk.media_end_s, "poison_chunk")
-        self._log.error("chunk_dead_lettered", seq=chunk.seq, error=str(exc))
-        self._outbox.dead_letter(
-            self.session_id,
-            session_dead_letter(
-                self.session_id,
-                error_type=type(exc).__name__,
-                error_code="ih6002",
-                message=str(exc),
-                offset=chunk.offset,
-            ),
-        )
-
-    def _snapshot(self) -> bytes:
-        progress = self.progress
-        progress.accounted_ms = self._ledger.accounted_ms
-        progress.dropped = list(self._ledger.dropped)
-        progress.degraded = list(self._ledger.degraded)
-        return progress.to_json()
+        self._books.shed(chunk, age_s)
 
 
 def _observe_latency(produced: list[datetime]) -> None:

@@ -7,13 +7,18 @@ and resumes each open session from its restart chunk (``restart_offset``): a
 self-contained chunk far enough before the watermark that the first window to publish
 has its full context. ``watermark_s`` (the media time of the last published window)
 decides which re-analysed events are suppressed.
+
+``readback`` names, per published topic (``events``, ``usage``) and partition, the offset
+from which the worker's publications not yet described by this record can be read: the
+next owner reads them back (:mod:`workers.session.readback`), so a crash between the
+records' acknowledgement and this record loses neither the watermark nor the incarnation.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -52,6 +57,33 @@ class SessionProgress:
     tenant: str | None = None
     app: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    readback: dict[str, dict[int, int]] = field(default_factory=dict)
+    """Topic role (``events``, ``usage``) -> partition -> first offset not described here."""
+
+    def copy(self) -> SessionProgress:
+        """A copy that later changes to this one do not touch."""
+        return replace(
+            self,
+            dropped=list(self.dropped),
+            degraded=list(self.degraded),
+            labels=dict(self.labels),
+            readback={role: dict(parts) for role, parts in self.readback.items()},
+        )
+
+    def unclaimed(self, first_offset: int | None, first_seq: int | None) -> SessionProgress:
+        """The session as first seen: no connection, window, usage or progress claimed yet
+        (written before any of its records, so a crash can never leave records without
+        a state that leads back to them)."""
+        return SessionProgress(
+            session_id=self.session_id,
+            partition=self.partition,
+            restart_offset=first_offset,
+            restart_seq=first_seq,
+            live=self.live,
+            tenant=self.tenant,
+            app=self.app,
+            labels=dict(self.labels),
+        )
 
     def to_json(self) -> bytes:
         """The record value."""
@@ -65,6 +97,10 @@ class SessionProgress:
         progress = cls(**known)
         progress.dropped = [(int(a), int(b), str(r)) for a, b, r in progress.dropped]
         progress.degraded = [(int(a), int(b)) for a, b in progress.degraded]
+        progress.readback = {
+            str(role): {int(p): int(o) for p, o in parts.items()}
+            for role, parts in progress.readback.items()
+        }
         return progress
 
 

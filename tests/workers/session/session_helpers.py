@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sim_helpers import ClipSpec, clip_bytes
 
 from chunks import SessionEnded, SessionStarted, VideoChunk, top_level_boxes
+from chunks.ebml import CLUSTER_ID, element_header
 from runtime.consume_loop import LoopStats
 from runtime.kafka import make_consumer, make_producer
 from runtime.settings import Inter1Settings, SessionWorkerSettings
@@ -82,6 +83,36 @@ def fixture_chunks(spec: ClipSpec) -> ClipChunks:
         until = times[i + 1] if i + 1 < len(times) else total
         chunks.append(ClipChunk(i, times[i], round(until - times[i], 3), init + data[offset:stop]))
     return ClipChunks(chunks, init + data[moofs[0] : end], total)
+
+
+def webm_fixture_chunks(spec: ClipSpec, clusters_per_chunk: int = 3) -> ClipChunks:
+    """Cut the committed WebM fixture every ``clusters_per_chunk`` clusters (init header +
+    clusters; times from the clusters' timecodes in ms, the fixture's TimecodeScale)."""
+    data = clip_bytes(spec)
+    _, header, size = element_header(data, 0)
+    _, seg_header, seg_size = element_header(data, header + size)
+    child, end = header + size + seg_header, header + size + seg_header + seg_size
+    clusters: list[tuple[int, int, float]] = []  # offset, end, timecode (s)
+    while child < end:
+        ident, header, size = element_header(data, child)
+        if ident == CLUSTER_ID:
+            _, tc_header, tc_size = element_header(data, child + header)
+            at = child + header + tc_header
+            clusters.append((child, child + header + size, int.from_bytes(data[at : at + tc_size])))
+        child += header + size
+    with av.open(io.BytesIO(data)) as container:
+        total = container.duration / 1_000_000  # the Segment's Duration (9.008 s)
+    init = data[: clusters[0][0]]
+    groups = [
+        clusters[i : i + clusters_per_chunk] for i in range(0, len(clusters), clusters_per_chunk)
+    ]
+    chunks = []
+    for seq, group in enumerate(groups):
+        start = round(group[0][2] / 1000)
+        until = round(groups[seq + 1][0][2] / 1000) if seq + 1 < len(groups) else total
+        payload = init + data[group[0][0] : group[-1][1]]
+        chunks.append(ClipChunk(seq, float(start), round(until - start, 3), payload))
+    return ClipChunks(chunks, data, total)
 
 
 def make_topics(kafka_topic: Callable[..., str]) -> WorkerTopics:

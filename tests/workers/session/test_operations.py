@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -151,3 +153,35 @@ async def test_live_chunks_lagging_too_far_are_shed(
             shed[-1:] = [(shed[-1][0], b)] if shed and shed[-1][1] == a else [*shed[-1:], (a, b)]
     six, seven = clip.chunks[6], clip.chunks[7]
     assert shed == [(six.media_start_s, round(seven.media_start_s + seven.media_duration_s, 3))]
+
+
+async def _until(check: Callable[[], bool], what: str, within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, f"{what} within {within_s:g} s"
+        await asyncio.sleep(0.05)
+
+
+async def test_ended_session_ids_are_forgotten_once_committed_past(
+    worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
+) -> None:
+    worker = await workers(worker_topics, simulator.http_url)
+    handler = worker.runtime.handler
+    clip = fixture_chunks(CLIP_A)
+    sids = [f"forget-{i}-{uuid.uuid4().hex[:6]}" for i in range(2)]
+    async with ChunkPublisher(worker_topics.chunks) as publisher:
+        for sid in sids:
+            await publisher.session(sid, clip)
+        await _until(lambda: set(sids) <= handler.finished_ids, "both ended sessions remembered")
+        # Later traffic drives checkpoints; two commits later the ids are forgotten.
+        other = f"forget-next-{uuid.uuid4().hex[:6]}"
+        await publisher.send(started_record(other))
+        for chunk in clip.chunks:  # apart, so each lands in its own checkpoint
+            if not set(sids) & handler.finished_ids:
+                break
+            await publisher.chunk(other, chunk)
+            await asyncio.sleep(0.5)
+        assert not set(sids) & handler.finished_ids, "the ended ids were not forgotten"
+        assert handler.finished == 2
+        assert not set(sids) & set(handler.sessions)
+        await publisher.end(other, clip)

@@ -16,8 +16,9 @@ from session_helpers import (
     record_summary,
     summary,
     usage_tiles,
+    webm_fixture_chunks,
 )
-from sim_helpers import CLIP_A, CLIP_RAMP, Driver, segments
+from sim_helpers import CLIP_A, CLIP_RAMP, CLIP_WEBM, Driver, segments
 
 from simulator.server import Simulator
 from workers.session.outbox import WorkerTopics
@@ -65,6 +66,7 @@ async def test_clip_through_the_worker_gives_the_simulators_events(
                 within_s=30,
                 what=f"usage up to the media end of {sid}",
             )
+        await events.drain()  # events placed at the connection's end follow session.ended
     finally:
         await events.stop()
         await usage.stop()
@@ -83,3 +85,49 @@ async def test_clip_through_the_worker_gives_the_simulators_events(
         tiles = usage_tiles(usage.of(sid), clip.duration_s)
         assert {reason for _, _, reason in tiles} == {"analysed"}
         assert sum(u["analysed_s"] for u in usage.of(sid)) == pytest.approx(clip.duration_s)
+
+
+async def test_webm_clip_continues_one_stream_with_clusters_only(
+    worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
+) -> None:
+    """Every chunk of a WebM session carries the init header; the connection gets it once
+    (its Segment opened to unknown size) and clusters after it: the same events as the
+    whole file fed to the simulator directly."""
+    await workers(worker_topics, simulator.http_url)
+    sid = f"relay-webm-{uuid.uuid4().hex[:6]}"
+    clip = webm_fixture_chunks(CLIP_WEBM)
+    assert [(c.media_start_s, c.media_duration_s) for c in clip.chunks] == [
+        (0.0, 3.0),
+        (3.0, 3.0),
+        (6.0, 3.008),
+    ]
+    async with ChunkPublisher(worker_topics.chunks) as publisher:
+        await publisher.session(sid, clip)
+    events = await TopicReader(worker_topics.events).start()
+    usage = await TopicReader(worker_topics.usage).start()
+    try:
+        await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
+        await usage.until(
+            lambda r: (
+                bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= clip.duration_s
+            ),
+            within_s=30,
+            what="usage up to the media end",
+        )
+        await events.drain()  # events placed at the connection's end follow session.ended
+    finally:
+        await events.stop()
+        await usage.stop()
+    published = sorted(events.of(sid), key=lambda e: e["event_seq"])
+    assert {e["incarnation"] for e in published} == {0}
+    errors = [e["payload"][1] for e in published if e["event_type"] == "error"]
+    assert errors == []
+    got = [
+        record_summary(e)
+        for e in published
+        if e["event_type"] not in ("session.closing", "session.ready", "session.updated")
+    ]
+    assert got == await direct_run(simulator, clip.stream)
+    assert sum(e["event_type"] == "conversation_quality.updated" for e in published) == 2
+    tiles = usage_tiles(usage.of(sid), clip.duration_s)
+    assert {reason for _, _, reason in tiles} == {"analysed"}

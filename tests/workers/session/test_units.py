@@ -8,8 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from runtime.errors import ConfigError
 from workers.session.events import EventContext, WindowPlacer, event_record
 from workers.session.exceptions import PoisonChunkError
+from workers.session.faults import parse_crash_at
+from workers.session.readback import apply_published, summarise
 from workers.session.reconnect import backoff_s, policy_for, restart_index
 from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
 from workers.session.state_store import SessionProgress
@@ -207,3 +210,66 @@ def test_restart_chunk_gives_context_and_keeps_the_window_grid() -> None:
     assert restart_index(starts, watermark_s=15.0, **options) == 7  # 9.0 <= 10.0, grid
     # nothing on the grid early enough: the latest chunk early enough
     assert restart_index([0.5, 1.5, 2.5], watermark_s=12.0, **options) == 2
+
+
+def test_progress_round_trips_with_read_back_offsets_and_an_unclaimed_first_state() -> None:
+    progress = SessionProgress(
+        "s1", 3, incarnation=2, watermark_s=9.0, accounted_ms=9000, live=True, tenant="t"
+    )
+    progress.readback = {"events": {0: 17, 1: 4}, "usage": {0: 9}}
+    assert SessionProgress.from_json(progress.to_json()) == progress
+    first = progress.unclaimed(40, 2)
+    assert first == SessionProgress(
+        "s1", 3, restart_offset=40, restart_seq=2, live=True, tenant="t"
+    )
+    copy = progress.copy()
+    copy.readback["events"][0] = 99
+    assert progress.readback["events"][0] == 17
+
+
+def _records(incarnation: int, offset_s: float, items: list[dict[str, object]]) -> list[dict]:
+    context = EventContext("s1", "v1", incarnation, offset_s)
+    placer = WindowPlacer(context)
+    placed = [p for item in items for p in placer.add(item)]
+    return [
+        event_record(p, context, chunk_seq=0, first_chunk_seq=0, received_at=NOW) for p in placed
+    ]
+
+
+def test_read_back_recovers_incarnation_watermark_and_usage_position() -> None:
+    events = _records(
+        0,
+        0.0,
+        [
+            envelope("session.ready"),
+            envelope("conversation_quality.updated", timeline=[{"start": 0.0, "end": 8.0}]),
+            envelope("signal.detected", signal_type="stress", start=3.0, probability="low"),
+            envelope("conversation_quality.updated", timeline=[{"start": 3.0, "end": 11.0}]),
+        ],
+    ) + _records(1, 3.0, [envelope("signal.detected", signal_type="stress", start=3.0)])
+    ledger = UsageLedger("s1", "v1")
+    usage = ledger.account(8.0, incarnation=0, correlation_id="c")
+    usage.append(ledger.reanalysed(3.0, 8.0, incarnation=1, correlation_id="d"))
+    found = summarise(list(reversed(events)), usage, 8.0, 3.0)  # placed in event_seq order
+    assert (found.incarnation, found.watermark_s, found.grid_origin_s) == (1, 6.0, 3.0)
+    assert (found.reach_s, found.accounted_ms, found.events, found.usage) == (11.0, 8000, 5, 2)
+    progress = SessionProgress("s1", 0, incarnation=0, watermark_s=3.0, accounted_ms=5000)
+    progress.dropped = [(4000, 6000, "backpressure"), (9000, 9500, "backpressure")]
+    assert apply_published(progress, found)
+    assert (progress.incarnation, progress.watermark_s, progress.grid_origin_s) == (1, 6.0, 3.0)
+    assert (progress.accounted_ms, progress.dropped) == (8000, [(9000, 9500, "backpressure")])
+    assert not apply_published(progress, found)
+
+
+@pytest.mark.parametrize(("spec", "events"), [(None, None), ("", None), ("records_acked@7", 7)])
+def test_parse_crash_at(spec: str | None, events: int | None) -> None:
+    point = parse_crash_at(spec)
+    assert (point.events if point is not None else None) == events
+
+
+def test_parse_crash_at_names_the_expected_form() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_crash_at("after_state@3")
+    assert str(info.value) == (
+        "PIPELINE_WORKER_CRASH_AT='after_state@3': expected records_acked@<events>"
+    )

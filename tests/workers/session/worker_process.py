@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from aiokafka.admin import NewTopic
 
@@ -84,6 +85,16 @@ class WorkerProcess:
                 raise AssertionError(f"the worker did not start:\n{self.output()[-3000:]}")
             await asyncio.sleep(0.1)
 
+    async def exited(self, within_s: float = 60.0) -> int:
+        """Wait (without blocking the event loop) for the process to exit on its own."""
+        assert self.process is not None
+        deadline = time.monotonic() + within_s
+        while (code := self.process.poll()) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the worker did not exit:\n{self.output()[-3000:]}")
+            await asyncio.sleep(0.05)
+        return code
+
     def kill9(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
@@ -104,11 +115,18 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+class WorkerStarter(Protocol):
+    """Starts one worker process; keyword arguments override its environment."""
+
+    def __call__(self, **overrides: str) -> WorkerProcess: ...
+
+
 @contextmanager
 def worker_processes(
     tmp_path: Path, prefix: str, base_url: str, **extra: str
-) -> Iterator[Callable[[], WorkerProcess]]:
-    """Factory of worker processes sharing one group; all are stopped on exit."""
+) -> Iterator[WorkerStarter]:
+    """Factory of worker processes sharing one group (keyword arguments: environment
+    variables of that process only); all are stopped on exit."""
     env = {
         **os.environ,
         "KAFKA_TOPIC_PREFIX": prefix,
@@ -124,8 +142,8 @@ def worker_processes(
     }
     started: list[WorkerProcess] = []
 
-    def factory() -> WorkerProcess:
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log")
+    def factory(**overrides: str) -> WorkerProcess:
+        worker = WorkerProcess({**env, **overrides}, tmp_path / f"worker-{len(started)}.log")
         worker.start()
         started.append(worker)
         return worker
