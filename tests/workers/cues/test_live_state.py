@@ -103,8 +103,9 @@ _MOVING = [f"sess-live-move-{n:02d}" for n in range(12)]
 def test_a_rebalanced_session_is_served_current_by_every_worker(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    """A second worker takes half the partitions mid-session: the first one must not keep
-    (and list as active) the copies of the sessions it gave away."""
+    """A second worker takes half the partitions mid-session, then leaves: the first one
+    must not keep (and list as active) the copies of the sessions it gave away, and serves
+    them current once they are back."""
     import time
 
     streams = {session: known_stream(session).events for session in _MOVING}
@@ -142,9 +143,22 @@ def test_a_rebalanced_session_is_served_current_by_every_worker(
         }
         listed = {worker.port: _local_ids(worker, active_only=True) for worker in (first, second)}
         held = sorted(_local_ids(first) + _local_ids(second))
+
+        # The second worker leaves: its partitions come back to the first, read in full
+        # from the changelog; no event arrives any more, and every offset gets committed.
+        left = second.stop()
+        deadline = time.monotonic() + 90
+        while sorted(_local_ids(first)) != _MOVING:
+            assert time.monotonic() < deadline, "the first worker never took the sessions back"
+            time.sleep(0.2)
+        asyncio.run(wait_until_consumed(first))
+        back = {session: first.session(session) for session in _MOVING}
+        listed_back = _local_ids(first, active_only=True)
     finally:
         codes = [w.stop() for w in (second, first) if w.process and w.process.poll() is None]
-    assert codes == [0, 0]
+    assert (left, codes) == (0, [0])
+    assert back == {session: views[first.port, session] for session in _MOVING}
+    assert listed_back == []
     assert moved
     assert set(moved) < set(_MOVING)
     assert {
