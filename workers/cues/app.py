@@ -220,8 +220,9 @@ class _Processor:
         and return; faust's pre-commit flush does not reliably wait for that buffer, so the
         event's offset could be committed before its state is durable. The record goes out
         like a cue instead (straight to the producer, acked before we go on); its offset is
-        recorded in the store (``workers.cues.store``) and the value set in the store, which
-        sends nothing.
+        recorded in the store with the value (``workers.cues.store``), which sends nothing,
+        remembers the key's partition (dropped with it when a rebalance moves it away) and
+        ignores older records of the key that a later recovery reads.
         """
         changelog = self._table.changelog_topic
         pending = await changelog.send(
@@ -232,10 +233,7 @@ class _Processor:
             value_serializer="raw",
         )
         metadata = await pending
-        self._table.data.set_persisted_offset(
-            TP(changelog.get_topic_name(), partition), metadata.offset
-        )
-        self._table.data[key] = value
+        self._table.data.put(TP(changelog.get_topic_name(), partition), metadata.offset, key, value)
 
     def _index_markers(self, partition: int) -> None:
         """After a start or a rebalance: find the ended markers the table recovered."""
