@@ -204,10 +204,11 @@ class SessionWorkerSettings(BaseSettings):
     reconnect_max_s: float = Field(default=20.0, gt=0.0)
     live_max_lag_s: float = Field(default=30.0, gt=0.0)
     """Live chunks older than this (``produced_at`` to now) are shed at the worker."""
-    recorded_pace: float = Field(default=0.0, ge=0.0)
+    recorded_pace: float = Field(default=3.0, ge=0.0)
     """Send rate of recorded (non-live) sessions as a multiple of real time, so a service that
-    sheds windows under lag is not flooded (e.g. 2: two media seconds per second); 0: as fast
-    as the connection takes them."""
+    sheds windows under lag is not flooded (3: three media seconds per second, what the
+    simulator's default model load takes without shedding); 0: as fast as the connection
+    takes them (only for a service known not to shed)."""
     publish_interval_s: float = Field(default=0.5, gt=0.0)
     """How often events waiting in the worker's outbox are published with their progress."""
     commit_interval_s: float = Field(default=1.0, gt=0.0)

@@ -31,7 +31,7 @@ class SessionOptions:
     tail_hold_s: float = 1.0
     """A recorded session's complete frame waits this long for more media before it is
     sent alone (so a short tail can join it: v1 flags every frame under 3 s)."""
-    recorded_pace: float = 0.0
+    recorded_pace: float = 3.0
     """Recorded sessions: media seconds sent per second (0: unpaced)."""
 
 

@@ -34,6 +34,9 @@ FAST = {
     "reconnect_base_s": 0.05,
     "reconnect_max_s": 0.2,
     "drain_timeout_s": 20.0,
+    # recordings flat out: the tests' simulator has an instant model that never sheds
+    # (tests/workers/session/test_pacing.py covers pacing against one that does)
+    "recorded_pace": 0.0,
 }
 
 

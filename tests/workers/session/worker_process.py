@@ -137,6 +137,7 @@ def worker_processes(
         "PIPELINE_WORKER_COMMIT_INTERVAL_S": "0.3",
         "PIPELINE_WORKER_PUBLISH_INTERVAL_S": "0.1",
         "PIPELINE_WORKER_SESSION_TIMEOUT_S": "6",
+        "PIPELINE_WORKER_RECORDED_PACE": "0",  # instant simulator model: never sheds
         "LOG_FORMAT": "json",
         **extra,
     }
