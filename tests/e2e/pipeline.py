@@ -69,24 +69,29 @@ window analysed again on another connection keeps its id."""
 #   worker wrote the usage record), started_at / ended_at (when the producer ran),
 #   summarised_at (insert time);
 # - correlation_id: the simulator's id of one connection (a new one per connection);
-# - incarnation / event_seq and the ids that hash them (opened_by, closed_by,
-#   engagement_timeline's event_id): which Inter-1 connection carried a window and its
-#   place there. A failover or reconnect opens more connections; each window's analysis
-#   is the same;
+# - incarnation / event_seq, the ids that hash them (opened_by, closed_by,
+#   engagement_timeline's event_id) and signal_intervals' connections: which Inter-1
+#   connection carried a window, its place there, how many carried an interval. A failover
+#   or reconnect opens more connections; each window's analysis is the same (kept apart in
+#   ``interval_connections``);
 # - the summary's events and version (events + usage records + cues): they count the
 #   per-connection records (session.ready/updated/closing, an ``error`` ih6005 when a
 #   paced session's tail frame is sent alone, the re-analysed usage records), one set per
 #   connection; reanalysed_s: shown apart (``reanalysed``), zero in a clean run.
 # Raw events are compared as the set of window event ids (payload times are relative to
-# the connection's start, media_offset_s). Signal intervals keep their incarnation: the
-# view assembles one per connection, and the drills join the pieces of one interval
-# (``test_drills._merged_intervals``).
+# the connection's start, media_offset_s); signal events by what the intervals are made of.
 SNAPSHOT = {
     "window_events": (
         "SELECT session_id, event_type, event_id FROM events FINAL"
         f" WHERE event_type IN {WINDOW_KINDS!r}"
     ),
-    "interval_pieces": "SELECT * EXCEPT (opened_by, closed_by) FROM signal_intervals",
+    "signal_events": "SELECT * EXCEPT (incarnation, event_seq, ts) FROM signal_events FINAL",
+    "signal_intervals": (
+        "SELECT * EXCEPT (incarnation, connections, opened_by, closed_by) FROM signal_intervals"
+    ),
+    "interval_connections": (
+        "SELECT session_id, signal_type, start_s, incarnation, connections FROM signal_intervals"
+    ),
     "engagement_timeline": "SELECT * EXCEPT (event_id) FROM engagement_timeline",
     "quality_timeline": "SELECT * FROM quality_timeline_latest",
     "quality_overall": "SELECT * EXCEPT (incarnation, event_seq, ts) FROM quality_overall FINAL",

@@ -82,77 +82,31 @@ def _no_dead_letters(run: Pipeline) -> None:
 _EXACT = (
     "sessions",
     "window_events",
+    "signal_events",
+    "signal_intervals",
     "engagement_timeline",
     "quality_timeline",
     "quality_overall",
     "coverage",
+    "session_summaries",
     "cues",
     "usage",
 )
-_PROBABILITY = ["", "low", "medium", "high"]
 
 
-def _merged_intervals(pieces: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """The view's interval rows with pieces of one interval joined; and the pieces joined.
-
-    Documented limit (issue 10, and the sample dataset's ``sess-b`` pins it): the
-    ``signal_intervals`` view assembles an interval per Inter-1 connection (it groups and
-    closes on ``incarnation``). An interval active across a failover or reconnect shows as
-    one piece per connection that carried its events, all with the same start: every piece
-    but the last has no ``signal.ended`` on its connection, so it is
-    ``closed_at_session_end``; the first piece has the first probability, the last the end.
-    Joined, they must be exactly the clean run's interval.
-    """
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in sorted(
-        pieces, key=lambda r: (r["session_id"], r["signal_type"], r["start_s"], r["incarnation"])
-    ):
-        groups.setdefault((row["session_id"], row["signal_type"], row["start_s"]), []).append(row)
-    merged, joined = [], 0
-    for parts in groups.values():
-        for part in parts[:-1]:
-            assert part["state"] == "closed_at_session_end", f"an earlier piece was closed: {parts}"
-        joined += len(parts) - 1
-        row = {k: v for k, v in parts[-1].items() if k != "incarnation"}
-        row["first_probability"] = parts[0]["first_probability"]
-        row["peak_probability"] = max(
-            (p["peak_probability"] for p in parts), key=_PROBABILITY.index
-        )
-        row["updates"] = sum(p["updates"] for p in parts)
-        merged.append(row)
-    return sorted(merged, key=lambda r: sorted(r.items())), joined
-
-
-def _assert_same_analytics(snap: Snapshot, clean: Snapshot) -> int:
+def _assert_same_analytics(snap: Snapshot, clean: Snapshot) -> None:
     """Exactly the clean run's analytics; usage tiles the media; re-analysis shown apart.
 
-    Returns how many signal-interval pieces a connection change split off (see
-    :func:`_merged_intervals`); 0 when every Inter-1 connection ran undisturbed.
+    Signal intervals are a function of the session's window events: with the same events
+    (``signal_events``: every column but the connection and its place there) the view gives
+    the same intervals, however many Inter-1 connections carried them (``signal_intervals``
+    joins them across connections, migration 0004), and so the same session summaries.
     """
     assert _tiles(snap) == _tiles(clean)
     for name in _EXACT:
         extra = [row for row in snap[name] if row not in clean[name]]
         missing = [row for row in clean[name] if row not in snap[name]]
         assert snap[name] == clean[name], f"{name}: extra {extra}, missing {missing}"
-    intervals, split = _merged_intervals(snap["interval_pieces"])
-    assert intervals == _merged_intervals(clean["interval_pieces"])[0]
-    # the summary counts the view's rows: each split-off piece is one more (open) interval
-    summaries = {s["session_id"]: s for s in snap["session_summaries"]}
-    pieces: dict[str, int] = {}
-    for row in snap["interval_pieces"]:
-        pieces[row["session_id"]] = pieces.get(row["session_id"], 0) + 1
-    assert set(summaries) == {base["session_id"] for base in clean["session_summaries"]}
-    extras = 0
-    for base in clean["session_summaries"]:
-        sid = base["session_id"]
-        extra_pieces = pieces.get(sid, 0) - base["signals"]
-        extras += extra_pieces
-        assert summaries[sid] == {
-            **base,
-            "signals": base["signals"] + extra_pieces,
-            "open_signals": base["open_signals"] + extra_pieces,
-        }
-    assert extras == split
     # re-analysed seconds (a failover's overlap) are separate records, never in the tiles;
     # the summary shows their sum
     reanalysed = {s["session_id"]: 0.0 for s in snap["summary_reanalysed"]}
@@ -170,7 +124,6 @@ def _assert_same_analytics(snap: Snapshot, clean: Snapshot) -> int:
         if r["event_type"] == "session.ended"
     }
     assert ends == dict.fromkeys(CLIPS, 1)
-    return split
 
 
 @dataclass(frozen=True)
@@ -326,16 +279,25 @@ def test_clean_run(clean: Snapshot) -> None:
         (s["session_id"], s["signals"], s["billable_s"], s["cues"])
         for s in clean["session_summaries"]
     ] == [("drill-b", 4, 14, 2), ("drill-ramp", 4, 20, 0)]
-    intervals, split = _merged_intervals(clean["interval_pieces"])
-    assert (len(intervals), split) == (8, 0)
-    assert {(r["session_id"], r["state"]) for r in intervals} == {
-        ("drill-b", "closed"),
-        ("drill-ramp", "closed"),
-    }
+    assert [
+        (r["session_id"], r["signal_type"], r["start_s"], r["end_s"], r["state"], r["updates"])
+        for r in clean["signal_intervals"]
+    ] == [
+        ("drill-b", "confusion", 0, 14, "closed", 1),
+        ("drill-b", "disengagement", 0, 14, "closed", 1),
+        ("drill-b", "hesitation", 0, 14, "closed", 1),
+        ("drill-b", "uncertainty", 0, 14, "closed", 1),
+        ("drill-ramp", "engagement", 0, 20, "closed", 4),
+        ("drill-ramp", "frustration", 6, 20, "closed", 2),
+        ("drill-ramp", "interest", 0, 20, "closed", 4),
+        ("drill-ramp", "stress", 0, 20, "closed", 4),
+    ]
+    # one connection per session, and it carried every interval
+    assert {(r["incarnation"], r["connections"]) for r in clean["interval_connections"]} == {(0, 1)}
 
 
 @pytest.mark.parametrize(
-    ("name", "may_split"),
+    ("name", "reconnects"),
     [
         pytest.param("kill-9-session-worker", True, id="kill-9-session-worker"),
         pytest.param("kill-9-sink", False, id="kill-9-sink"),
@@ -346,11 +308,21 @@ def test_clean_run(clean: Snapshot) -> None:
     ],
 )
 def test_drill(
-    runs: dict[str, Snapshot | BaseException], clean: Snapshot, name: str, may_split: bool
+    runs: dict[str, Snapshot | BaseException], clean: Snapshot, name: str, reconnects: bool
 ) -> None:
     """After recovery: the clean run's analytics exactly; usage tiles the media."""
-    split = _assert_same_analytics(_snapshot(runs, name), clean)
-    # only a drill that moves a session to a new Inter-1 connection mid-signal can split an
-    # interval; the others keep every connection whole
-    if not may_split:
-        assert split == 0
+    snap = _snapshot(runs, name)
+    _assert_same_analytics(snap, clean)
+    if not reconnects:
+        # every interval carried by the one connection that carried it in the clean run
+        assert snap["interval_connections"] == clean["interval_connections"]
+        return
+    # the drill moved drill-ramp to a new Inter-1 connection mid-session, while signals
+    # detected at 0 s were active: the view joined their events from both connections into
+    # the clean run's single interval (above)
+    spanned = {
+        r["signal_type"]
+        for r in snap["interval_connections"]
+        if r["session_id"] == "drill-ramp" and r["connections"] >= 2
+    }
+    assert spanned >= {"engagement", "interest", "stress"}, snap["interval_connections"]

@@ -38,6 +38,7 @@ def test_project_migrations_apply_once(client: Client) -> None:
         (2, "analytics"),
         (3, "chunks"),
         (4, "signal_intervals_across_connections"),
+        (5, "signal_intervals_first_window"),
     ]
     assert [m.version for m in first] == [m.version for m in discover(MIGRATIONS_DIR)]
     assert migrate(client) == []

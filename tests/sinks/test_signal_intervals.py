@@ -155,9 +155,66 @@ def test_a_session_summary_reads_every_table_by_its_primary_key(store: Store) ->
         "default.engagement_events",
         "default.events",
         "default.quality_overall",
+        "default.quality_timeline",
         "default.sessions_ended",
         "default.sessions_started",
         "default.signal_events",
         "default.usage",
     ]
     assert [key for _, key in reads if "session_id" not in key] == []
+
+
+def _quality(window_s: float) -> tuple[str, Any]:
+    names = ("quality_index", "clarity", "authority", "energy", "rapport", "learning")
+    values = dict.fromkeys(names, 50.0)
+    entry = {"start": window_s, "end": window_s + 8.0, "values": values}
+    return "conversation_quality.updated", {"overall": None, "timeline": [entry]}
+
+
+# one session's window events (connection 0 from media 0 s), window by window: interest
+# active from 0 s throughout, frustration detected at 6 s, updated at 9 s (its start
+# stays 6 s), both ended at 12 s
+WINDOWS = [
+    [("engagement.updated", {"state": "engaged", "start": 0.0}),
+     _signal("signal.detected", "interest", 0.0), _quality(0.0)],
+    [_signal("signal.updated", "interest", 0.0), _quality(3.0)],
+    [_signal("signal.updated", "interest", 0.0), _signal("signal.detected", "frustration", 6.0),
+     _quality(6.0)],
+    [_signal("signal.updated", "interest", 0.0), _signal("signal.updated", "frustration", 6.0),
+     _quality(9.0)],
+    [_signal("signal.ended", "interest", 12.0), _signal("signal.ended", "frustration", 12.0),
+     _quality(12.0)],
+]  # fmt: skip
+
+
+def _intervals(tmp_path: Path, connections: list[list[list[tuple[str, Any]]]]) -> list[Any]:
+    """signal_intervals of one store holding ``connections`` (each from media 0 s)."""
+    store = Store(make_client(f"chdb://{tmp_path / 'clickhouse'}"))
+    try:
+        migrate(store.client)
+        offset = 0
+        for inc, windows in enumerate(connections):
+            for seq, kind_data in enumerate(e for window in windows for e in window):
+                _insert(store, "Inter1Event", _event(inc, seq, 0.0, *kind_data), offset)
+                offset += 1
+        return store.rows(
+            "SELECT * EXCEPT (incarnation, connections, opened_by, closed_by) "
+            "FROM signal_intervals ORDER BY signal_type, start_s"
+        )
+    finally:
+        store.close()
+
+
+def test_the_same_window_events_give_the_same_intervals_across_a_failover(
+    tmp_path: Path,
+) -> None:
+    """A failover after the 6 s window: connection 1 analyses again from 0 s, publishes from
+    9 s on, so it sends frustration's ``signal.updated`` (start 6 s) but not its detection.
+    Its first published window is 9 s (not the 0 s start its interest update carries): the
+    intervals are the ones a single connection gives for the same window events."""
+    clean = _intervals(tmp_path / "clean", [WINDOWS])
+    assert [(r[3], r[4], r[5], r[6], r[9]) for r in clean] == [
+        ("frustration", 6.0, 12.0, "closed", 1),
+        ("interest", 0.0, 12.0, "closed", 3),
+    ]
+    assert _intervals(tmp_path / "failover", [WINDOWS[:3], WINDOWS[3:]]) == clean
