@@ -15,19 +15,14 @@ For tests and drills only; a production deployment never sets it.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from dataclasses import dataclass
 from typing import Literal
 
-from runtime.errors import ConfigError
+from runtime.crash import CRASH_EXIT_CODE, crash_now, match_crash_spec
 from runtime.topics import topic_name
 
 __all__ = ["CRASH_EXIT_CODE", "CrashPoint", "Point", "parse_crash_at"]
-
-CRASH_EXIT_CODE = 137
-"""The exit code of a process killed by SIGKILL (128 + 9)."""
 
 Point = Literal["after_intent", "after_rows"]
 _SPEC = re.compile(r"^(after_intent|after_rows)@(events|usage|cues|chunks):(\d+):(\d+)$")
@@ -50,12 +45,7 @@ class CrashPoint:
             self.partition,
             self.first_offset,
         ):
-            sys.stderr.write(
-                f"fault injection: crashing {point} of the batch at {topic}:{partition}:"
-                f"{first_offset}\n"
-            )
-            sys.stderr.flush()
-            os._exit(CRASH_EXIT_CODE)
+            crash_now(f"{point} of the batch at {topic}:{partition}:{first_offset}")
 
 
 def parse_crash_at(spec: str | None) -> CrashPoint | None:
@@ -65,13 +55,13 @@ def parse_crash_at(spec: str | None) -> CrashPoint | None:
     Raises:
         ConfigError: not ``<after_intent|after_rows>@<topic key>:<partition>:<offset>``.
     """
-    if not spec:
-        return None
-    match = _SPEC.match(spec.strip())
+    match = match_crash_spec(
+        "PIPELINE_SINK_CRASH_AT",
+        spec,
+        _SPEC,
+        "<after_intent|after_rows>@<events|usage|cues|chunks>:<partition>:<first offset>",
+    )
     if match is None:
-        raise ConfigError(
-            f"PIPELINE_SINK_CRASH_AT={spec!r}: expected <after_intent|after_rows>@"
-            "<events|usage|cues|chunks>:<partition>:<first offset>"
-        )
+        return None
     point: Point = "after_intent" if match.group(1) == "after_intent" else "after_rows"
     return CrashPoint(point, topic_name(match.group(2)), int(match.group(3)), int(match.group(4)))

@@ -14,18 +14,13 @@ For tests and drills only; a production deployment never sets it.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from dataclasses import dataclass
 from typing import Literal
 
-from runtime.errors import ConfigError
+from runtime.crash import CRASH_EXIT_CODE, crash_now, match_crash_spec
 
 __all__ = ["CRASH_EXIT_CODE", "CrashPoint", "Point", "parse_crash_at"]
-
-CRASH_EXIT_CODE = 137
-"""The exit code of a process killed by SIGKILL (128 + 9)."""
 
 Point = Literal["after_cue", "after_state"]
 _SPEC = re.compile(r"^(after_cue|after_state)@(\d+)$")
@@ -41,9 +36,7 @@ class CrashPoint:
     def check(self, point: Point, offset: int) -> None:
         """Exit the process at once if this is the point and the offset."""
         if (point, offset) == (self.point, self.offset):
-            sys.stderr.write(f"fault injection: crashing {point} at offset {offset}\n")
-            sys.stderr.flush()
-            os._exit(CRASH_EXIT_CODE)
+            crash_now(f"{point} at offset {offset}")
 
 
 def parse_crash_at(spec: str | None) -> CrashPoint | None:
@@ -52,12 +45,10 @@ def parse_crash_at(spec: str | None) -> CrashPoint | None:
     Raises:
         ConfigError: not ``<after_cue|after_state>@<offset>``.
     """
-    if not spec:
-        return None
-    match = _SPEC.match(spec.strip())
+    match = match_crash_spec(
+        "PIPELINE_CUES_CRASH_AT", spec, _SPEC, "<after_cue|after_state>@<offset>"
+    )
     if match is None:
-        raise ConfigError(
-            f"PIPELINE_CUES_CRASH_AT={spec!r}: expected <after_cue|after_state>@<offset>"
-        )
+        return None
     point: Point = "after_cue" if match.group(1) == "after_cue" else "after_state"
     return CrashPoint(point, int(match.group(2)))

@@ -11,17 +11,12 @@ For tests and drills only; a production deployment never sets it.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from dataclasses import dataclass
 
-from runtime.errors import ConfigError
+from runtime.crash import CRASH_EXIT_CODE, crash_now, match_crash_spec
 
 __all__ = ["CRASH_EXIT_CODE", "CrashPoint", "parse_crash_at"]
-
-CRASH_EXIT_CODE = 137
-"""The exit code of a process killed by SIGKILL (128 + 9)."""
 
 _SPEC = re.compile(r"^records_acked@(\d+)$")
 
@@ -35,12 +30,7 @@ class CrashPoint:
     def check(self, published_events: int) -> None:
         """Exit the process at once if ``published_events`` reached the point."""
         if published_events >= self.events:
-            sys.stderr.write(
-                f"fault injection: crashing after {published_events} events acked, "
-                "before the session state\n"
-            )
-            sys.stderr.flush()
-            os._exit(CRASH_EXIT_CODE)
+            crash_now(f"after {published_events} events acked, before the session state")
 
 
 def parse_crash_at(spec: str | None) -> CrashPoint | None:
@@ -49,9 +39,7 @@ def parse_crash_at(spec: str | None) -> CrashPoint | None:
     Raises:
         ConfigError: not ``records_acked@<n>``.
     """
-    if not spec:
-        return None
-    match = _SPEC.match(spec.strip())
+    match = match_crash_spec("PIPELINE_WORKER_CRASH_AT", spec, _SPEC, "records_acked@<events>")
     if match is None:
-        raise ConfigError(f"PIPELINE_WORKER_CRASH_AT={spec!r}: expected records_acked@<events>")
+        return None
     return CrashPoint(int(match.group(1)))
