@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from faust.types import TP
 from mode.types.signals import BaseSignalT
@@ -46,6 +47,7 @@ from workers.cues.ended import EndedMarkers
 from workers.cues.evaluate import apply_event
 from workers.cues.exceptions import ForeignRecordError
 from workers.cues.faults import CrashPoint, Point, parse_crash_at
+from workers.cues.gaps import OffsetGuard
 from workers.cues.rules import RuleSet
 from workers.cues.state import LastCue, SessionState
 from workers.cues.store import SessionsTable
@@ -278,6 +280,26 @@ class _Processor:
         await (await self._topics["dead_letter"].send(key=message.key, value=data))
 
 
+async def _group_committed(group_id: str, tp: TP) -> int | None:
+    """The group's committed offset of ``tp`` (next to read); None if none or unreachable."""
+    admin = make_admin()
+    try:
+        await admin.start()
+        offsets = await admin.list_consumer_group_offsets(
+            group_id, partitions=[TopicPartition(tp.topic, tp.partition)]
+        )
+    except KafkaError as exc:
+        get_logger("workers.cues", topic=tp.topic, partition=tp.partition).warning(
+            "committed offset not known: events of the partition are not checked for gaps",
+            error=repr(exc),
+        )
+        return None
+    finally:
+        await admin.close()
+    found = offsets.get(TopicPartition(tp.topic, tp.partition))
+    return found.offset if found is not None and found.offset >= 0 else None
+
+
 def build_app(config: CuesConfig, rules: RuleSet, codec: Codec | None = None) -> faust.App:
     """The faust app: events agent, sessions table, web pages. No I/O until it starts."""
     codec = codec or codec_from_settings()
@@ -325,17 +347,26 @@ def build_app(config: CuesConfig, rules: RuleSet, codec: Codec | None = None) ->
         config=config, rules=rules, codec=codec, table=table, topics=topics, committed=committed
     )
 
+    async def group_committed(tp: TP) -> int | None:
+        # Asked once per partition after a rebalance: where faust's seek put the consumer.
+        return await _group_committed(app.conf.id, tp)
+
+    guard = OffsetGuard(group_committed)
+
     def _partitions_moved(
         sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
     ) -> None:
         processor.ended.reset()
+        guard.reset()
 
     app.on_partitions_revoked.connect(_partitions_moved)
 
     @app.agent(events, name="cues")
     async def cues_agent(stream: Any) -> None:
         async for event in stream.events():
-            await processor.process(event)
+            if await guard.admit(app, event):
+                await processor.process(event)
+                guard.handled(event)
 
     register_web(app, table)
     return app
