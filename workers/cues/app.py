@@ -280,6 +280,10 @@ class _Processor:
         await (await self._topics["dead_letter"].send(key=message.key, value=data))
 
 
+_STALL_CHECK_S = 5.0
+"""How often a partition whose events stopped arriving short of its end is sought back."""
+
+
 async def _group_committed(group_id: str, tp: TP) -> int | None:
     """The group's committed offset of ``tp`` (next to read); None if none or unreachable."""
     admin = make_admin()
@@ -352,6 +356,13 @@ def build_app(config: CuesConfig, rules: RuleSet, codec: Codec | None = None) ->
         return await _group_committed(app.conf.id, tp)
 
     guard = OffsetGuard(group_committed)
+
+    async def refetch_stalled() -> None:
+        for tp in app.consumer.assignment():
+            if tp.topic == config.events_topic:
+                await guard.refetch_if_stalled(app, tp)
+
+    app.timer(interval=_STALL_CHECK_S)(refetch_stalled)
 
     def _partitions_moved(
         sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any

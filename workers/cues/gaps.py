@@ -18,7 +18,10 @@ after the last it handled, or after a rebalance the group's committed offset (wh
 seeks to). An event beyond it is not processed and not counted (``message.acked`` set, so
 faust's ack leaves it out of the committable offsets); the partition is sought back to the
 expected offset, from where the events come again, in order. Events below it are replays,
-which ``applied_offset`` makes no-ops.
+which ``applied_offset`` makes no-ops. When skipped events are the partition's last ones,
+no later event reveals the gap: :meth:`OffsetGuard.refetch_if_stalled`, run every few
+seconds, seeks back a partition that has events past the expected one and got none since
+its previous run.
 """
 
 from __future__ import annotations
@@ -42,26 +45,38 @@ class OffsetGuard:
     def __init__(self, committed: CommittedLookup) -> None:
         self._committed = committed
         self._next: dict[TP, int | None] = {}
+        self._last_gap: dict[TP, tuple[int, int]] = {}
+        self._arrivals: dict[TP, int] = {}
+        self._arrivals_seen: dict[TP, int] = {}
 
     def reset(self) -> None:
         """A rebalance: the consumer seeks to the committed offsets; ask for them again."""
         self._next.clear()
+        self._last_gap.clear()
 
     async def admit(self, app: Any, event: Any) -> bool:
         """True: process ``event``. False: an earlier event was skipped; it is refetched."""
         message = event.message
         tp = TP(message.topic, message.partition)
+        self._arrivals[tp] = self._arrivals.get(tp, 0) + 1
         if tp not in self._next:
             self._next[tp] = await self._committed(tp)
         expected = self._next[tp]
         if expected is None or message.offset <= expected:
             return True
-        get_logger(
+        log = get_logger(
             "workers.cues",
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
-        ).warning(
+        )
+        if self._last_gap.get(tp) == (expected, message.offset):
+            # Sought back and the log starts here again: the events before are not in the
+            # log any more (retention); waiting for them would stop the partition for good.
+            log.warning("events before this one are gone from the log", expected_offset=expected)
+            return True
+        self._last_gap[tp] = (expected, message.offset)
+        log.warning(
             "events skipped by the stream before this one: seeking back",
             expected_offset=expected,
             generation=message.generation_id,
@@ -76,3 +91,31 @@ class OffsetGuard:
         """``event`` was processed (applied, replayed or dead-lettered)."""
         message = event.message
         self._next[TP(message.topic, message.partition)] = message.offset + 1
+
+    async def refetch_if_stalled(self, app: Any, tp: TP) -> None:
+        """Seek ``tp`` back if it has events past the expected one but none arrived lately.
+
+        Called periodically. Skipped events the stream never sees again (no event after
+        them arrives, so :meth:`admit` cannot notice) would stop the partition's commits
+        for good; a seek back has them fetched again. Refetched events already handled are
+        replays (no-ops), so a false alarm (a slow event) costs only a replay.
+        """
+        if app.rebalancing or not app.flow_control.is_active():
+            return  # faust seeks to the committed offsets when the rebalance ends
+        arrivals = self._arrivals.get(tp, 0)
+        quiet = self._arrivals_seen.get(tp) == arrivals
+        self._arrivals_seen[tp] = arrivals
+        if not quiet:
+            return
+        if tp not in self._next:
+            self._next[tp] = await self._committed(tp)
+        expected = self._next[tp]
+        end = app.consumer.highwater(tp)
+        if expected is None or end is None or end <= expected:
+            return
+        get_logger("workers.cues", topic=tp.topic, partition=tp.partition).warning(
+            "no events arrive though the partition has more: seeking back",
+            expected_offset=expected,
+            end_offset=end,
+        )
+        await app.consumer.seek(tp, expected)
