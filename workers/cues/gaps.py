@@ -84,7 +84,7 @@ class OffsetGuard:
         )
         message.acked = True  # faust's ack must not make its offset committable
         app.consumer.unacked.discard(message)
-        await app.consumer.seek(tp, expected)
+        await app.consumer.seek_wait({tp: expected})
         return False
 
     def handled(self, event: Any) -> None:
@@ -118,4 +118,4 @@ class OffsetGuard:
             expected_offset=expected,
             end_offset=end,
         )
-        await app.consumer.seek(tp, expected)
+        await app.consumer.seek_wait({tp: expected})
