@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from faust.types import TP
 from mode.types.signals import BaseSignalT
@@ -47,7 +46,7 @@ from workers.cues.ended import EndedMarkers
 from workers.cues.evaluate import apply_event
 from workers.cues.exceptions import ForeignRecordError
 from workers.cues.faults import CrashPoint, Point, parse_crash_at
-from workers.cues.gaps import OffsetGuard
+from workers.cues.gaps import OffsetGuard, committed_offset
 from workers.cues.rules import RuleSet
 from workers.cues.state import LastCue, SessionState
 from workers.cues.store import SessionsTable
@@ -284,26 +283,6 @@ _STALL_CHECK_S = 5.0
 """How often a partition whose events stopped arriving short of its end is sought back."""
 
 
-async def _group_committed(group_id: str, tp: TP) -> int | None:
-    """The group's committed offset of ``tp`` (next to read); None if none or unreachable."""
-    admin = make_admin()
-    try:
-        await admin.start()
-        offsets = await admin.list_consumer_group_offsets(
-            group_id, partitions=[TopicPartition(tp.topic, tp.partition)]
-        )
-    except KafkaError as exc:
-        get_logger("workers.cues", topic=tp.topic, partition=tp.partition).warning(
-            "committed offset not known: events of the partition are not checked for gaps",
-            error=repr(exc),
-        )
-        return None
-    finally:
-        await admin.close()
-    found = offsets.get(TopicPartition(tp.topic, tp.partition))
-    return found.offset if found is not None and found.offset >= 0 else None
-
-
 def build_app(config: CuesConfig, rules: RuleSet, codec: Codec | None = None) -> faust.App:
     """The faust app: events agent, sessions table, web pages. No I/O until it starts."""
     codec = codec or codec_from_settings()
@@ -353,7 +332,7 @@ def build_app(config: CuesConfig, rules: RuleSet, codec: Codec | None = None) ->
 
     async def group_committed(tp: TP) -> int | None:
         # Asked once per partition after a rebalance: where faust's seek put the consumer.
-        return await _group_committed(app.conf.id, tp)
+        return await committed_offset(app.conf.id, tp)
 
     guard = OffsetGuard(group_committed)
 

@@ -29,14 +29,37 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
+from runtime.kafka import make_admin
 from runtime.logs import get_logger
 
-__all__ = ["OffsetGuard"]
+__all__ = ["OffsetGuard", "committed_offset"]
 
 CommittedLookup = Callable[[TP], Awaitable[int | None]]
 """The group's committed offset of a partition (the next one to read), None if none."""
+
+
+async def committed_offset(group_id: str, tp: TP) -> int | None:
+    """The group's committed offset of ``tp`` (next to read); None if none or unreachable."""
+    admin = make_admin()
+    try:
+        await admin.start()
+        offsets = await admin.list_consumer_group_offsets(
+            group_id, partitions=[TopicPartition(tp.topic, tp.partition)]
+        )
+    except KafkaError as exc:
+        get_logger("workers.cues", topic=tp.topic, partition=tp.partition).warning(
+            "committed offset not known: events of the partition are not checked for gaps",
+            error=repr(exc),
+        )
+        return None
+    finally:
+        await admin.close()
+    found = offsets.get(TopicPartition(tp.topic, tp.partition))
+    return found.offset if found is not None and found.offset >= 0 else None
 
 
 class OffsetGuard:
