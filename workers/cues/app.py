@@ -46,6 +46,7 @@ from workers.cues.ended import EndedMarkers
 from workers.cues.evaluate import apply_event
 from workers.cues.exceptions import ForeignRecordError
 from workers.cues.faults import CrashPoint, Point, parse_crash_at
+from workers.cues.gaps import OffsetGuard, committed_offset
 from workers.cues.rules import RuleSet
 from workers.cues.state import LastCue, SessionState
 from workers.cues.store import SessionsTable
@@ -278,6 +279,10 @@ class _Processor:
         await (await self._topics["dead_letter"].send(key=message.key, value=data))
 
 
+_STALL_CHECK_S = 5.0
+"""How often a partition whose events stopped arriving short of its end is sought back."""
+
+
 def build_app(config: CuesConfig, rules: RuleSet, codec: Codec | None = None) -> faust.App:
     """The faust app: events agent, sessions table, web pages. No I/O until it starts."""
     codec = codec or codec_from_settings()
@@ -325,17 +330,33 @@ def build_app(config: CuesConfig, rules: RuleSet, codec: Codec | None = None) ->
         config=config, rules=rules, codec=codec, table=table, topics=topics, committed=committed
     )
 
+    async def group_committed(tp: TP) -> int | None:
+        # Asked once per partition after a rebalance: where faust's seek put the consumer.
+        return await committed_offset(app.conf.id, tp)
+
+    guard = OffsetGuard(group_committed)
+
+    async def refetch_stalled() -> None:
+        for tp in app.consumer.assignment():
+            if tp.topic == config.events_topic:
+                await guard.refetch_if_stalled(app, tp)
+
+    app.timer(interval=_STALL_CHECK_S)(refetch_stalled)
+
     def _partitions_moved(
         sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
     ) -> None:
         processor.ended.reset()
+        guard.reset()
 
     app.on_partitions_revoked.connect(_partitions_moved)
 
     @app.agent(events, name="cues")
     async def cues_agent(stream: Any) -> None:
         async for event in stream.events():
-            await processor.process(event)
+            if await guard.admit(app, event):
+                await processor.process(event)
+                guard.handled(event)
 
     register_web(app, table)
     return app
