@@ -5,24 +5,31 @@ chunks, each padded with an MP4 ``free`` box to ``--kbit`` kbit/s of media) to f
 prefixed topics, then measures this process's CPU time (a) reading every chunk record with a
 plain aiokafka consumer and (b) running the session worker over the same records until every
 session ended, relaying them to the simulator (a subprocess, ``--decode none``, instant model,
-so its CPU is not counted). ``--profile FILE`` writes a cProfile of (b) and prints its top.
+so its CPU is not counted), and (floor) the raw consume plus a ``websockets`` send of every
+value. Each is measured on a fresh asyncio loop and a fresh uvloop loop, the loops taking
+turns first (``--repeat`` runs, medians). ``--profile FILE`` writes a cProfile of (b).
 
 ``capacity``: the worker and ``simulate --decode boxes`` run as subprocesses; for each
 ``--steps`` count N, N live sessions publish their chunks in real time (``produced_at`` =
 send time) for the clip's 20 s. Per step: the worker's CPU per media second, RSS per session
 (peak minus idle) and the latency it adds (the chunk completing a frame: ``produced_at`` ->
-frame handed to the WebSocket; ``inter1_worker_frame_send_seconds`` from ``/metrics``).
+frame handed to the WebSocket; ``inter1_worker_frame_send_seconds`` from ``/metrics``)
+against its baseline, Kafka transit (``produced_at`` -> a raw aiokafka consumer in the bench
+holds the record). The publisher is its own process (``publish-live``, uvloop, each chunk's
+record encoded once), so it does not share a loop or a core's time slice with the bench;
+``--loop asyncio`` runs the worker on the standard loop.
 
 Prints figures; asserts nothing. The machine is shared: compare ratios from one run.
 
     .venv/bin/python bench/session_worker_bench.py relay [--sessions 100] [--kbit 2000]
-    .venv/bin/python bench/session_worker_bench.py capacity [--steps 25,50,100]
+    .venv/bin/python bench/session_worker_bench.py capacity [--steps 25,50,100] [--loop asyncio]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
 import json
@@ -62,7 +69,7 @@ from inter1_pipeline.kafka_address import kafka_settings  # noqa: E402
 from runtime.kafka import make_consumer  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
 from runtime.settings import Inter1Settings, SessionWorkerSettings, load  # noqa: E402
-from schemas.codec import Codec  # noqa: E402
+from schemas.codec import Codec, get_codec  # noqa: E402
 from workers.session.app import WorkerRuntime, run_worker  # noqa: E402
 from workers.session.event_loop import LoopName, run_on  # noqa: E402
 from workers.session.outbox import WorkerTopics  # noqa: E402
@@ -394,6 +401,35 @@ async def _publish_live(args: argparse.Namespace) -> None:
     print(json.dumps({"lag_s": worst}), flush=True)
 
 
+async def _transit(topic: str, ready: asyncio.Event, out: list[float]) -> None:
+    """Baseline of the added latency: ``produced_at`` -> a raw aiokafka consumer (in this
+    process) holds the chunk record, for every chunk record published from now on."""
+    consumer = make_consumer(group_id=None, auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        consumer.subscribe([topic])
+        while not consumer.assignment():  # nothing is published before ``ready``
+            await consumer.getmany(timeout_ms=50)
+        for part in consumer.assignment():
+            await consumer.position(part)  # at the end now: only records published later
+        ready.set()
+        codec = get_codec()
+        while True:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                now = datetime.now(UTC)
+                for record in records:
+                    decoded = codec.decode(record.value or b"", topic=topic)
+                    if decoded.name == "VideoChunk":
+                        out.append((now - decoded.datum["produced_at"]).total_seconds())
+    finally:
+        await consumer.stop()
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
 async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one measurement, in order
     steps = [int(n) for n in args.steps.split(",")]
     sim_port, http_port = _free_port(), _free_port()
@@ -434,7 +470,7 @@ async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one mea
             print(f"clip: {clip.duration_s:g} s, {len(clip.chunks)} chunks at {args.kbit:g} kbit/s")
             print(
                 "sessions | worker CPU/media-s | sessions/core | RSS/session | "
-                "p50 / p99 added | frames <=100 ms | publisher lag"
+                "p50 / p99 added | frames <=100 ms | publisher lag | Kafka transit p50 / p99"
             )
             for count in steps:
                 idle_rss = _proc_rss_mb(worker.pid)
@@ -442,6 +478,15 @@ async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one mea
                 cpu0 = _proc_cpu_s(worker.pid)
                 sids = [f"cap-{count}-{i}-{uuid.uuid4().hex[:4]}" for i in range(count)]
                 peak = idle_rss
+                transit: list[float] = []
+                listening = asyncio.Event()
+                watcher = asyncio.create_task(_transit(topics.chunks, listening, transit))
+                await asyncio.wait(
+                    [watcher, asyncio.create_task(listening.wait())],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if watcher.done():
+                    watcher.result()  # the baseline consumer failed: raise it
                 sender = await asyncio.create_subprocess_exec(
                     *(sys.executable, __file__, "publish-live", "--topic", topics.chunks),
                     *("--kbit", str(args.kbit), "--sids", ",".join(sids)),
@@ -464,6 +509,9 @@ async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one mea
                         break
                     await asyncio.sleep(0.5)
                 used = _proc_cpu_s(worker.pid) - cpu0
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
                 after = _histogram(text, name)
                 frames = after[float("inf")] - before.get(float("inf"), 0.0)
                 fast = after[0.1] - before.get(0.1, 0.0)
@@ -473,7 +521,9 @@ async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one mea
                     f"{(peak - idle_rss) / count:8.2f} MB | "
                     f"<= {_quantile_bound(before, after, 0.5) * 1000:g} / "
                     f"<= {_quantile_bound(before, after, 0.99) * 1000:g} ms | "
-                    f"{fast:.0f}/{frames:.0f} | {lag * 1000:.0f} ms"
+                    f"{fast:.0f}/{frames:.0f} | {lag * 1000:.0f} ms | "
+                    f"{_quantile(transit, 0.5) * 1000:.0f} / "
+                    f"{_quantile(transit, 0.99) * 1000:.0f} ms"
                 )
     finally:
         worker.terminate()
