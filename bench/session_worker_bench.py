@@ -5,26 +5,34 @@ chunks, each padded with an MP4 ``free`` box to ``--kbit`` kbit/s of media) to f
 prefixed topics, then measures this process's CPU time (a) reading every chunk record with a
 plain aiokafka consumer and (b) running the session worker over the same records until every
 session ended, relaying them to the simulator (a subprocess, ``--decode none``, instant model,
-so its CPU is not counted). ``--profile FILE`` writes a cProfile of (b) and prints its top.
+so its CPU is not counted), and (floor) the raw consume plus a ``websockets`` send of every
+value. Each is measured on a fresh asyncio loop and a fresh uvloop loop, the loops taking
+turns first (``--repeat`` runs, medians). ``--profile FILE`` writes a cProfile of (b).
 
 ``capacity``: the worker and ``simulate --decode boxes`` run as subprocesses; for each
 ``--steps`` count N, N live sessions publish their chunks in real time (``produced_at`` =
 send time) for the clip's 20 s. Per step: the worker's CPU per media second, RSS per session
 (peak minus idle) and the latency it adds (the chunk completing a frame: ``produced_at`` ->
-frame handed to the WebSocket; ``inter1_worker_frame_send_seconds`` from ``/metrics``).
+frame handed to the WebSocket; ``inter1_worker_frame_send_seconds`` from ``/metrics``)
+against its baseline, Kafka transit (``produced_at`` -> a raw aiokafka consumer in the bench
+holds the record). The publisher is its own process (``publish-live``, uvloop, each chunk's
+record encoded once), so it does not share a loop or a core's time slice with the bench;
+``--loop asyncio`` runs the worker on the standard loop.
 
 Prints figures; asserts nothing. The machine is shared: compare ratios from one run.
 
     .venv/bin/python bench/session_worker_bench.py relay [--sessions 100] [--kbit 2000]
-    .venv/bin/python bench/session_worker_bench.py capacity [--steps 25,50,100]
+    .venv/bin/python bench/session_worker_bench.py capacity [--steps 25,50,100] [--loop asyncio]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
+import json
 import os
 import pstats
 import socket
@@ -35,7 +43,7 @@ import sys
 import time
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +69,9 @@ from inter1_pipeline.kafka_address import kafka_settings  # noqa: E402
 from runtime.kafka import make_consumer  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
 from runtime.settings import Inter1Settings, SessionWorkerSettings, load  # noqa: E402
+from schemas.codec import Codec, get_codec  # noqa: E402
 from workers.session.app import WorkerRuntime, run_worker  # noqa: E402
+from workers.session.event_loop import LoopName, run_on  # noqa: E402
 from workers.session.outbox import WorkerTopics  # noqa: E402
 
 _CLI = [sys.executable, "-c", "from inter1_pipeline.cli import main; main()"]
@@ -200,73 +210,93 @@ async def _relay(
     return elapsed, used
 
 
-async def relay(args: argparse.Namespace) -> None:
+async def _publish_clip(sessions: int, kbit: float) -> tuple[WorkerTopics, ClipChunks]:
+    topics = await create_prefixed_topics(f"bench{uuid.uuid4().hex[:8]}.")
+    clip = padded(fixture_chunks(CLIP_RAMP), kbit)
+    async with ChunkPublisher(topics.chunks) as publisher:
+        for index in range(sessions):
+            await publisher.session(f"bench-{index}", clip)
+    return topics, clip
+
+
+async def _fresh_relay(
+    chunks: str, base_url: str, sessions: int, profile: str | None
+) -> tuple[float, float]:
+    # fresh output and state topics: the last run's closed sessions are not restored
+    out = await create_prefixed_topics(f"bench{uuid.uuid4().hex[:8]}.")
+    try:
+        return await _relay(replace(out, chunks=chunks), base_url, sessions, profile)
+    finally:
+        await delete_topics(out)
+
+
+_KINDS = ("raw", "floor", "relay")
+
+
+def relay(args: argparse.Namespace) -> None:
+    """Every measurement on a fresh loop of each kind; loops alternate first between runs."""
+    loops: list[LoopName] = ["asyncio", "uvloop"]
     port = _free_port()
     sim = _simulator(port, "none", args.sessions)
-    topics = await create_prefixed_topics(f"bench{uuid.uuid4().hex[:8]}.")
+    topics, clip = run_on("asyncio", _publish_clip(args.sessions, args.kbit))
+    records = args.sessions * (len(clip.chunks) + 2)
+    base_url = f"http://127.0.0.1:{port}"
+    sink_port = _free_port()
+    sink = subprocess.Popen([sys.executable, "-c", _SINK, str(sink_port)])
+    time.sleep(1.5)
+    cpu: dict[tuple[str, str], list[float]] = {}
+    size = 0
     try:
-        clip = padded(fixture_chunks(CLIP_RAMP), args.kbit)
-        async with ChunkPublisher(topics.chunks) as publisher:
-            for index in range(args.sessions):
-                await publisher.session(f"bench-{index}", clip)
-        records = args.sessions * (len(clip.chunks) + 2)
-        sink_port = _free_port()
-        sink = subprocess.Popen([sys.executable, "-c", _SINK, str(sink_port)])  # noqa: ASYNC220
-        await asyncio.sleep(1.5)
-        runs: list[tuple[float, float, float]] = []  # CPU of raw, floor, relay, interleaved
-        extra: list[WorkerTopics] = []
-        try:
-            for _ in range(args.repeat):
-                _raw_wall, raw_cpu, size = await _raw_consume(topics.chunks, records)
-                _floor_wall, floor_cpu = await _floor(topics.chunks, records, sink_port)
-                # fresh output and state topics: the last run's closed sessions are not restored
-                out = await create_prefixed_topics(f"bench{uuid.uuid4().hex[:8]}.")
-                extra.append(out)
-                _relay_wall, relay_cpu = await _relay(
-                    replace(out, chunks=topics.chunks),
-                    f"http://127.0.0.1:{port}",
-                    args.sessions,
-                    args.profile,
+        for run in range(args.repeat):
+            for loop in loops if run % 2 == 0 else loops[::-1]:
+                _w, raw_cpu, size = run_on(loop, _raw_consume(topics.chunks, records))
+                _w, floor_cpu = run_on(loop, _floor(topics.chunks, records, sink_port))
+                _w, relay_cpu = run_on(
+                    loop, _fresh_relay(topics.chunks, base_url, args.sessions, args.profile)
                 )
-                runs.append((raw_cpu, floor_cpu, relay_cpu))
+                for kind, used in zip(_KINDS, (raw_cpu, floor_cpu, relay_cpu), strict=True):
+                    cpu.setdefault((kind, loop), []).append(used)
                 print(
-                    f"run {len(runs)}: raw {raw_cpu * 1000:.0f} ms, floor {floor_cpu * 1000:.0f} "
-                    f"ms, relay {relay_cpu * 1000:.0f} ms CPU"
+                    f"run {run + 1} {loop:7s}: raw {raw_cpu * 1000:.0f} ms, floor "
+                    f"{floor_cpu * 1000:.0f} ms, relay {relay_cpu * 1000:.0f} ms CPU"
                 )
-        finally:
-            sink.terminate()
-            sink.wait(timeout=30)
-            for out in extra:
-                await delete_topics(out)
-        raw_cpu, floor_cpu, relay_cpu = (statistics.median(r[i] for r in runs) for i in range(3))
     finally:
+        sink.terminate()
+        sink.wait(timeout=30)
         sim.terminate()
         sim.wait(timeout=30)
-        await delete_topics(topics)
+        run_on("asyncio", delete_topics(topics))
+    med = {key: statistics.median(values) for key, values in cpu.items()}
     media_s = args.sessions * clip.duration_s
     bitrate = size * 8 / media_s
-    per_media_s = relay_cpu / media_s
     print(
         f"{args.sessions} sessions x {clip.duration_s:g} s ({len(clip.chunks)} chunks, "
         f"{bitrate / 1000:.0f} kbit/s), {records} records, {size / 1e6:.1f} MB"
     )
-    print(f"medians of {len(runs)} interleaved runs:")
-    print(f"raw aiokafka consume: {raw_cpu * 1000:.0f} ms CPU")
-    print(f"session worker relay: {relay_cpu * 1000:.0f} ms CPU")
-    print(
-        f"floor (raw consume + websockets send of the same bytes, nothing of ours): "
-        f"{floor_cpu * 1000:.0f} ms CPU = "
-        f"{floor_cpu / raw_cpu:.2f}x the raw consume"
-    )
-    print(
-        f"relay cost: {relay_cpu / raw_cpu:.2f}x the raw consume, "
-        f"{relay_cpu / floor_cpu:.2f}x the floor "
-        f"(raw / relay {raw_cpu / relay_cpu:.2f}; target: at most 1.3x)"
-    )
-    print(
-        f"CPU per media-second per session: {per_media_s * 1e6:.0f} us "
-        f"-> {1 / per_media_s:,.0f} sessions per core at {bitrate / 1000:.0f} kbit/s"
-    )
+    print(f"medians of {args.repeat} interleaved runs, ms CPU:  asyncio | uvloop")
+    for kind, label in zip(
+        _KINDS,
+        ("raw aiokafka consume", "floor (raw + websockets send)", "session worker relay"),
+        strict=True,
+    ):
+        print(
+            f"  {label:30s} {med[kind, 'asyncio'] * 1000:7.0f} | {med[kind, 'uvloop'] * 1000:6.0f}"
+        )
+    raw = med["raw", "asyncio"]
+    for loop in loops:
+        used = med["relay", loop]
+        same = med["raw", loop]
+        per_media_s = used / media_s
+        print(
+            f"relay on {loop}: {used / raw:.2f}x the asyncio raw consume (raw / relay "
+            f"{raw / used:.2f}), {used / same:.2f}x the raw consume on {loop} (raw / relay "
+            f"{same / used:.2f}), {used / med['floor', loop]:.2f}x the floor on {loop}; "
+            f"target raw / relay >= 0.7"
+        )
+        print(
+            f"  CPU per media-second per session: {per_media_s * 1e6:.0f} us "
+            f"-> {1 / per_media_s:,.0f} sessions per core at {bitrate / 1000:.0f} kbit/s"
+        )
 
 
 # -- capacity -------------------------------------------------------------------------------
@@ -303,42 +333,101 @@ def _quantile_bound(before: dict[float, float], after: dict[float, float], q: fl
     return float("inf")
 
 
-async def _live_sessions(
-    publisher: ChunkPublisher, clip: ClipChunks, sids: list[str]
-) -> tuple[float, int]:
-    """All sessions live, each chunk sent when its media time comes; (lag s, bytes)."""
-    for sid in sids:
-        await publisher.send(started_record(sid, live=True))
-    start, worst, size = time.monotonic(), 0.0, 0
-    producer = publisher._producer
-    for chunk in clip.chunks:
-        due = start + chunk.media_start_s
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        worst = max(worst, time.monotonic() - due)
-        sends = [
-            await producer.send(
-                publisher.topic, _chunk_value(publisher, sid, chunk), key=sid.encode()
+def _zigzag(value: int) -> bytes:
+    """An Avro ``long``: zigzag, then base-128 little-endian."""
+    number = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while number > 0x7F:
+        out.append((number & 0x7F) | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+class _PreEncoded:
+    """One chunk's VideoChunk record encoded once: per send only the session id (the first
+    field) and ``produced_at`` (the last, timestamp-micros) are written around the encoded
+    middle, so the publisher spends no CPU re-encoding megabytes of payload."""
+
+    def __init__(self, codec: Codec, topic: str, chunk: ClipChunk) -> None:
+        def encoded(sid: str) -> bytes:
+            record = VideoChunk(
+                session_id=sid,
+                seq=chunk.seq,
+                media_start_s=chunk.media_start_s,
+                media_duration_s=chunk.media_duration_s,
+                keyframe_start=True,
+                payload=chunk.payload,
+                produced_at=datetime(1970, 1, 1, tzinfo=UTC),  # micros 0: one trailing 0x00
             )
-            for sid in sids
-        ]
-        await asyncio.gather(*sends)
-        size += len(chunk.payload) * len(sids)
-    for sid in sids:
-        await publisher.end(sid, clip)
-    return worst, size
+            return codec.encode(record.AVRO_NAME, record.to_avro(), topic=topic)
+
+        empty, one = encoded(""), encoded("a")
+        at = next(i for i, (x, y) in enumerate(zip(empty, one, strict=False)) if x != y)
+        self.header, self.middle = empty[:at], empty[at + 1 : -1]
+
+    def value(self, sid: bytes, produced_at: datetime) -> bytes:
+        micros = (produced_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        return b"".join((self.header, _zigzag(len(sid)), sid, self.middle, _zigzag(micros)))
 
 
-def _chunk_value(publisher: ChunkPublisher, sid: str, chunk: ClipChunk) -> bytes:
-    record = VideoChunk(
-        session_id=sid,
-        seq=chunk.seq,
-        media_start_s=chunk.media_start_s,
-        media_duration_s=chunk.media_duration_s,
-        keyframe_start=True,
-        payload=chunk.payload,
-        produced_at=datetime.now(UTC),
-    )
-    return publisher._codec.encode(record.AVRO_NAME, record.to_avro(), topic=publisher.topic)
+async def _publish_live(args: argparse.Namespace) -> None:
+    """``publish-live``: ``--sids`` live sessions, each chunk sent when its media time comes
+    (``produced_at`` = send time); prints the worst lateness (s) as JSON. Run by ``capacity``
+    as its own process on uvloop, so the publisher is not what the step measures."""
+    clip = padded(fixture_chunks(CLIP_RAMP), args.kbit)
+    sids = args.sids.split(",")
+    async with ChunkPublisher(args.topic) as publisher:
+        codec, producer = publisher._codec, publisher._producer
+        for sid in sids:
+            await publisher.send(started_record(sid, live=True))
+        pre = [_PreEncoded(codec, args.topic, chunk) for chunk in clip.chunks]
+        probe = codec.decode(pre[0].value(b"probe", datetime.now(UTC)), topic=args.topic).datum
+        if (probe["session_id"], probe["seq"]) != ("probe", clip.chunks[0].seq):
+            raise SystemExit(f"pre-encoded record decodes wrong: {probe}")
+        keys = [sid.encode() for sid in sids]
+        start, worst = time.monotonic(), 0.0
+        for chunk, encoded in zip(clip.chunks, pre, strict=True):
+            due = start + chunk.media_start_s
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            worst = max(worst, time.monotonic() - due)
+            sends = [
+                await producer.send(args.topic, encoded.value(key, datetime.now(UTC)), key=key)
+                for key in keys
+            ]
+            await asyncio.gather(*sends)
+        for sid in sids:
+            await publisher.end(sid, clip)
+    print(json.dumps({"lag_s": worst}), flush=True)
+
+
+async def _transit(topic: str, ready: asyncio.Event, out: list[float]) -> None:
+    """Baseline of the added latency: ``produced_at`` -> a raw aiokafka consumer (in this
+    process) holds the chunk record, for every chunk record published from now on."""
+    consumer = make_consumer(group_id=None, auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        consumer.subscribe([topic])
+        while not consumer.assignment():  # nothing is published before ``ready``
+            await consumer.getmany(timeout_ms=50)
+        for part in consumer.assignment():
+            await consumer.position(part)  # at the end now: only records published later
+        ready.set()
+        codec = get_codec()
+        while True:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                now = datetime.now(UTC)
+                for record in records:
+                    decoded = codec.decode(record.value or b"", topic=topic)
+                    if decoded.name == "VideoChunk":
+                        out.append((now - decoded.datum["produced_at"]).total_seconds())
+    finally:
+        await consumer.stop()
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one measurement, in order
@@ -356,6 +445,7 @@ async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one mea
         "PIPELINE_WORKER_HTTP_PORT": str(http_port),
         "PIPELINE_WORKER_MAX_SESSIONS": str(max(steps) + 10),
         "PIPELINE_WORKER_SESSION_QUEUE_CHUNKS": "64",
+        "PIPELINE_WORKER_EVENT_LOOP": args.loop,
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
     }
@@ -380,43 +470,61 @@ async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one mea
             print(f"clip: {clip.duration_s:g} s, {len(clip.chunks)} chunks at {args.kbit:g} kbit/s")
             print(
                 "sessions | worker CPU/media-s | sessions/core | RSS/session | "
-                "p50 / p99 added | frames <=100 ms | publisher lag"
+                "p50 / p99 added | frames <=100 ms | publisher lag | Kafka transit p50 / p99"
             )
-            async with ChunkPublisher(topics.chunks) as publisher:
-                for count in steps:
-                    idle_rss = _proc_rss_mb(worker.pid)
-                    before = _histogram((await http.get("/metrics")).text, name)
-                    cpu0 = _proc_cpu_s(worker.pid)
-                    sids = [f"cap-{count}-{i}-{uuid.uuid4().hex[:4]}" for i in range(count)]
-                    peak = idle_rss
-                    sender = asyncio.create_task(_live_sessions(publisher, clip, sids))
-                    while not sender.done():
-                        peak = max(peak, _proc_rss_mb(worker.pid))
-                        await asyncio.sleep(0.5)
-                    lag, _size = sender.result()
-                    while True:  # every session drained
-                        text = (await http.get("/metrics")).text
-                        active = [
-                            line
-                            for line in text.splitlines()
-                            if line.startswith("inter1_worker_active_sessions ")
-                        ]
-                        peak = max(peak, _proc_rss_mb(worker.pid))
-                        if active and float(active[0].split()[-1]) == 0:
-                            break
-                        await asyncio.sleep(0.5)
-                    used = _proc_cpu_s(worker.pid) - cpu0
-                    after = _histogram(text, name)
-                    frames = after[float("inf")] - before.get(float("inf"), 0.0)
-                    fast = after[0.1] - before.get(0.1, 0.0)
-                    per = used / (count * clip.duration_s)
-                    print(
-                        f"{count:8d} | {per * 1e6:8.0f} us | {1 / per:12,.0f} | "
-                        f"{(peak - idle_rss) / count:8.2f} MB | "
-                        f"<= {_quantile_bound(before, after, 0.5) * 1000:g} / "
-                        f"<= {_quantile_bound(before, after, 0.99) * 1000:g} ms | "
-                        f"{fast:.0f}/{frames:.0f} | {lag * 1000:.0f} ms"
-                    )
+            for count in steps:
+                idle_rss = _proc_rss_mb(worker.pid)
+                before = _histogram((await http.get("/metrics")).text, name)
+                cpu0 = _proc_cpu_s(worker.pid)
+                sids = [f"cap-{count}-{i}-{uuid.uuid4().hex[:4]}" for i in range(count)]
+                peak = idle_rss
+                transit: list[float] = []
+                listening = asyncio.Event()
+                watcher = asyncio.create_task(_transit(topics.chunks, listening, transit))
+                await asyncio.wait(
+                    [watcher, asyncio.create_task(listening.wait())],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if watcher.done():
+                    watcher.result()  # the baseline consumer failed: raise it
+                sender = await asyncio.create_subprocess_exec(
+                    *(sys.executable, __file__, "publish-live", "--topic", topics.chunks),
+                    *("--kbit", str(args.kbit), "--sids", ",".join(sids)),
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                out_task = asyncio.create_task(sender.communicate())
+                while not out_task.done():
+                    peak = max(peak, _proc_rss_mb(worker.pid))
+                    await asyncio.sleep(0.5)
+                lag = json.loads(out_task.result()[0].decode().splitlines()[-1])["lag_s"]
+                while True:  # every session drained
+                    text = (await http.get("/metrics")).text
+                    active = [
+                        line
+                        for line in text.splitlines()
+                        if line.startswith("inter1_worker_active_sessions ")
+                    ]
+                    peak = max(peak, _proc_rss_mb(worker.pid))
+                    if active and float(active[0].split()[-1]) == 0:
+                        break
+                    await asyncio.sleep(0.5)
+                used = _proc_cpu_s(worker.pid) - cpu0
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                after = _histogram(text, name)
+                frames = after[float("inf")] - before.get(float("inf"), 0.0)
+                fast = after[0.1] - before.get(0.1, 0.0)
+                per = used / (count * clip.duration_s)
+                print(
+                    f"{count:8d} | {per * 1e6:8.0f} us | {1 / per:12,.0f} | "
+                    f"{(peak - idle_rss) / count:8.2f} MB | "
+                    f"<= {_quantile_bound(before, after, 0.5) * 1000:g} / "
+                    f"<= {_quantile_bound(before, after, 0.99) * 1000:g} ms | "
+                    f"{fast:.0f}/{frames:.0f} | {lag * 1000:.0f} ms | "
+                    f"{_quantile(transit, 0.5) * 1000:.0f} / "
+                    f"{_quantile(transit, 0.99) * 1000:.0f} ms"
+                )
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -425,23 +533,33 @@ async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one mea
         await delete_topics(topics)
 
 
-async def _main(args: argparse.Namespace) -> None:
+def _main(args: argparse.Namespace) -> None:
     configure_logging("WARNING", "json")  # as the CLI does; per-session info lines off
     settings = kafka_settings()
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     load.cache_clear()
-    await (capacity(args) if args.mode == "capacity" else relay(args))
+    if args.mode == "relay":
+        relay(args)
+    elif args.mode == "capacity":
+        run_on("uvloop", capacity(args))
+    else:
+        run_on("uvloop", _publish_live(args))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=("relay", "capacity"), default="relay")
+    parser.add_argument(
+        "mode", nargs="?", choices=("relay", "capacity", "publish-live"), default="relay"
+    )
     parser.add_argument("--sessions", type=int, default=40, help="relay: sessions")
     parser.add_argument("--kbit", type=float, default=2000.0, help="media bitrate per session")
     parser.add_argument("--profile", help="relay: write a cProfile of the relay here")
     parser.add_argument("--repeat", type=int, default=3, help="relay: interleaved runs (median)")
     parser.add_argument("--steps", default="25,50,100", help="capacity: session counts")
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument("--loop", default="uvloop", help="capacity: the worker's event loop")
+    parser.add_argument("--topic", help="publish-live (run by capacity): the chunk topic")
+    parser.add_argument("--sids", help="publish-live (run by capacity): session ids")
+    _main(parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
 __all__ = ["session_worker"]
@@ -27,11 +25,12 @@ def session_worker(http_port: int | None, group_id: str | None) -> None:
     per-session progress to the session-state topic; offsets are committed after those
     are durable. Inter-1 is INTER1_BASE_URL with INTER1_API_KEY (v1 by default,
     INTER1_API_VERSION=v2 for Inter-2). SIGTERM closes every session gracefully, flushes,
-    commits and exits 0.
+    commits and exits 0. Runs on uvloop unless PIPELINE_WORKER_EVENT_LOOP=asyncio.
     """
     from runtime.settings import Inter1Settings, KafkaSettings, SessionWorkerSettings, load
     from runtime.topics import topic_name
     from workers.session.app import run_worker
+    from workers.session.event_loop import run_on
     from workers.session.outbox import WorkerTopics
 
     worker = load(SessionWorkerSettings)
@@ -49,6 +48,7 @@ def session_worker(http_port: int | None, group_id: str | None) -> None:
         dead_letter=topic_name("dead_letter"),
         session_state=topic_name("session_state"),
     )
-    asyncio.run(
-        run_worker(topics, worker=worker, inter1=load(Inter1Settings), kafka=load(KafkaSettings))
+    run_on(
+        worker.event_loop,
+        run_worker(topics, worker=worker, inter1=load(Inter1Settings), kafka=load(KafkaSettings)),
     )

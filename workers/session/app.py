@@ -26,6 +26,7 @@ from runtime.logs import get_logger
 from runtime.settings import Inter1Settings, KafkaSettings, SessionWorkerSettings
 from schemas.codec import codec_from_settings
 from workers.session import metrics
+from workers.session.event_loop import loop_name
 from workers.session.faults import parse_crash_at
 from workers.session.handler import SessionHandler
 from workers.session.outbox import Outbox, WorkerTopics
@@ -198,6 +199,7 @@ async def run_worker(
     runtime_out: list[WorkerRuntime] | None = None,
 ) -> LoopStats:
     """Run the worker until SIGTERM/SIGINT (or ``timeout_s``, for tests); returns the stats."""
+    _log.info("event_loop", loop=loop_name(asyncio.get_running_loop()), requested=worker.event_loop)
     check_speedups()
     check_fd_limit(worker.max_sessions)
     codec = codec_from_settings()

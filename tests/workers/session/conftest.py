@@ -13,8 +13,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from session_helpers import WorkerFactory, make_topics, start_worker
 from sim_helpers import instant_config
 
+from runtime.settings import SessionWorkerSettings
 from simulator.server import Simulator
+from workers.session.event_loop import LoopFactory, loop_factory
 from workers.session.outbox import WorkerTopics
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, LoopFactory]:
+    """These tests run on the worker's loop: uvloop by default, the standard loop with
+    ``PIPELINE_WORKER_EVENT_LOOP=asyncio`` (aiokafka, the SDK's websockets, aiohttp and the
+    /metrics server all run on it)."""
+    factory, name = loop_factory(SessionWorkerSettings().event_loop)
+    return {name: factory}
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -63,6 +64,11 @@ async def test_health_readiness_and_metrics(
         assert name in text, f"{name} missing from /metrics"
 
 
+def _loop_lines(output: str) -> list[dict[str, str]]:
+    lines = [json.loads(line) for line in output.splitlines() if '"event_loop"' in line]
+    return [{"loop": e["loop"], "requested": e["requested"]} for e in lines]
+
+
 async def test_sigterm_drains_and_the_next_worker_resumes(
     tmp_path: Path, simulator: Simulator, kafka_bootstrap: str
 ) -> None:
@@ -96,7 +102,7 @@ async def test_sigterm_drains_and_the_next_worker_resumes(
                 for chunk in left:
                     await publisher.chunk(sid, chunk)
                 await publisher.end(sid, clip)
-            second = start()
+            second = start(PIPELINE_WORKER_EVENT_LOOP="asyncio")
             await events.until(
                 lambda r: ended([e for e in r.of(sid) if e["incarnation"] >= 1]),
                 within_s=60,
@@ -113,6 +119,9 @@ async def test_sigterm_drains_and_the_next_worker_resumes(
         assert_windows_once(windows(events.of(sid)), clip.duration_s)
         assert {r for _, _, r in usage_tiles(usage.of(sid), clip.duration_s)} == {"analysed"}
         assert "session_worker_stopped" in first.output()
+        # the default loop is uvloop (SIGTERM handled on it); the setting selects asyncio
+        assert _loop_lines(first.output()) == [{"loop": "uvloop", "requested": "uvloop"}]
+        assert _loop_lines(second.output()) == [{"loop": "asyncio", "requested": "asyncio"}]
     finally:
         await events.stop()
         await usage.stop()

@@ -3,8 +3,10 @@ and the per-partition consumer-lag gauge read from a real consumer."""
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import resource
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +17,9 @@ from structlog.testing import capture_logs
 
 from runtime.errors import ConfigError
 from runtime.kafka import make_consumer, make_producer
+from runtime.settings import SessionWorkerSettings, load
 from workers.session.app import check_fd_limit, check_speedups, update_lag
+from workers.session.event_loop import LoopName, loop_factory, loop_name, run_on
 
 
 def test_the_speedups_are_in_use_here() -> None:
@@ -118,3 +122,36 @@ async def test_lag_is_high_watermark_minus_position_per_partition(
         for p in ("0", "1")
     }
     assert lag == {"0": 3.0, "1": 0.0}
+
+
+async def test_these_tests_run_on_the_default_loop() -> None:
+    assert loop_name(asyncio.get_running_loop()) == "uvloop"
+
+
+@pytest.mark.parametrize("requested", ["uvloop", "asyncio"])
+def test_run_on_the_requested_loop(requested: LoopName) -> None:
+    async def which() -> str:
+        return loop_name(asyncio.get_running_loop())
+
+    assert run_on(requested, which()) == requested
+
+
+def test_uvloop_missing_falls_back_to_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what an import finds on Windows
+    with capture_logs() as logs:
+        factory, name = loop_factory("uvloop")
+    assert (factory, name) == (asyncio.new_event_loop, "asyncio")
+    assert [(e["event"], e["log_level"]) for e in logs] == [("uvloop_missing", "warning")]
+
+
+def test_an_unknown_event_loop_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_WORKER_EVENT_LOOP", "trio")
+    load.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            load(SessionWorkerSettings)
+    finally:
+        load.cache_clear()
+    assert str(caught.value) == (
+        "invalid setting(s): PIPELINE_WORKER_EVENT_LOOP: Input should be 'uvloop' or 'asyncio'"
+    )
