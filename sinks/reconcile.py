@@ -243,54 +243,32 @@ def reconcile(
     for sid in sorted(set(expected) | set(vendor)):
         exp = expected.get(sid)
         billed = vendor.get(sid)
+        if exp is None and billed is not None and tenant not in (None, billed[1]) and billed[1]:
+            continue
+        expected_s = exp.billable_s if exp is not None else 0.0
+        vendor_s = billed[0] if billed is not None else 0.0
+        difference = vendor_s - expected_s
+        if abs(difference) <= tolerance_s:
+            continue
         if exp is None:
-            assert billed is not None
-            if tenant is not None and billed[1] not in ("", tenant):
-                continue
-            if billed[0] > tolerance_s:
-                found.append(
-                    Discrepancy(
-                        sid,
-                        billed[1],
-                        None,
-                        0.0,
-                        billed[0],
-                        round(billed[0], 3),
-                        "unknown to pipeline",
-                        "the vendor billed a session the pipeline has no usage for",
-                    )
-                )
-            continue
-        if billed is None:
-            if exp.billable_s > tolerance_s:
-                found.append(
-                    Discrepancy(
-                        sid,
-                        exp.tenant,
-                        exp.day,
-                        round(exp.billable_s, 3),
-                        0.0,
-                        round(-exp.billable_s, 3),
-                        "missing from vendor",
-                        "the vendor has no figure for this session",
-                    )
-                )
-            continue
-        difference = billed[0] - exp.billable_s
-        if abs(difference) > tolerance_s:
+            cause = "unknown to pipeline"
+            detail = "the vendor billed a session the pipeline has no usage for"
+        elif billed is None:
+            cause, detail = "missing from vendor", "the vendor has no figure for this session"
+        else:
             cause, detail = _cause(exp, difference, tolerance_s)
-            found.append(
-                Discrepancy(
-                    sid,
-                    exp.tenant,
-                    exp.day,
-                    round(exp.billable_s, 3),
-                    round(billed[0], 3),
-                    round(difference, 3),
-                    cause,
-                    detail,
-                )
+        found.append(
+            Discrepancy(
+                sid,
+                exp.tenant if exp is not None else billed[1] if billed is not None else "",
+                exp.day if exp is not None else None,
+                round(expected_s, 3),
+                round(vendor_s, 3),
+                round(difference, 3),
+                cause,
+                detail,
             )
+        )
     return found
 
 
