@@ -72,10 +72,8 @@ class KafkaPublisher:
         self._recovering = asyncio.Lock()
         self._retired: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        """Connect (idempotent)."""
-        if self._producer is not None:
-            return
+    async def _connect(self) -> Any:
+        """A started idempotent producer; PublishError when Kafka cannot be reached."""
         from aiokafka.errors import KafkaError
 
         from runtime.kafka import make_producer
@@ -86,7 +84,13 @@ class KafkaPublisher:
         except KafkaError as exc:
             await producer.stop()
             raise PublishError(f"cannot connect to Kafka: {exc}") from exc
-        self._producer = producer
+        return producer
+
+    async def start(self) -> None:
+        """Connect (idempotent)."""
+        if self._producer is not None:
+            return
+        self._producer = await self._connect()
         self._capacity = asyncio.Event()
 
     async def stop(self, *, timeout_s: float | None = None) -> None:
@@ -187,16 +191,7 @@ class KafkaPublisher:
         async with self._recovering:
             if not self._failed or self._producer is None:
                 return
-            from aiokafka.errors import KafkaError
-
-            from runtime.kafka import make_producer
-
-            fresh = make_producer(self._settings)
-            try:
-                await fresh.start()
-            except KafkaError as exc:
-                await fresh.stop()
-                raise PublishError(f"cannot connect to Kafka: {exc}") from exc
+            fresh = await self._connect()
             old, self._producer = self._producer, fresh
             self._failed = False
             abandoned = list(self._outstanding.items())
