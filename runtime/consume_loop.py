@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 
 from runtime.batch_handler import Backpressure, BatchHandler, Record
 from runtime.errors import CommitError, FlushError, PipelineError
-from runtime.kafka import make_consumer
+from runtime.kafka import make_consumer, start_client
 from runtime.logs import get_logger
 from runtime.settings import KafkaSettings
 
@@ -144,7 +144,7 @@ class ConsumeLoop:
             group_id=self._group_id, settings=self._settings, **self._overrides
         )
         consumer.subscribe(list(self._topics), listener=_Listener(self))
-        await consumer.start()
+        await start_client(consumer, self._settings)
         self._consumer = consumer
         _log.info("consume_loop_started", topics=list(self._topics), group_id=self._group_id)
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
 
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, ServiceUnavailableError
 from runtime.settings import KafkaSettings, load
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
+    "start_client",
 ]
 
 
@@ -106,3 +108,18 @@ def make_consumer(
 def make_admin(settings: KafkaSettings | None = None) -> AIOKafkaAdminClient:
     """An admin client (not started: call ``start()``)."""
     return AIOKafkaAdminClient(**client_options(settings))
+
+
+async def start_client(
+    client: AIOKafkaProducer | AIOKafkaConsumer, settings: KafkaSettings | None = None
+) -> None:
+    """Start a producer or consumer; an unreachable broker is a
+    :class:`ServiceUnavailableError` naming the address (exit 69), the client closed."""
+    try:
+        await client.start()
+    except KafkaConnectionError as exc:
+        await client.stop()
+        raise ServiceUnavailableError(
+            f"Kafka at {bootstrap_servers(settings)} is not reachable: {exc}. Start the broker"
+            " (`inter1-pipeline stack up` for the local one) or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from exc

@@ -39,7 +39,7 @@ from aiokafka import TopicPartition
 from runtime.batch_handler import Backpressure, BatchHandler, Record, run_blocking
 from runtime.consume_loop import ConsumeLoop, LoopOptions, LoopStats
 from runtime.errors import PipelineError
-from runtime.kafka import make_producer
+from runtime.kafka import make_producer, start_client
 from runtime.logs import get_logger
 from runtime.settings import SinkSettings, load
 from runtime.topics import topic_name
@@ -170,7 +170,7 @@ class SinkHandler(BatchHandler):
         """Start the dead-letter producer (idempotent)."""
         if self._producer is None:
             producer = make_producer()
-            await producer.start()
+            await start_client(producer)
             self._producer = producer
 
     async def stop(self) -> None:

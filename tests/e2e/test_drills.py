@@ -135,7 +135,10 @@ class Drill:
 
 
 def _kill_worker(run: Pipeline, sim: SimulatorThread) -> None:
-    run.wait_mid_session()
+    # After two windows: the first is then complete (a later one began), so the new
+    # connection keeps it and the signals it opened span both connections (below); the
+    # open window, possibly cut by the kill, is published again by the new connection.
+    run.wait_mid_session(windows=2)
     run.kill_worker()
     run.start_worker()
 

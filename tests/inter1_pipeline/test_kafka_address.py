@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +76,30 @@ def test_with_bootstrap_keeps_the_other_settings(no_bootstrap_setting: Path) -> 
         1024,
     )
     assert settings.bootstrap_servers == ""
+
+
+@pytest.mark.parametrize("command", ["sink", "session-worker", "cues"])
+def test_long_running_commands_exit_69_naming_an_unreachable_broker(
+    command: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "PIPELINE_STATE_DIR": str(tmp_path / "state"),
+        "LOG_LEVEL": "ERROR",
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("inter1-pipeline")), command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == ExitCode.UNAVAILABLE, done.stderr[-2000:]
+    # aiokafka logs its own connection errors first; the command's one-line error is last,
+    # without a traceback
+    last_line = done.stderr.splitlines()[-1]
+    assert last_line.startswith("error: Kafka at 127.0.0.1:1 is not reachable: "), last_line
+    assert "Traceback" not in done.stderr

@@ -266,9 +266,25 @@ class _Evaluation:
                 self.count_signal(rule, at_s)
 
 
+RECENT_IDS_S = 30.0
+"""Media seconds behind the watermark for which applied event ids are remembered: more
+than a window (8 s) plus a hop, the most a session worker publishes again."""
+
+
+def _remember(state: SessionState, event_id: str, at_s: float) -> None:
+    recent = state.recent_event_ids
+    recent[event_id] = at_s
+    horizon = state.watermark_s - RECENT_IDS_S
+    if next(iter(recent.values())) < horizon:  # oldest first (insertion order)
+        for old in [k for k, t in recent.items() if t < horizon]:
+            del recent[old]
+
+
 def apply_event(state: SessionState, event: dict[str, Any], rules: RuleSet) -> list[Firing]:
     """Apply one decoded ``Inter1Event`` datum to ``state`` (in place); the rules it fired."""
     run = _Evaluation(state, event, rules)
+    if run.event_id in state.recent_event_ids:
+        return []  # a window published again (same ids): applied already
     kind, data = _kind(event)
     offset = float(event["media_offset_s"])
     state.events += 1
@@ -277,6 +293,7 @@ def apply_event(state: SessionState, event: dict[str, Any], rules: RuleSet) -> l
     times = media_times(event)
     if times:
         state.watermark_s = max(state.watermark_s, *times)
+    _remember(state, run.event_id, max(times) if times else state.watermark_s)
     for count_rule in rules.of_kind(SignalCountRule):
         run.close_windows(count_rule, flush=kind == "SessionEnded")
     for engagement_rule in rules.of_kind(EngagementDurationRule):

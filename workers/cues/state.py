@@ -83,6 +83,10 @@ class SessionState(_Model):
     streaks: dict[str, list[tuple[str, float]]] = Field(default_factory=dict)
     cooldown_until_s: dict[str, float] = Field(default_factory=dict)
     engagement_fired_since_s: dict[str, float] = Field(default_factory=dict)
+    recent_event_ids: dict[str, float] = Field(default_factory=dict)
+    """Ids of the events applied lately -> their media time: the session worker publishes a
+    window again after a crash or reconnect may have cut it (same ids), and a repeat must
+    not count twice. Kept for ``RECENT_IDS_S`` of media behind the watermark."""
 
     def to_bytes(self) -> bytes:
         """The table value."""
@@ -96,6 +100,7 @@ class SessionState(_Model):
                 "streaks": {},
                 "cooldown_until_s": {},
                 "engagement_fired_since_s": {},
+                "recent_event_ids": {},
             }
         )
 

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.consume_loop import ConsumeLoop, LoopOptions, LoopStats
 from runtime.errors import ConfigError
-from runtime.kafka import make_producer
+from runtime.kafka import make_producer, start_client
 from runtime.logs import get_logger
 from runtime.settings import Inter1Settings, KafkaSettings, SessionWorkerSettings
 from schemas.codec import codec_from_settings
@@ -213,7 +213,7 @@ async def run_worker(
     options = session_options(worker, inter1)
     async with AsyncExitStack() as stack:
         producer = make_producer(kafka)
-        await producer.start()
+        await start_client(producer, kafka)
         stack.push_async_callback(producer.stop)
         outbox = Outbox(
             producer,

@@ -20,7 +20,7 @@ from workers.session.outbox import Outbox
 from workers.session.reconnect import policy_for
 from workers.session.segmenter import ChunkRef
 from workers.session.state_store import SessionProgress
-from workers.session.usage import UsageLedger
+from workers.session.usage import Range, UsageLedger, classify_dropped
 
 __all__ = ["SessionBooks"]
 
@@ -74,8 +74,12 @@ class SessionBooks:
         if record is not None:
             self._outbox.usage(self.session_id, record)
 
-    def note_coverage(self, kind: str, data: dict[str, Any], offset_s: float) -> None:
-        """A ``coverage.dropped`` / ``coverage.degraded`` event's ranges, to account later."""
+    def note_coverage(
+        self, kind: str, data: dict[str, Any], offset_s: float, sent: list[Range]
+    ) -> None:
+        """A ``coverage.dropped`` / ``coverage.degraded`` event's ranges, to account later;
+        dropped ranges are told apart by ``sent`` (the media this connection sent, session
+        time): shed by the service, or skipped by the stream (:func:`classify_dropped`)."""
         for item in data.get("ranges") or ():
             if not isinstance(item, dict):
                 continue
@@ -83,7 +87,9 @@ class SessionBooks:
             if not isinstance(start, int | float) or not isinstance(end, int | float):
                 continue
             if kind == "coverage.dropped":
-                self.ledger.note_dropped(offset_s + start, offset_s + end, "backpressure")
+                own = self.ledger.own_dropped()
+                for a, b, reason in classify_dropped(offset_s + start, offset_s + end, sent, own):
+                    self.ledger.note_dropped(a, b, reason)
             else:
                 self.ledger.note_degraded(offset_s + start, offset_s + end)
 

@@ -128,7 +128,8 @@ class SessionHandler(BatchHandler):
     async def flush(self) -> None:
         # The loop flushes again only after the previous checkpoint's commit succeeded.
         for sid in self._releasable:
-            self._finished.pop(sid, None)
+            if self._finished.pop(sid, None) is not None:
+                self._outbox.forget(sid)  # committed past its end: its state is not needed
         covered = {
             sid
             for sid, (partition, offset) in self._finished.items()

@@ -79,6 +79,7 @@ class Outbox:
         self._after: list[Callable[[], None]] = []
         self._dirty: dict[str, Snapshot] = {}
         self._first: dict[str, Snapshot] = {}
+        self._tombstones: list[str] = []
         self._floors: dict[str, dict[int, int]] | None = None  # role -> partition -> offset
         self._lock = asyncio.Lock()
         self.published = 0
@@ -107,6 +108,12 @@ class Outbox:
     def first_progress(self, session_id: str, snapshot: Snapshot) -> None:
         """A new session: ``snapshot()`` (claiming nothing) is written before its records."""
         self._first[session_id] = snapshot
+
+    def forget(self, session_id: str) -> None:
+        """Write a tombstone for the session's progress with the next publish: it ended and
+        the chunk offsets are committed past its last record, so no owner needs it again
+        (compaction then removes the session from the topic)."""
+        self._tombstones.append(session_id)
 
     def discard(self, session_ids: set[str]) -> None:
         """Forget what these sessions queued (their partitions moved: the next owner redoes it)."""
@@ -139,7 +146,8 @@ class Outbox:
             self._first.clear()
             states = [(sid, snapshot()) for sid, snapshot in self._dirty.items()]
             self._dirty.clear()
-            if not records and not states and not firsts:
+            tombstones, self._tombstones = self._tombstones, []
+            if not records and not states and not firsts and not tombstones:
                 for callback in after:
                     callback()
                 return
@@ -158,10 +166,12 @@ class Outbox:
                 for callback in after:
                     callback()
                 await self._write_progress(states)
+                await self._write_tombstones(tombstones)
             except BaseException:
                 # Nothing is lost silently: the caller's flush fails, offsets stay put, and
                 # the records are redelivered to whoever owns the partitions next.
                 self._records = records + self._records
+                self._tombstones = tombstones + self._tombstones
                 raise
             self.published += len(records)
             _log.debug("outbox_published", records=len(records), progress=len(states))
@@ -176,6 +186,13 @@ class Outbox:
                 await self._producer.send(self.topics.session_state, value, key=sid.encode())
             )
         await asyncio.gather(*writes)
+
+    async def _write_tombstones(self, session_ids: list[str]) -> None:
+        topic = self.topics.session_state
+        writes = [await self._producer.send(topic, None, key=sid.encode()) for sid in session_ids]
+        await asyncio.gather(*writes)
+        if session_ids:
+            _log.debug("session_state_tombstoned", sessions=len(session_ids), topic=topic)
 
     def _advance(self, acked: list[RecordMetadata]) -> None:
         """Raise the read-back floors past the records just acknowledged."""

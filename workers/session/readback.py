@@ -9,7 +9,10 @@ reads both topics from each session's ``readback`` offsets to their end (one pas
 all the sessions it restores, records filtered by key) and raises the progress to what was
 published: the incarnation (events and usage carry it), the watermark (each incarnation's
 events are placed in their windows again by :class:`WindowPlacer`, in publication order) and
-the usage position.
+the usage position. The watermark is the last window known to be *complete*: one followed by
+a later window of the same connection, or by its ``session.ended``. A connection's last
+window may have been cut by the crash (its events come in several messages, published in
+several ticks), so the new connection publishes it again; its events keep their ids.
 
 A window is recovered from the events themselves, so one whose first events before the
 crash were all placed by a later anchor (none in the log) stays unpublished: it is
@@ -120,7 +123,9 @@ async def read_back(
     finally:
         await consumer.stop()
     return {
-        sid: summarise(events.get(sid, []), usage.get(sid, []), window_s, hop_s)
+        sid: summarise(
+            events.get(sid, []), usage.get(sid, []), window_s, hop_s, progress=progress[sid]
+        )
         for sid in set(events) | set(usage)
     }
 
@@ -167,9 +172,16 @@ def _envelope(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def summarise(
-    events: list[dict[str, Any]], usage: list[dict[str, Any]], window_s: float, hop_s: float
+    events: list[dict[str, Any]],
+    usage: list[dict[str, Any]],
+    window_s: float,
+    hop_s: float,
+    *,
+    progress: SessionProgress | None = None,
 ) -> Published:
-    """What one session's read-back ``Inter1Event`` and ``UsageRecord`` data amount to."""
+    """What one session's read-back ``Inter1Event`` and ``UsageRecord`` data amount to;
+    ``progress`` (the saved state the read-back starts from) names the window its
+    connection had open then, which a later window of that connection completes."""
     found = Published(events=len(events), usage=len(usage))
     by_incarnation: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
@@ -180,14 +192,24 @@ def summarise(
         offset = group[0]["media_offset_s"]
         context = EventContext(group[0]["session_id"], group[0]["api_version"], incarnation, offset)
         placer = WindowPlacer(context, window_s=window_s, hop_s=hop_s)
+        complete: list[float] = []  # windows a later window (or the end) shows were finished
+        latest = None
+        if progress is not None and progress.incarnation == incarnation:
+            latest = progress.open_window_s
         for event in group:
             for placed in placer.add(_envelope(event)):
-                if placed.window_s is not None and placed.window_s > (
-                    found.watermark_s if found.watermark_s is not None else -math.inf
-                ):
-                    found.watermark_s, found.grid_origin_s = placed.window_s, offset
+                if placed.window_s is not None and (latest is None or placed.window_s > latest):
+                    if latest is not None:
+                        complete.append(latest)
+                    latest = placed.window_s
                 if placed.reach_s is not None:
                     found.reach_s = max(found.reach_s, placed.reach_s)
+            if event["event_type"] == "session.ended" and latest is not None:
+                complete.append(latest)
+        if complete and max(complete) > (
+            found.watermark_s if found.watermark_s is not None else -math.inf
+        ):
+            found.watermark_s, found.grid_origin_s = max(complete), offset
     for record in usage:
         found.incarnation = max(found.incarnation, record["incarnation"])
         if record["reanalysed_s"] == 0:

@@ -5,7 +5,9 @@ on a chunk (the session's first, or a restart chunk after a reconnect or failove
 replays the kept chunks from the restart chunk on, relays new chunks as frames
 (:mod:`workers.session.segmenter`), and ends with ``session.close`` -> drain ->
 ``session.ended`` when the video session ends, on idle, or on shutdown. Events of windows
-at or before the watermark the round started with are suppressed (already published);
+at or before the watermark the round started with are suppressed (already published; the
+watermark is the last window *completely* published, so a window a crash or a dropped
+connection may have cut is published again, its events under the same ids);
 re-sent seconds are recorded as re-analysed. A close code the policy retries starts the
 next round after a backoff; any other fails the session with a usage record and a dead
 letter. Usage, dead letters and progress snapshots are kept by
@@ -58,6 +60,11 @@ class _Round:
     waiting_latency: list[datetime] = field(default_factory=list)
     pace_origin: tuple[float, float] | None = None
     """(loop time, media time) of the connection's first frame, for pacing."""
+    sent: list[tuple[float, float]] = field(default_factory=list)
+    """Session media ranges this connection sent (merged, in order)."""
+    open_window_s: float | None = None
+    """The latest window this connection placed: complete only once a later window is
+    placed or the connection ended with ``session.ended``."""
 
 
 class VideoSession:
@@ -238,6 +245,7 @@ class VideoSession:
         metrics.SESSION_OPEN_LATENCY.observe(asyncio.get_running_loop().time() - started)
         self._books.correlation = conn.correlation_id
         progress.incarnation, progress.grid_origin_s = incarnation, offset_s
+        progress.open_window_s = None
         log = self._log.bind(incarnation=incarnation, correlation_id=conn.correlation_id)
         log.info("inter1_connected", media_offset_s=offset_s, first_seq=replay[0].seq)
         if incarnation > 0:
@@ -338,6 +346,11 @@ class VideoSession:
         await self._pace(chunks[0].media_start_s, state)
         if reader.done():
             raise conn.closed_error("closed mid-session", state.last_error_code)
+        for chunk in chunks:
+            if state.sent and chunk.media_start_s <= state.sent[-1][1] + _EPS:
+                state.sent[-1] = (state.sent[-1][0], max(state.sent[-1][1], chunk.media_end_s))
+            else:
+                state.sent.append((chunk.media_start_s, chunk.media_end_s))
         await conn.send(data)
         if self.progress.live:
             metrics.FRAME_SEND_LATENCY.observe(
@@ -388,6 +401,8 @@ class VideoSession:
         received = datetime.now(UTC)
         for placed in placer.finish():
             self._publish(placed, state, received)
+        if state.ended_reason is not None:  # drained: nothing more can come for any window
+            self._complete(state.open_window_s)
 
     def _publish(self, placed: Placed, state: _Round, received: datetime) -> None:
         progress = self.progress
@@ -400,7 +415,7 @@ class VideoSession:
         kind = str(envelope.get("type", ""))
         data = envelope.get("data")
         if kind in ("coverage.dropped", "coverage.degraded") and isinstance(data, dict):
-            self._books.note_coverage(kind, data, state.media_offset_s)
+            self._books.note_coverage(kind, data, state.media_offset_s, state.sent)
         datum = event_record(
             placed,
             state.context,
@@ -413,15 +428,27 @@ class VideoSession:
         if state.waiting_latency:
             produced, state.waiting_latency = state.waiting_latency, []
             self._outbox.after_publish(lambda: _observe_latency(produced))
-        if window is not None and (progress.watermark_s is None or window > progress.watermark_s):
-            progress.watermark_s = window
-            self._trim_recent()  # the restart chunk moves only with the watermark
+        if window is not None and (state.open_window_s is None or window > state.open_window_s):
+            # A window's events can arrive in several messages, and a crash can fall between
+            # their publications: the watermark passes a window only once a later one began.
+            self._complete(state.open_window_s)
+            state.open_window_s = progress.open_window_s = window
         if placed.reach_s is not None and placed.reach_s > progress.reach_s:
             progress.reach_s = placed.reach_s
             self._books.account(progress.reach_s)
         self.mark_dirty()
 
     # -- progress -------------------------------------------------------------------------
+
+    def _complete(self, window_s: float | None) -> None:
+        """Raise the watermark to ``window_s``, a window whose events are all published."""
+        progress = self.progress
+        mark = progress.watermark_s
+        if window_s is None or (mark is not None and window_s <= mark):
+            return
+        progress.watermark_s = window_s
+        self._trim_recent()  # the restart chunk moves only with the watermark
+        self.mark_dirty()
 
     def _restart_index(self) -> int:
         """Index in the kept chunks of the chunk a new connection starts from."""

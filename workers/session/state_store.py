@@ -5,8 +5,9 @@ the events and usage it describes are acknowledged and before the chunk offsets 
 committed. The new owner of a partition reads the topic back (:func:`read_progress`)
 and resumes each open session from its restart chunk (``restart_offset``): a
 self-contained chunk far enough before the watermark that the first window to publish
-has its full context. ``watermark_s`` (the media time of the last published window)
-decides which re-analysed events are suppressed.
+has its full context. ``watermark_s`` (the media time of the last window published
+*completely*: a later window began, or the connection ended) decides which re-analysed
+events are suppressed.
 
 ``readback`` names, per published topic (``events``, ``usage``) and partition, the offset
 from which the worker's publications not yet described by this record can be read: the
@@ -44,6 +45,8 @@ class SessionProgress:
     incarnation: int = -1
     """Last Inter-1 connection number used (-1: none yet)."""
     watermark_s: float | None = None
+    open_window_s: float | None = None
+    """The latest window ``incarnation`` placed; complete only once a later one begins."""
     reach_s: float = 0.0
     accounted_ms: int = 0
     dropped: list[tuple[int, int, str]] = field(default_factory=list)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["UsageLedger"]
+__all__ = ["UsageLedger", "classify_dropped", "subtract"]
 
 
 def _ms(seconds: float) -> int:
@@ -31,6 +31,42 @@ def _merge(ranges: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
         elif end > start:
             merged.append((start, end, reason))
     return merged
+
+
+Range = tuple[float, float]
+
+_SLIVER_S = 0.1
+"""Pieces shorter than this are clock noise (the service's media clock ends at a packet,
+a chunk's at its container's end), not media sent or skipped."""
+
+
+def subtract(ranges: list[Range], cuts: list[Range]) -> list[Range]:
+    """``ranges`` minus ``cuts`` (both sorted or not), in order."""
+    out: list[Range] = []
+    for start, end in sorted(ranges):
+        pieces = [(start, end)]
+        for a, b in sorted(cuts):
+            pieces = [
+                piece
+                for s, e in pieces
+                for piece in ((s, min(e, a)), (max(s, b), e))
+                if piece[1] > piece[0]
+            ]
+        out += pieces
+    return out
+
+
+def classify_dropped(
+    start_s: float, end_s: float, sent: list[Range], own: list[Range]
+) -> list[tuple[float, float, str]]:
+    """A service ``coverage.dropped`` range, split by why: media the worker sent is
+    ``backpressure`` (the service shed it), media it never sent is a ``stream_skip`` (a gap
+    in the stream), except what the worker already accounts itself (``own``: shed here,
+    poison chunks). Slivers under 0.1 s join their neighbour's reason."""
+    skipped = [(a, b) for a, b in subtract([(start_s, end_s)], sent) if b - a >= _SLIVER_S]
+    pieces = [(a, b, "backpressure") for a, b in subtract([(start_s, end_s)], skipped)]
+    pieces += [(a, b, "stream_skip") for a, b in subtract(skipped, own) if b - a >= _SLIVER_S]
+    return sorted(pieces)
 
 
 @dataclass
@@ -53,6 +89,14 @@ class UsageLedger:
     def note_dropped(self, start_s: float, end_s: float, reason: str) -> None:
         """Media not analysed (reported by the service or shed here), to account later."""
         self.dropped.append((_ms(start_s), _ms(end_s), reason))
+
+    def own_dropped(self) -> list[Range]:
+        """Pending ranges the worker dropped itself (every reason but the service's)."""
+        return [
+            (a / 1000, b / 1000)
+            for a, b, r in self.dropped
+            if r not in ("backpressure", "stream_skip")
+        ]
 
     def note_degraded(self, start_s: float, end_s: float) -> None:
         """Media analysed with partial video (billed)."""

@@ -163,3 +163,38 @@ def test_co_occurrence_needs_the_other_signal_active() -> None:
 def test_cue_id_is_deterministic_and_per_trigger() -> None:
     assert cue_id("s", "r", "s:0:000001") == cue_id("s", "r", "s:0:000001")
     assert len({cue_id("s", "r", "e1"), cue_id("s", "r", "e2"), cue_id("s", "q", "e1")}) == 3
+
+
+def test_an_event_published_again_under_its_id_counts_once() -> None:
+    # The session worker publishes a window again when a crash or reconnect may have cut
+    # it: the same events under the same ids. Counting them twice would fire early.
+    rules = _rules(
+        {"name": "burst", "kind": "signal_count", "signal_types": ["stress"], "min_count": 3,
+         "window_s": 30.0, "hop_s": 30.0},
+    )  # fmt: skip
+    s = SessionEvents("s")
+    s.detected("stress", 1.0)
+    s.detected("stress", 4.0)
+    repeated = [dict(event) for event in s.events]  # window published again
+    s.events += repeated
+    s.detected("stress", 7.0)
+    firings, state = _run(rules, s)
+
+    assert _ids(firings) == [
+        ("burst", 1.0, 7.0, ("s:0:000000", "s:0:000001", "s:0:000004"), "s:0:000004")
+    ]
+    assert state.events == 3
+    assert sorted(state.recent_event_ids) == ["s:0:000000", "s:0:000001", "s:0:000004"]
+
+
+def test_applied_event_ids_are_forgotten_behind_the_watermark() -> None:
+    s = SessionEvents("s")
+    for start in (0.0, 10.0, 20.0, 31.0, 45.0):
+        s.detected("stress", start)
+    rules = _rules(
+        {"name": "other", "kind": "signal_count", "signal_types": ["confusion"], "min_count": 2,
+         "window_s": 10.0},
+    )  # fmt: skip
+    _, state = _run(rules, s)
+    # watermark 45: ids of events at or after 15 s are kept (RECENT_IDS_S = 30)
+    assert state.recent_event_ids == {"s:0:000002": 20.0, "s:0:000003": 31.0, "s:0:000004": 45.0}

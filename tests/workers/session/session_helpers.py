@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -434,3 +435,26 @@ def assert_windows_once(found: list[tuple[float, float]], end_s: float, hop_s: f
     for before, after in itertools.pairwise(starts):
         assert before < after <= before + hop_s + 1e-6, f"window missing after {before}: {found}"
     assert end_s - hop_s < found[-1][1] <= end_s, f"the last window ends at {found[-1][1]}: {found}"
+
+
+async def state_records(topic: str, sid: str) -> list[dict[str, Any] | None]:
+    """Every session-state record of ``sid`` in the order written (None: a tombstone)."""
+    consumer = make_consumer(group_id=None)
+    await consumer.start()
+    found: list[dict[str, Any] | None] = []
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found += [
+                    None if r.value is None else json.loads(r.value)
+                    for r in records
+                    if r.key == sid.encode()
+                ]
+    finally:
+        await consumer.stop()
+    return found

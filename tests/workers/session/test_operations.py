@@ -6,9 +6,10 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from session_helpers import (
     ended,
     fixture_chunks,
     started_record,
+    state_records,
     usage_tiles,
     windows,
     worker_settings,
@@ -29,8 +31,10 @@ from worker_process import create_prefixed_topics, delete_topics, worker_process
 
 from simulator.server import Simulator
 from workers.session.outbox import WorkerTopics
+from workers.session.state_store import read_progress
 
 pytestmark = pytest.mark.kafka
+T = TypeVar("T")
 
 
 async def test_health_readiness_and_metrics(
@@ -171,6 +175,16 @@ async def _until(check: Callable[[], bool], what: str, within_s: float = 30.0) -
         await asyncio.sleep(0.05)
 
 
+async def _until_async(
+    fetch: Callable[[], Awaitable[T]], check: Callable[[T], bool], what: str, within_s: float = 30.0
+) -> T:
+    deadline = time.monotonic() + within_s
+    while not check(found := await fetch()):
+        assert time.monotonic() < deadline, f"{what} within {within_s:g} s: {found}"
+        await asyncio.sleep(0.2)
+    return found
+
+
 async def test_ended_session_ids_are_forgotten_once_committed_past(
     worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
 ) -> None:
@@ -193,4 +207,18 @@ async def test_ended_session_ids_are_forgotten_once_committed_past(
         assert not set(sids) & handler.finished_ids, "the ended ids were not forgotten"
         assert handler.finished == 2
         assert not set(sids) & set(handler.sessions)
+        # ... and their progress is tombstoned (written with the next publish): a closed
+        # state, then the tombstone as the last record; no owner restores them again.
+        for sid in sids:
+            states = await _until_async(
+                lambda sid=sid: state_records(worker_topics.session_state, sid),
+                lambda found: bool(found) and found[-1] is None,
+                f"a tombstone for {sid}",
+            )
+            assert states.count(None) == 1, states
+            closed = states[-2]
+            assert closed is not None, states
+            assert closed["status"] == "closed", closed
+        restored = await read_progress(worker_topics.session_state, range(2))
+        assert not set(sids) & set(restored), sorted(restored)
         await publisher.end(other, clip)

@@ -16,7 +16,7 @@ from workers.session.readback import apply_published, summarise
 from workers.session.reconnect import backoff_s, policy_for, restart_index
 from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
 from workers.session.state_store import SessionProgress
-from workers.session.usage import UsageLedger
+from workers.session.usage import UsageLedger, classify_dropped
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 INIT = b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00" + b"\x00\x00\x00\x08moov"
@@ -246,13 +246,28 @@ def test_read_back_recovers_incarnation_watermark_and_usage_position() -> None:
             envelope("signal.detected", signal_type="stress", start=3.0, probability="low"),
             envelope("conversation_quality.updated", timeline=[{"start": 3.0, "end": 11.0}]),
         ],
-    ) + _records(1, 3.0, [envelope("signal.detected", signal_type="stress", start=3.0)])
+    )
+    second = _records(
+        1,
+        3.0,
+        [
+            envelope("signal.detected", signal_type="stress", start=3.0),
+            envelope("session.ended", reason="client_close"),
+        ],
+    )
+    events += second[:1]
     ledger = UsageLedger("s1", "v1")
     usage = ledger.account(8.0, incarnation=0, correlation_id="c")
     usage.append(ledger.reanalysed(3.0, 8.0, incarnation=1, correlation_id="d"))
-    found = summarise(list(reversed(events)), usage, 8.0, 3.0)  # placed in event_seq order
+    # Each connection's last window may have been cut by the crash: only windows followed by
+    # a later one count (connection 0: window 0.0; connection 1 placed only window 6.0).
+    cut = summarise(list(reversed(events)), usage, 8.0, 3.0)  # placed in event_seq order
+    assert (cut.incarnation, cut.watermark_s, cut.grid_origin_s) == (1, 0.0, 0.0)
+    # ``session.ended`` shows connection 1's last window complete.
+    events += second[1:]
+    found = summarise(list(reversed(events)), usage, 8.0, 3.0)
     assert (found.incarnation, found.watermark_s, found.grid_origin_s) == (1, 6.0, 3.0)
-    assert (found.reach_s, found.accounted_ms, found.events, found.usage) == (11.0, 8000, 5, 2)
+    assert (found.reach_s, found.accounted_ms, found.events, found.usage) == (11.0, 8000, 6, 2)
     progress = SessionProgress("s1", 0, incarnation=0, watermark_s=3.0, accounted_ms=5000)
     progress.dropped = [(4000, 6000, "backpressure"), (9000, 9500, "backpressure")]
     assert apply_published(progress, found)
@@ -273,3 +288,40 @@ def test_parse_crash_at_names_the_expected_form() -> None:
     assert str(info.value) == (
         "PIPELINE_WORKER_CRASH_AT='after_state@3': expected records_acked@<events>"
     )
+
+
+def test_read_back_completes_the_window_the_saved_state_had_open() -> None:
+    # The state was written while window 0.0 was open; the read-back starts after its
+    # events and finds only window 3.0, which shows window 0.0 complete.
+    events = _records(
+        0, 0.0, [envelope("conversation_quality.updated", timeline=[{"start": 3.0, "end": 11.0}])]
+    )
+    saved = SessionProgress("s1", 0, incarnation=0, open_window_s=0.0)
+    assert summarise(events, [], 8.0, 3.0, progress=saved).watermark_s == 0.0
+    assert summarise(events, [], 8.0, 3.0).watermark_s is None
+    # a state of an older connection says nothing about this one's windows
+    older = SessionProgress("s1", 0, incarnation=-1, open_window_s=0.0)
+    assert summarise(events, [], 8.0, 3.0, progress=older).watermark_s is None
+
+
+@pytest.mark.parametrize(
+    ("sent", "own", "expected"),
+    [
+        ([(0.0, 30.0)], [], [(12.0, 15.0, "backpressure")]),  # the service shed media it got
+        ([(0.0, 12.0), (15.0, 30.0)], [], [(12.0, 15.0, "stream_skip")]),  # never sent
+        (
+            [(0.0, 12.0), (15.0, 30.0)],
+            [],
+            [(10.0, 12.0, "backpressure"), (12.0, 15.0, "stream_skip")],
+        ),
+        ([(0.0, 12.0), (15.0, 30.0)], [(12.0, 15.0)], []),  # shed here: the worker's record
+        ([(0.0, 12.05), (12.1, 30.0)], [], [(12.0, 15.0, "backpressure")]),  # clock noise
+    ],
+)
+def test_dropped_ranges_are_told_apart_by_what_was_sent(
+    sent: list[tuple[float, float]],
+    own: list[tuple[float, float]],
+    expected: list[tuple[float, float, str]],
+) -> None:
+    start = 10.0 if expected[:1] == [(10.0, 12.0, "backpressure")] else 12.0
+    assert classify_dropped(start, 15.0, sent, own) == expected
