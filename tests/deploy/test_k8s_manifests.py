@@ -276,8 +276,14 @@ def test_cues_probes_hit_faust_web_server_on_the_pod_ip() -> None:
         {"name": "web", "containerPort": cues.web_port, "protocol": "TCP"}
     ]
     assert cues.web_host == "10.1.2.3"  # status.podIP
-    assert container["livenessProbe"]["httpGet"] == {"path": "/", "port": "web"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": "web"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "web"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "web"}
+    annotations = _deployment("cues")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(cues.web_port),
+        "prometheus.io/path": "/metrics",
+    }
     service = find(OBJECTS, "Service", "cues")
     assert service["spec"]["ports"] == [
         {"name": "web", "port": cues.web_port, "targetPort": "web", "protocol": "TCP"}

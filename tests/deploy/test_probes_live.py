@@ -11,7 +11,6 @@ finally each process gets SIGTERM and must exit 0 (its drain).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -194,8 +193,12 @@ def test_probes_and_healthchecks_answer_on_running_processes(
         status, body = _get(f"{worker}/metrics")
         assert status == 200
         assert b"\ninter1_worker_active_sessions 0.0\n" in body
-        status, body = _get(f"http://127.0.0.1:{port['cues']}/")
-        assert (status, json.loads(body)) == (200, {"status": "OK"})
+        cues = f"http://127.0.0.1:{port['cues']}"
+        assert _get(f"{cues}/healthz") == (200, b"ok\n")
+        assert _get(f"{cues}/readyz") == (200, b"ready\n")
+        status, body = _get(f"{cues}/metrics")
+        assert status == 200
+        assert b"\ninter1_cues_events_applied_total 0.0\n" in body
         assert _get(f"http://127.0.0.1:{port['sink']}/ping") == (200, b"ok\n")
     finally:
         codes = {}

@@ -41,6 +41,7 @@ from runtime.settings import CuesSettings, KafkaSettings, StackSettings, load
 from runtime.topics import topic_name
 from schemas.codec import Codec, codec_from_settings
 from schemas.exceptions import CodecError
+from workers.cues import metrics
 from workers.cues.cue import cue_record
 from workers.cues.ended import EndedMarkers
 from workers.cues.evaluate import apply_event
@@ -171,6 +172,7 @@ class _Processor:
         except (CodecError, ForeignRecordError) as exc:
             log.warning("undecodable event sent to the dead letters", error=str(exc))
             await self._dead_letter(message, exc)
+            metrics.DEAD_LETTERS.inc()
             return
         datum = decoded.datum
         session_id = str(datum["session_id"])
@@ -182,6 +184,7 @@ class _Processor:
         stored = SessionState.from_bytes(raw) if raw else None
         if stored is not None and message.offset <= stored.applied_offset:
             log.info("event already applied (replay); skipped")
+            metrics.EVENTS_SKIPPED.labels("replayed_offset").inc()
             return
         if stored is None or stored.ended:
             # A new session, or its id starting again after its end.
@@ -189,11 +192,16 @@ class _Processor:
             state = SessionState(session_id=session_id, partition=partition)
         else:
             state = stored
+        applied = state.events
         for firing in apply_event(state, datum, self._rules):
             record = cue_record(firing, datum, datetime.now(UTC))
             data = self._codec.encode("Cue", record, topic=self._config.cues_topic)
             pending = await self._topics["cues"].send(key=key, value=data)
             await pending  # the cue is durable before the state that says it was sent
+            metrics.CUES_FIRED.labels(firing.rule, firing.severity).inc()
+            metrics.CUE_LATENCY.observe(
+                max(0.0, (datetime.now(UTC) - datum["received_at"]).total_seconds())
+            )
             state.cues += 1
             state.last_cue = LastCue(
                 cue_id=record["cue_id"],
@@ -204,6 +212,11 @@ class _Processor:
                 media_end_s=firing.media_end_s,
             )
             log.info("cue fired", rule=firing.rule, cue_id=record["cue_id"])
+        if state.events == applied:
+            log.info("event id already applied (window published again); skipped")
+            metrics.EVENTS_SKIPPED.labels("repeated_event_id").inc()
+        else:
+            metrics.EVENTS_APPLIED.inc()
         self._crash_point("after_cue", message.offset)
         state.applied_offset = message.offset
         if state.ended:
@@ -358,7 +371,7 @@ def build_app(config: CuesConfig, rules: RuleSet, codec: Codec | None = None) ->
                 await processor.process(event)
                 guard.handled(event)
 
-    register_web(app, table)
+    register_web(app, table, ready=lambda: bool(app.consumer.assignment()))
     return app
 
 

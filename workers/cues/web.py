@@ -5,21 +5,43 @@
   marker is in the table: at least ``PIPELINE_CUES_ENDED_RETENTION_S`` after its end,
   across restarts and rebalances (the marker is in the changelog).
 - ``GET /sessions`` (``?active=1``: only running sessions): the sessions this worker holds.
+- ``GET /healthz`` (the process serves), ``GET /readyz`` (503 until partitions are
+  assigned), ``GET /metrics`` (Prometheus, :mod:`workers.cues.metrics`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from workers.cues.state import SessionState
 
 __all__ = ["register_web"]
 
 
-def register_web(app: faust.App, table: Any) -> None:
-    """Add the ``/sessions`` pages to ``app``'s web server."""
+def register_web(app: faust.App, table: Any, ready: Callable[[], bool]) -> None:
+    """Add the ``/sessions`` and operations pages to ``app``'s web server; ``ready()``
+    says whether the app holds partitions."""
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.text("ok\n")
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        try:
+            assigned = ready()
+        except (AttributeError, RuntimeError):  # the consumer is not created yet
+            assigned = False
+        return web.text("ready\n") if assigned else web.text("not assigned\n", status=503)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        # aiohttp takes the charset apart from the content type
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/sessions/{session_id}")
     @app.table_route(table=table, match_info="session_id")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cues_app import CuesRun, read_cues, wait_until_consumed
+from prometheus_client.parser import text_string_to_metric_families
 from stream import RULES_FILE, expected_cues, known_stream
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -20,25 +23,58 @@ def _comparable(cue: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cue.items() if k != "fired_at"}
 
 
+@dataclass(frozen=True)
+class CleanRun:
+    cues: list[dict[str, Any]]
+    pages: dict[str, httpx.Response]
+    """``/healthz``, ``/readyz`` and ``/metrics`` once every event was consumed."""
+
+
 @pytest.fixture(scope="module")
-def clean_run(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> list[dict[str, Any]]:
-    """The known stream through one cues app that runs undisturbed; the cues it gave."""
+def clean_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> CleanRun:
+    """The known stream through one cues app that runs undisturbed; the cues it gave. The
+    events of e3..e5 come twice, as the session worker publishes a window again after a
+    crash may have cut it (same ids, later offsets): the cues are the same."""
     run = CuesRun(tmp_path_factory.mktemp("cues-clean"), RULES_FILE)
     asyncio.run(run.ensure_topics())
     run.start()
+    events = known_stream(_SESSION).events
     try:
-        asyncio.run(run.publish(known_stream(_SESSION).events))
+        asyncio.run(run.publish([*events[:6], *events[3:6], *events[6:]]))
         asyncio.run(wait_until_consumed(run))
         cues = asyncio.run(read_cues(run))
+        base = f"http://127.0.0.1:{run.port}"
+        pages = {path: httpx.get(base + path) for path in ("/healthz", "/readyz", "/metrics")}
     finally:
         code = run.stop()
     assert code == 0, "SIGTERM did not stop the cues app cleanly"
-    return cues
+    return CleanRun(cues, pages)
 
 
-def test_known_stream_gives_exactly_the_expected_cues(clean_run: list[dict[str, Any]]) -> None:
+def test_health_readiness_and_metrics(clean_run: CleanRun) -> None:
+    pages = clean_run.pages
+    assert (pages["/healthz"].status_code, pages["/healthz"].text) == (200, "ok\n")
+    assert (pages["/readyz"].status_code, pages["/readyz"].text) == (200, "ready\n")
+    samples = {
+        (metric.name, tuple(sorted(sample.labels.items()))): sample.value
+        for metric in text_string_to_metric_families(pages["/metrics"].text)
+        for sample in metric.samples
+        if sample.name.endswith("_total") or sample.name.endswith("_count")
+    }
+    assert samples[("inter1_cues_events_applied", ())] == 18
+    assert samples[("inter1_cues_events_skipped", (("why", "repeated_event_id"),))] == 3
+    fired = {
+        labels: value for (name, labels), value in samples.items() if name == "inter1_cues_fired"
+    }
+    expected: dict[tuple[tuple[str, str], ...], float] = {}
+    for cue in clean_run.cues:
+        labels = (("rule", cue["rule"]), ("severity", cue["severity"]))
+        expected[labels] = expected.get(labels, 0) + 1
+    assert fired == expected
+    assert samples[("inter1_cues_event_to_cue_seconds", ())] == len(clean_run.cues)
+
+
+def test_known_stream_gives_exactly_the_expected_cues(clean_run: CleanRun) -> None:
     from workers.cues.cue import cue_id
 
     expected = [
@@ -51,11 +87,11 @@ def test_known_stream_gives_exactly_the_expected_cues(clean_run: list[dict[str, 
         }
         for row in expected_cues(_SESSION)
     ]
-    actual = [_comparable(cue) for cue in clean_run]
+    actual = [_comparable(cue) for cue in clean_run.cues]
     for cue in actual:
         cue.pop("event_timestamp")
     assert actual == expected
-    assert len({cue["cue_id"] for cue in clean_run}) == len(clean_run)
+    assert len({cue["cue_id"] for cue in clean_run.cues}) == len(clean_run.cues)
 
 
 # The kill points of the drill's second half (events e9..e17 on offsets 9..17). e13 fires
@@ -75,7 +111,7 @@ def _skipped_offsets(run: CuesRun) -> set[int]:
 
 @pytest.mark.parametrize("kill_point", _KILL_POINTS)
 def test_kill_9_and_restart_resumes_state_and_gives_the_same_cues(
-    clean_run: list[dict[str, Any]], tmp_path: Path, kill_point: str
+    clean_run: CleanRun, tmp_path: Path, kill_point: str
 ) -> None:
     from workers.cues.cue import cue_id
     from workers.cues.faults import CRASH_EXIT_CODE
@@ -121,7 +157,7 @@ def test_kill_9_and_restart_resumes_state_and_gives_the_same_cues(
 
     deduplicated = {cue["cue_id"]: _comparable(cue) for cue in cues}
     assert sorted(deduplicated.values(), key=lambda c: c["cue_id"]) == sorted(
-        (_comparable(cue) for cue in clean_run), key=lambda c: c["cue_id"]
+        (_comparable(cue) for cue in clean_run.cues), key=lambda c: c["cue_id"]
     )
     assert (final["events"], final["cues"], final["active"]) == (18, 5, False)
     assert final["last_cue"]["rule"] == "confusion-tail"
@@ -131,7 +167,7 @@ def test_kill_9_and_restart_resumes_state_and_gives_the_same_cues(
         point, offset = crash_at.split("@")
         trigger = f"{_SESSION}:0:{int(offset):06d}"
         sent = [cue["cue_id"] for cue in cues if cue["trigger_event_id"] == trigger]
-        expected = [cue["cue_id"] for cue in clean_run if cue["trigger_event_id"] == trigger]
+        expected = [cue["cue_id"] for cue in clean_run.cues if cue["trigger_event_id"] == trigger]
         if point == "after_cue":
             # The cue was out, the state was not: the replay sends the same cue again.
             assert sent == expected * 2
