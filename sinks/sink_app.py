@@ -41,6 +41,7 @@ from runtime.consume_loop import ConsumeLoop, LoopOptions, LoopStats
 from runtime.errors import PipelineError
 from runtime.kafka import make_producer, start_client
 from runtime.logs import get_logger
+from runtime.ops_http import OpsServer, consumer_lag
 from runtime.settings import SinkSettings, load
 from runtime.topics import topic_name
 from schemas.codec import Codec, codec_from_settings
@@ -50,6 +51,7 @@ from sinks.clickhouse_client import clickhouse_url, make_client
 from sinks.decoding import SinkDecoder
 from sinks.exceptions import SchemaMismatchError
 from sinks.faults import Point, parse_crash_at
+from sinks.metrics import CONSUMER_LAG, SinkCollector
 from sinks.migrations import migrate
 from sinks.query_server import QueryServer
 from sinks.store import Store
@@ -239,6 +241,11 @@ class SinkHandler(BatchHandler):
             self._batchers.pop(tp, None)
 
     # internals ---------------------------------------------------------------------------
+
+    @property
+    def retrying(self) -> bool:
+        """ClickHouse calls failed since the last successful checkpoint (backing off)."""
+        return self._backoff_s > self._settings.retry_initial_s
 
     def _pressure(self) -> Backpressure | None:
         if not self._ready or self._inflight is not None:
@@ -514,6 +521,8 @@ class SinkApp:
         self._handler: SinkHandler | None = None
         self._loop: ConsumeLoop | None = None
         self._server: QueryServer | None = None
+        self.http_port = 0
+        """Port of ``/healthz``, ``/readyz`` and ``/metrics`` (after :meth:`start`)."""
 
     @property
     def store(self) -> Store:
@@ -580,12 +589,25 @@ class SinkApp:
             )
             await loop.start()
             stack.push_async_callback(loop.stop)
+            collector = SinkCollector(lambda: handler.stats, lambda: handler.retrying)
+            collector.register()
+            stack.callback(collector.unregister)
+            ops = OpsServer(
+                settings.http_host,
+                settings.http_port,
+                ready=lambda: bool(loop.consumer.assignment()),
+                before_metrics=lambda: consumer_lag(loop.consumer, CONSUMER_LAG, with_topic=True),
+            )
+            await ops.start()
+            stack.push_async_callback(ops.stop)
         except BaseException:
             await stack.aclose()
             raise
         self._stack, self._store, self._handler = stack, store, handler
-        self._loop, self._server = loop, server
-        _log.info("sink_started", topics=sink_topics(), query_endpoint=server.url)
+        self._loop, self._server, self.http_port = loop, server, ops.port
+        _log.info(
+            "sink_started", topics=sink_topics(), query_endpoint=server.url, http_port=ops.port
+        )
 
     async def run(
         self,

@@ -1,8 +1,9 @@
 """deploy/prometheus/alerts.yaml: rule structure, every expression parsed, every name real.
 
 Expressions are parsed with promql-parser (a PromQL parser); each metric they select is one
-the session worker exports (workers/session/metrics.py) or one of the named exporters'
-metrics, and each group or topic label value is the one the pipeline uses.
+a worker exports (workers/session/metrics.py, sinks/metrics.py, workers/cues/metrics.py) or
+one of the named exporters' metrics, and each group or topic label value is the one the
+pipeline uses.
 """
 
 from __future__ import annotations
@@ -14,22 +15,32 @@ import pytest
 from deploy_files import DEPLOY, load_documents, topics_toml
 from prometheus_client.metrics import MetricWrapperBase
 
-from runtime.settings import CuesSettings, SinkSettings
+from runtime.settings import CuesSettings
+from sinks import metrics as sink_metrics
+from sinks.metrics import SinkCollector
+from sinks.sink_app import SinkStats
+from workers.cues import metrics as cues_metrics
 from workers.session import metrics
 
 ALERTS = DEPLOY / "prometheus" / "alerts.yaml"
 # Metrics from outside the pipeline: Prometheus itself and a Kafka exporter
-# (danielqsj/kafka_exporter), because the sink and the cues app export none of their own.
+# (danielqsj/kafka_exporter; the cues app's group lag).
 EXTERNAL = {"up", "kafka_consumergroup_lag", "kafka_topic_partition_current_offset"}
 SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 
 
 def _worker_series() -> set[str]:
     names = set()
-    for value in vars(metrics).values():
-        if isinstance(value, MetricWrapperBase):
-            for family in value.describe():
-                names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
+    families = [
+        family
+        for module in (metrics, sink_metrics, cues_metrics)
+        for value in vars(module).values()
+        if isinstance(value, MetricWrapperBase)
+        for family in value.describe()
+    ]
+    families += SinkCollector(SinkStats, lambda: False).collect()
+    for family in families:
+        names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
     return names
 
 
@@ -51,9 +62,14 @@ def _selectors(expr: str) -> list[promql_parser.VectorSelector]:
 
 def test_groups_and_rules_are_well_formed() -> None:
     (document,) = load_documents(ALERTS)
-    assert [g["name"] for g in document["groups"]] == ["inter1-session-worker", "inter1-kafka"]
+    assert [g["name"] for g in document["groups"]] == [
+        "inter1-session-worker",
+        "inter1-sink",
+        "inter1-cues",
+        "inter1-kafka",
+    ]
     names = [rule["alert"] for rule in _rules()]
-    assert len(names) == len(set(names)) == 10
+    assert len(names) == len(set(names)) == 13
     for rule in _rules():
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
@@ -81,7 +97,7 @@ def test_label_values_are_the_pipelines_groups_and_topics() -> None:
     }
     assert values == {
         ("job", "inter1-session-worker"),
-        ("consumergroup", SinkSettings().group_id),
+        ("job", "inter1-sink"),
         ("consumergroup", CuesSettings().app_id),
         ("topic", topics_toml()["dead_letter"]["name"]),
     }

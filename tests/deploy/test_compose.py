@@ -197,9 +197,10 @@ def test_healthchecks_hit_the_ports_the_settings_give() -> None:
     cues = read_settings(("cues",), compose_service_env("cues"))
     assert url_port(_healthcheck_url("session-worker")) == worker[SessionWorkerSettings].http_port
     assert "/healthz'" in _healthcheck_url("session-worker")
-    assert url_port(_healthcheck_url("sink")) == sink[SinkSettings].query_port
-    assert "/ping'" in _healthcheck_url("sink")
+    assert url_port(_healthcheck_url("sink")) == sink[SinkSettings].http_port
+    assert "/healthz'" in _healthcheck_url("sink")
     assert url_port(_healthcheck_url("cues")) == cues[CuesSettings].web_port
+    assert "/healthz'" in _healthcheck_url("cues")
     simulator = _services()["simulator"]["command"]
     port = int(simulator[simulator.index("--port") + 1])
     assert url_port(_healthcheck_url("simulator")) == port

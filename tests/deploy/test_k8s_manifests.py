@@ -33,7 +33,6 @@ from deploy_files import (
     project_version,
     read_settings,
     topics_toml,
-    url_port,
 )
 
 from runtime.settings import CuesSettings, KafkaSettings, SessionWorkerSettings, SinkSettings
@@ -257,16 +256,22 @@ def test_session_worker_probes_hit_its_http_server() -> None:
     }
 
 
-def test_sink_probes_ping_its_query_endpoint_from_inside() -> None:
+def test_sink_probes_hit_its_http_server() -> None:
     sink: SinkSettings = _settings("sink")[SinkSettings]
     container = _container("sink")
-    assert sink.query_host == "127.0.0.1"  # the endpoint stays local: probed by exec
-    assert "ports" not in container
-    for probe in ("livenessProbe", "readinessProbe"):
-        command = container[probe]["exec"]["command"]
-        assert command[:2] == ["python", "-c"]
-        assert url_port(command[2]) == sink.query_port == 8124
-        assert "/ping'" in command[2]
+    assert sink.query_host == "127.0.0.1"  # the query endpoint stays local
+    assert container["ports"] == [
+        {"name": "http", "containerPort": sink.http_port, "protocol": "TCP"}
+    ]
+    assert (sink.http_host, sink.http_port) == ("0.0.0.0", 9465)  # the kubelet probes the pod IP
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    annotations = _deployment("sink")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(sink.http_port),
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def test_cues_probes_hit_faust_web_server_on_the_pod_ip() -> None:

@@ -121,7 +121,7 @@ def test_probes_and_healthchecks_answer_on_running_processes(
     assert topics.returncode == 0, topics.stderr
     assert topics.stdout.count(": created") == len(topics_toml())
 
-    port = {name: free_port() for name in ("session-worker", "sink", "cues")}
+    port = {name: free_port() for name in ("session-worker", "sink", "sink-query", "cues")}
     overrides = {
         "session-worker": {
             "PIPELINE_WORKER_HTTP_HOST": "127.0.0.1",
@@ -131,7 +131,9 @@ def test_probes_and_healthchecks_answer_on_running_processes(
         },
         "sink": {
             "CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}",
-            "PIPELINE_SINK_QUERY_PORT": str(port["sink"]),
+            "PIPELINE_SINK_QUERY_PORT": str(port["sink-query"]),
+            "PIPELINE_SINK_HTTP_HOST": "127.0.0.1",
+            "PIPELINE_SINK_HTTP_PORT": str(port["sink"]),
             "PIPELINE_SINK_GROUP_ID": f"{prefix}sink",
         },
         "cues": {
@@ -159,9 +161,10 @@ def test_probes_and_healthchecks_answer_on_running_processes(
         manifest_ports = {
             9464: port["session-worker"],
             6066: port["cues"],
-            8124: port["sink"],
+            9465: port["sink"],
+            8124: port["sink-query"],
         }
-        for name in ("session-worker", "cues"):
+        for name in ("session-worker", "sink", "cues"):
             container = _container(name)
             named = {p["name"]: p["containerPort"] for p in container["ports"]}
             for probe in ("livenessProbe", "readinessProbe"):
@@ -173,9 +176,6 @@ def test_probes_and_healthchecks_answer_on_running_processes(
                     processes,
                     logs,
                 )
-        for probe in ("livenessProbe", "readinessProbe"):
-            command = _swap_ports(_container("sink")[probe]["exec"]["command"], manifest_ports)
-            _wait_for(f"sink {probe}", _runs(command), processes, logs)
 
         # Compose healthchecks, as written (ports swapped).
         services = compose()["services"]
@@ -199,7 +199,13 @@ def test_probes_and_healthchecks_answer_on_running_processes(
         status, body = _get(f"{cues}/metrics")
         assert status == 200
         assert b"\ninter1_cues_events_applied_total 0.0\n" in body
-        assert _get(f"http://127.0.0.1:{port['sink']}/ping") == (200, b"ok\n")
+        sink = f"http://127.0.0.1:{port['sink']}"
+        assert _get(f"{sink}/healthz") == (200, b"ok\n")
+        assert _get(f"{sink}/readyz") == (200, b"ready\n")
+        status, body = _get(f"{sink}/metrics")
+        assert status == 200
+        assert b"\ninter1_sink_clickhouse_retrying 0.0\n" in body
+        assert _get(f"http://127.0.0.1:{port['sink-query']}/ping") == (200, b"ok\n")
     finally:
         codes = {}
         for process in processes.values():

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.kafka import make_producer
 from runtime.settings import SinkSettings, load
@@ -328,6 +330,7 @@ def test_batch_retried_after_insert_failure_appears_once(
                 assert not runner.done(), "the sink stopped instead of retrying"
                 assert time.monotonic() < deadline, "the sink did not retry 3 times in 60 s"
                 await asyncio.sleep(0.1)
+            during = await _ops_pages(app.http_port)
             store.command("TRUNCATE TABLE guard")
             total = sum(counts.values())
             while app.handler.stats.records < total or app.handler.stats.summaries < 1:
@@ -335,8 +338,21 @@ def test_batch_retried_after_insert_failure_appears_once(
                     f"only {app.handler.stats.records} of {total} records were inserted in 60 s"
                 )
                 await asyncio.sleep(0.1)
+            while app.handler.retrying:  # until a checkpoint succeeded
+                assert time.monotonic() < deadline, "no checkpoint succeeded after the guard"
+                await asyncio.sleep(0.1)
+            after = await _ops_pages(app.http_port)
             app.request_stop()
             await runner
+            # the operations endpoint: ready throughout; retrying while inserts failed
+            assert during["/healthz"] == (200, "ok\n")
+            assert during["/readyz"] == (200, "ready\n")
+            assert _sample(during, "inter1_sink_clickhouse_retrying") == 1
+            assert _sample(during, "inter1_sink_insert_failures_total") >= 3
+            assert _sample(after, "inter1_sink_clickhouse_retrying") == 0
+            assert _sample(after, "inter1_sink_records_total") == total
+            assert _sample(after, "inter1_sink_rows_inserted_total", table="usage") == 6
+            assert _sample(after, "inter1_sink_rows_inserted_total", table="events") == 17
             failures = app.handler.stats.insert_failures
             rows = store.rows(
                 "SELECT (SELECT count() FROM usage), (SELECT count() FROM usage FINAL), "
@@ -349,6 +365,26 @@ def test_batch_retried_after_insert_failure_appears_once(
     failures, rows = asyncio.run(scenario())
     assert failures >= 3
     assert rows == [(6, 6, 17, 33.0)]
+
+
+async def _ops_pages(port: int) -> dict[str, tuple[int, str]]:
+    """``/healthz``, ``/readyz`` and ``/metrics`` of a sink: status and text."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        pages = {path: await client.get(path) for path in ("/healthz", "/readyz", "/metrics")}
+    return {path: (r.status_code, r.text) for path, r in pages.items()}
+
+
+def _sample(pages: dict[str, tuple[int, str]], name: str, **labels: str) -> float:
+    status, text = pages["/metrics"]
+    assert status == 200
+    found = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and sample.labels == labels
+    ]
+    assert len(found) == 1, (name, labels, text)
+    return found[0]
 
 
 def _late_events(count: int) -> list[dict[str, Any]]:
