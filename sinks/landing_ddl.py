@@ -6,10 +6,12 @@ The landing table's columns and the views' expressions follow the container head
 committed file equals the output. A migration is never edited once applied: a later schema
 version gets a new migration.
 
-``events.payload_json`` is built in SQL as the same text :func:`sinks.record_log.datum_json`
-writes (sorted keys, no spaces, ``null`` for absent values, floats in Python's ``repr``
-form: ``3.0``, ``0.1``). One difference is left: non-ASCII characters are stored as UTF-8,
-where Python's ``json`` writes ``\\uXXXX`` escapes; both are the same JSON value.
+``events.payload_json`` is built in SQL as the same text the Python row builder writes
+(:func:`sinks.record_log.datum_json` with ``ascii_only=False``: sorted keys, no spaces,
+``null`` for absent values, non-ASCII as UTF-8, ``/`` unescaped, floats in Python's
+``repr`` form ``3.0``, ``0.1``). Left different, the same JSON values either way: floats
+below 1e-4 or from 1e16 in magnitude (``0.00001`` where Python writes ``1e-05``),
+control characters (``\\u001F`` for ``\\u001f``) and U+2028/U+2029 (escaped by ClickHouse).
 """
 
 from __future__ import annotations
@@ -211,7 +213,8 @@ SELECT
 {data},
         'null') || '}}' AS payload_json,
     source_topic, source_partition, source_offset
-FROM event_landing;
+FROM event_landing
+SETTINGS output_format_json_escape_forward_slashes = 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS signal_events_from_landing TO signal_events AS
 SELECT

@@ -112,6 +112,7 @@ class SinkStats:
     rows_inserted: int = 0
     skipped_already_inserted: int = 0
     dead_letters: int = 0
+    containers_refused: int = 0  # event containers ClickHouse refused as bad data
     insert_failures: int = 0  # failed ClickHouse calls (inserts, ledger reads) retried
     summaries: int = 0
     rows_per_table: dict[str, int] = field(default_factory=dict)
@@ -502,6 +503,7 @@ class SinkHandler(BatchHandler):
                 self._store.insert_avro(_LANDING, container, token=batch.token)
                 return
             except ClickHouseBadDataError as exc:
+                self.stats.containers_refused += 1
                 bad = self._undecodable(batch.events)
                 if not bad:
                     raise ClickHouseQueryError(

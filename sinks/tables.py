@@ -246,7 +246,7 @@ def _event_rows(datum: Mapping[str, Any], at: KafkaCoordinates) -> RowSet:
                 datum["received_at"],
                 tenant,
                 app,
-                datum_json({"branch": short, "data": payload}),
+                datum_json({"branch": short, "data": payload}, ascii_only=False),
                 at.topic,
                 at.partition,
                 at.offset,

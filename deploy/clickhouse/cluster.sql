@@ -877,7 +877,8 @@ SELECT
             '{' || '"raw_json":' || toJSONString(tupleElement(variantElement(payload, 'Tuple(UnknownEvent__type String, UnknownEvent__raw_json String)'), 'UnknownEvent__raw_json')) || ',' || '"type":' || toJSONString(tupleElement(variantElement(payload, 'Tuple(UnknownEvent__type String, UnknownEvent__raw_json String)'), 'UnknownEvent__type')) || '}',
         'null') || '}' AS payload_json,
     source_topic, source_partition, source_offset
-FROM event_landing;
+FROM event_landing
+SETTINGS output_format_json_escape_forward_slashes = 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS signal_events_from_landing ON CLUSTER '{cluster}' TO signal_events AS
 SELECT
