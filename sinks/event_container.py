@@ -14,7 +14,7 @@ container is built around the records' own bytes, never re-encoded:
   ``Variant``, which refuses two branches of one type: ``SignalDetected`` and
   ``SignalUpdated`` have the same fields, error 36), and a nullable array
   ``["null", array]`` becomes ``["null", record{items: array}]`` (ClickHouse has no
-  ``Nullable(Array)``; a ``Nullable(Tuple)`` keeps null apart from ``[]``).
+  ``Nullable(Array)``; a ``Nullable(Tuple(__items__ Array))`` keeps null apart from ``[]``).
 * **One block**: record count, byte length, the rows, the sync marker.
 
 ``row_end`` repeats the offset after the body: a body with bytes missing or left over
@@ -77,7 +77,7 @@ def _wrap_nullable_arrays(schema: Any, path: str) -> Any:
         ):
             items = _wrap_nullable_arrays(schema[1], path)
             return ["null", {"type": "record", "name": f"{path}__list", "fields": [
-                {"name": "items", "type": items}
+                {"name": "__items__", "type": items}
             ]}]  # fmt: skip
         return [_wrap_nullable_arrays(item, path) for item in schema]
     if isinstance(schema, dict):
@@ -156,30 +156,35 @@ def _rows(
         yield at
 
 
+def _long_at(value: bytes, pos: int) -> tuple[int, int]:
+    """The Avro ``long`` at ``pos`` and the position after it (IndexError: cut short)."""
+    byte = value[pos]
+    if byte < 0x80:  # one byte: every length under 64
+        return (byte >> 1) ^ -(byte & 1), pos + 1
+    shift = raw = 0
+    while True:
+        byte = value[pos]
+        pos += 1
+        raw |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (raw >> 1) ^ -(raw & 1), pos
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint longer than 10 bytes")
+
+
 def session_id_of(value: bytes, start: int) -> str | None:
     """The ``session_id`` of an Inter1Event body at ``value[start:]`` (its second field,
     after ``event_id``), read without decoding the rest; None when the bytes are not two
     Avro strings (the decoder then names what is wrong)."""
-    pos = start
-    size = len(value)
     try:
-        for field in range(2):
-            shift = raw = 0
-            while True:
-                byte = value[pos]
-                pos += 1
-                raw |= (byte & 0x7F) << shift
-                if byte < 0x80:
-                    break
-                shift += 7
-                if shift > 63:
-                    return None
-            length = (raw >> 1) ^ -(raw & 1)
-            if length < 0 or pos + length > size:
-                return None
-            if field == 1:
-                return bytes(value[pos : pos + length]).decode("utf-8")
-            pos += length
+        length, pos = _long_at(value, start)
+        if length < 0:
+            return None
+        length, pos = _long_at(value, pos + length)
+        end = pos + length
+        if length < 0 or end > len(value):
+            return None
+        return value[pos:end].decode("utf-8")
     except (IndexError, UnicodeDecodeError):
         return None
-    return None

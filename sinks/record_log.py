@@ -59,18 +59,11 @@ def _json_default(value: Any) -> Any:
 
 # one encoder: json.dumps with options builds a new JSONEncoder on every call
 _ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), sort_keys=True)
-_UTF8_ENCODER = json.JSONEncoder(
-    default=_json_default, separators=(",", ":"), sort_keys=True, ensure_ascii=False
-)
 
 
-def datum_json(datum: dict[str, Any], *, ascii_only: bool = True) -> str:
-    """A decoded datum as compact JSON (union branches as ``[name, value]``).
-
-    ``ascii_only=False`` keeps non-ASCII characters as UTF-8 instead of ``\\uXXXX``
-    escapes (``events.payload_json``: the form ClickHouse's ``toJSONString`` writes).
-    """
-    return (_ENCODER if ascii_only else _UTF8_ENCODER).encode(datum)
+def datum_json(datum: dict[str, Any]) -> str:
+    """A decoded datum as compact JSON (union branches as ``[name, value]``)."""
+    return _ENCODER.encode(datum)
 
 
 def dedup_token(batch: Sequence[LoggedRecord]) -> str:

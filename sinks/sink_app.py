@@ -491,6 +491,9 @@ class SinkHandler(BatchHandler):
         batch's ledger row) and the rest inserted under the same token. When every record
         decodes, the refusal is not the records' fault: the error stops the sink.
         """
+        if len(batch.events) < self._settings.container_min_events:
+            self._events_as_rows(batch)
+            return
         start = SINGLE_OBJECT_HEADER_SIZE
         while batch.events:
             container = ocf_container(
@@ -522,6 +525,22 @@ class SinkHandler(BatchHandler):
                     self._dead_letter_from_thread(record, error)
                 dropped = {r.offset for r, _ in bad}
                 batch.events = [r for r in batch.events if r.offset not in dropped]
+
+    def _events_as_rows(self, batch: Batch) -> None:
+        """A small batch's events decoded here into the batch's rows (worker thread): the
+        same rows the views write (``tests/sinks/test_event_container.py``), inserted with
+        the batch's other rows under its token. A batch always takes the same way (its
+        event count is fixed by its offsets), so a retry is deduplicated either way."""
+        for record in batch.events:
+            try:
+                name, datum = self._decoder.decode(record.value or b"", topic=record.topic)
+            except CodecError as exc:
+                self._dead_letter_from_thread(record, exc)
+                continue
+            at = KafkaCoordinates(record.topic, record.partition, record.offset)
+            for table, rows in (rows_for(name, datum or {}, at) or {}).items():
+                batch.rows.setdefault(table, []).extend(rows)
+        batch.events = []
 
     def _undecodable(self, records: list[Record]) -> list[tuple[Record, PipelineError]]:
         bad: list[tuple[Record, PipelineError]] = []

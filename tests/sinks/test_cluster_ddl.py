@@ -31,12 +31,13 @@ def test_every_table_is_replicated_and_distributed_every_view_on_cluster() -> No
     assert len(statements) == (
         2 * len(table_names) + len(null_tables) + len(materialized) + len(views) + len(replaced)
     )
-    # migration 0006: the Null landing table on every node, its views writing to the
+    # migration 0006: the Null landing tables on every node, the views writing to the
     # Distributed tables of their targets
-    assert null_tables == ["event_landing"]
+    assert null_tables == ["event_landing", "event_rows"]
     assert materialized == [
         (f"{t}_from_landing", t)
         for t in (
+            "event_rows",
             "events",
             "signal_events",
             "engagement_events",

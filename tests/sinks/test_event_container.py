@@ -44,7 +44,8 @@ _HEADER = container_header(landing_schema(_SCHEMA))
 
 
 def _unicode_event() -> dict[str, Any]:
-    """A signal whose rationale needs JSON escaping (quotes, slash, newline, non-ASCII)."""
+    """A signal whose rationale needs JSON escaping (quotes, slash, newline, non-ASCII)
+    and whose media time is not a short decimal."""
     first = next(e for e in example_inter1_events() if e["event_type"] == "signal.detected")
     branch, data = first["payload"]
     rationale = 'Says "maybe/perhaps"\n — hésite, 検討 😀'
@@ -52,7 +53,8 @@ def _unicode_event() -> dict[str, Any]:
         **first,
         "event_id": "ex:0:unicode",
         "tenant": None,
-        "payload": (branch, {**data, "rationale": rationale, "modality": None}),
+        "media_offset_s": 0.1,  # + start: 0.30000000000000004 (the floats go through JSON text)
+        "payload": (branch, {**data, "start": 0.2, "rationale": rationale, "modality": None}),
     }
 
 
@@ -93,8 +95,8 @@ def test_container_bytes_for_one_row() -> None:
 def _original_names(value: Any) -> Any:
     """A value read with the header schema, back in the writer schema's shape."""
     if isinstance(value, dict):
-        if set(value) == {"items"}:  # a wrapped nullable array
-            return _original_names(value["items"])
+        if set(value) == {"__items__"}:  # a wrapped nullable array
+            return _original_names(value["__items__"])
         return {k.split("__", 1)[-1]: _original_names(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_original_names(v) for v in value]
@@ -205,10 +207,12 @@ def test_views_write_the_rows_the_python_builder_writes(store: Store) -> None:
     }
     (unicode_json,) = store.rows("SELECT payload_json FROM events WHERE event_id = 'ex:0:unicode'")
     assert unicode_json[0] == (
-        '{"branch":"SignalDetected","data":{"modality":null,"probability":"medium",'
-        '"rationale":"Says \\"maybe/perhaps\\"\\n — hésite, 検討 😀","signal_type":'
-        '"hesitation","start":6.0}}'
+        '{"branch":"SignalDetected","data":{"signal_type":"hesitation","start":0.2,'
+        '"probability":"medium","rationale":"Says \\"maybe/perhaps\\"\\n — hésite, 検討 😀",'
+        '"modality":null}}'
     )
+    (media_s,) = store.rows("SELECT media_s FROM signal_events WHERE event_id = 'ex:0:unicode'")
+    assert media_s[0] == 0.1 + 0.2 == 0.30000000000000004
     store.insert_avro("event_landing", container, token="ev:2:0-99")
     assert _counts(store) == counts
     store.insert_avro("event_landing", container, token="ev:2:0-99-other")
