@@ -4,7 +4,9 @@ queryable latency p50/p99.
 Against the broker in ``KAFKA_BOOTSTRAP_SERVERS`` (or the running local stack, or a broker
 started here) and a fresh embedded store, on fresh prefixed topics:
 
-* Like with like: the backlog is published so that every events partition holds a whole
+* Like with like: background merges are stopped while the raw inserts and the sink are
+  measured (they would run in whichever measurement follows the inserts that made the
+  parts). The backlog is published so that every events partition holds a whole
   number of the sink's batches (sessions are spread evenly over the 4 partitions, a
   session's events on one partition), so every batch closes on its size and no checkpoint
   timer sits inside the measured time.
@@ -307,6 +309,25 @@ def per_change(app: SinkApp, events: list[dict[str, Any]], rounds: int = 3) -> d
     return out
 
 
+async def raw_consume_seconds(topic: str, events: int, batch: int) -> float:
+    """CPU seconds of a plain aiokafka consume of the backlog (the records, nothing done with
+    them): the part of the sink's work no choice of decoding or inserting removes."""
+    consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **client_options())
+    await consumer.start()
+    try:
+        await consumer.getmany(timeout_ms=1)
+        while not consumer.assignment():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        started = time.process_time()
+        seen = 0
+        while seen < events:
+            fetched = await consumer.getmany(timeout_ms=200, max_records=batch)
+            seen += sum(len(records) for records in fetched.values())
+        return time.process_time() - started
+    finally:
+        await consumer.stop()
+
+
 async def raw_pipeline_seconds(app: SinkApp, topic: str, events: int, batch: int) -> float:
     """Plain aiokafka consume + codec decode + rows + client.insert of the same events (no
     batching rules, tokens, ledger or commits), into the raw copies; returns seconds."""
@@ -375,6 +396,9 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
         batches = sink_batches(backlog, batch)
         store = Path(tempfile.mkdtemp(prefix="sink-bench-store-")) / "clickhouse"
         async with SinkApp(url=f"chdb://{store}", settings=settings) as app:
+            # background merges would run in whichever measurement follows the inserts that
+            # made the parts (the raw copies' merges inside the sink's window): off for both
+            app.store.command("SYSTEM STOP MERGES")
             raw_rows_s = await asyncio.to_thread(raw_insert_seconds, app, batches, "raw_r", False)
             raw_cols_s = await asyncio.to_thread(raw_insert_seconds, app, batches, "raw_c", True)
             raw_s = min(raw_rows_s, raw_cols_s)
@@ -395,6 +419,9 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
             assert stats.last_insert_cpu_s is not None
             sink_s = stats.last_insert_cpu_s - stats.first_record_cpu_s
             split = (stats.prepare_s, stats.insert_s, stats.batches_inserted)
+            threads = (stats.prepare_cpu_s, stats.insert_cpu_s)
+            app.store.command("SYSTEM START MERGES")
+            consume_s = await raw_consume_seconds(topic, args.events, batch)
             pipeline_s = await raw_pipeline_seconds(app, topic, args.events, batch)
             changes = await asyncio.to_thread(per_change, app, backlog)
             sent: dict[str, float] = {}
@@ -437,8 +464,19 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
         )
         print(f"ratio sink / raw insert: {sink_rate / raw_rate:.2f} (target >= 0.8)")
         print(
+            f"  raw aiokafka consume of the same records alone: {consume_s:.3f} s, "
+            f"{consume_s * 1e6 / args.events:.1f} µs per event (sink minus consume: "
+            f"{(sink_s - consume_s) * 1e6 / args.events:.1f} µs per event)"
+        )
+        print(
             f"  sink wall-time split (threads overlap and wait for the GIL): decode+rows+"
             f"batching {split[0]:.3f} s, inserts {split[1]:.3f} s in {split[2]} batches"
+        )
+        print(
+            f"  sink CPU per event: decode+batching thread {threads[0] * 1e6 / args.events:.1f}"
+            f" µs, inserting thread {threads[1] * 1e6 / args.events:.1f} µs, the rest (the "
+            f"engine's own threads, the consume loop) "
+            f"{(sink_s - sum(threads)) * 1e6 / args.events:.1f} µs"
         )
         per = {k: v * 1e6 / args.events for k, v in floor.items()}
         print(

@@ -118,6 +118,8 @@ class SinkStats:
     rows_per_table: dict[str, int] = field(default_factory=dict)
     prepare_s: float = 0.0  # time spent decoding and batching
     insert_s: float = 0.0  # time spent in ClickHouse inserts
+    prepare_cpu_s: float = 0.0  # CPU of the thread decoding and batching
+    insert_cpu_s: float = 0.0  # CPU of the thread inserting (engine threads not included)
     first_record_at: float | None = None  # time.monotonic() of the first record processed
     last_insert_at: float | None = None  # time.monotonic() of the last batch acknowledged
     first_record_cpu_s: float | None = None  # time.process_time() at first_record_at
@@ -341,6 +343,7 @@ class SinkHandler(BatchHandler):
         """Decode and batch (worker thread); returns the records to dead-letter."""
         dead: list[tuple[Record, PipelineError]] = []
         started = time.monotonic()
+        cpu_started = time.thread_time()
         if self.stats.first_record_at is None:
             self.stats.first_record_at = started
             self.stats.first_record_cpu_s = time.process_time()
@@ -389,6 +392,7 @@ class SinkHandler(BatchHandler):
                     self._event_sessions.add(event_session)
             self.stats.records += 1
         self.stats.prepare_s += time.monotonic() - started
+        self.stats.prepare_cpu_s += time.thread_time() - cpu_started
         return dead
 
     async def _dead_letter_acknowledged(self, record: Record, error: PipelineError) -> None:
@@ -436,6 +440,13 @@ class SinkHandler(BatchHandler):
     def _insert_batches(self, batches: list[Batch]) -> None:
         """Insert batches in order (worker thread), removing each from ``batches`` once
         acknowledged: on a failure, ``batches`` holds what is left."""
+        cpu_started = time.thread_time()
+        try:
+            self._insert_all(batches)
+        finally:
+            self.stats.insert_cpu_s += time.thread_time() - cpu_started
+
+    def _insert_all(self, batches: list[Batch]) -> None:
         self._announce(batches)
         while batches:
             batch = batches[0]
