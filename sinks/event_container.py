@@ -13,7 +13,7 @@ container is built around the records' own bytes, never re-encoded:
   field of a payload branch is named ``<Branch>__<field>`` (ClickHouse maps the union to a
   ``Variant``, which refuses two branches of one type: ``SignalDetected`` and
   ``SignalUpdated`` have the same fields, error 36), and a nullable array
-  ``["null", array]`` becomes ``["null", record{items: array}]`` (ClickHouse has no
+  ``["null", array]`` becomes ``["null", record{__items__: array}]`` (ClickHouse has no
   ``Nullable(Array)``; a ``Nullable(Tuple(__items__ Array))`` keeps null apart from ``[]``).
 * **One block**: record count, byte length, the rows, the sync marker.
 

@@ -23,6 +23,8 @@ by ClickHouse).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from schemas.catalog import default_catalog
@@ -187,9 +189,32 @@ _FIELDS = (
 """The payload fields the derived tables read (signals, engagement, quality, coverage)."""
 
 
+def _field_names(schema: Any, named: _Named, seen: set[str]) -> Iterator[str]:
+    schema = named.resolve(schema)
+    if isinstance(schema, list):
+        for branch in schema:
+            yield from _field_names(branch, named, seen)
+    elif isinstance(schema, dict) and schema.get("type") == "record":
+        if schema["name"] in seen:
+            return
+        seen.add(schema["name"])
+        for field in schema["fields"]:
+            yield field["name"]
+            yield from _field_names(field["type"], named, seen)
+    elif isinstance(schema, dict) and schema.get("type") == "array":
+        yield from _field_names(schema["items"], named, seen)
+
+
 def landing_migration() -> str:
     """The text of ``sinks/migrations/0006_event_landing.sql``."""
     branches, named = _branches()
+    # the JSON renaming (_PREFIXED_KEY) takes any key of letters + "__" for a prefixed one
+    for _, _, record in branches:
+        for field in record["fields"]:
+            names = _field_names(field["type"], named, set())
+            clashing = [n for n in names if re.match(r"[A-Za-z]+__\w", n)]
+            if clashing:
+                raise ValueError(f"payload field names {clashing} look like renamed ones")
     columns = ",\n".join(f"    {name} {kind}" for name, kind in landing_table_columns())
     data = f"replaceRegexpAll(toJSONString(payload), {_PREFIXED_KEY})"
     if any(_wrapped(record, named) for _, _, record in branches):

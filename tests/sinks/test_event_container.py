@@ -232,3 +232,19 @@ def test_a_damaged_record_fails_the_whole_container_as_bad_data(store: Store, da
     assert "insert into event_landing (token ev:0:0-5)" in str(refused.value)
     assert refused.value.retriable is False
     assert _counts(store) == dict.fromkeys(EVENT_TABLES, 0)
+
+
+@pytest.mark.clickhouse
+def test_a_misread_row_is_refused_by_the_landing_constraint(store: Store) -> None:
+    """A row whose bytes parse but end on another offset than they started with (what a
+    body with bytes missing or left over makes of the fields after it) is refused by
+    ``row_end = source_offset``, as bad data, before any view writes a row."""
+    (body,) = _bodies(_events()[:1])
+    row = b"\x04ev" + zigzag(0) + zigzag(4) + body + zigzag(5)
+    sync = _HEADER[-16:]
+    container = _HEADER + zigzag(1) + zigzag(len(row)) + row + sync
+    with pytest.raises(ClickHouseBadDataError) as refused:
+        store.insert_avro("event_landing", container, token="ev:0:4-4")
+    assert "aligned" in str(refused.value)
+    assert "VIOLATED_CONSTRAINT" in str(refused.value)
+    assert _counts(store) == dict.fromkeys(EVENT_TABLES, 0)
