@@ -4,7 +4,9 @@ queryable latency p50/p99.
 Against the broker in ``KAFKA_BOOTSTRAP_SERVERS`` (or the running local stack, or a broker
 started here) and a fresh embedded store, on fresh prefixed topics:
 
-* Like with like: the backlog is published so that every events partition holds a whole
+* Like with like: background merges are stopped while the raw inserts and the sink are
+  measured (they would run in whichever measurement follows the inserts that made the
+  parts). The backlog is published so that every events partition holds a whole
   number of the sink's batches (sessions are spread evenly over the 4 partitions, a
   session's events on one partition), so every batch closes on its size and no checkpoint
   timer sits inside the measured time.
@@ -13,9 +15,11 @@ started here) and a fresh embedded store, on fresh prefixed topics:
   table), into copies of the sink's tables in the same store; row-oriented and
   column-oriented, each into fresh tables; the faster is the baseline.
 * Sink: the same events, timed from the sink's first record to its last acknowledged
-  insert (Kafka fetch, decode, rows, batching, dedup-token inserts, ledger).
-* Floor: decoding the backlog alone (codec and the sink's decoder) and building rows,
-  single-threaded, against the raw insert.
+  insert (Kafka fetch, session id, Avro container, ClickHouse's Avro decoding and the
+  materialized views that write the same rows, batching, dedup-token inserts, ledger).
+  The embedded engine runs in this process, so its CPU counts on both sides.
+* Floor of the former Python path: decoding the backlog alone (codec and the sink's
+  decoder) and building rows, single-threaded, against the raw insert.
 * Latency: events published live at a steady rate; per event, the time from its send to
   the moment it shows in ``events`` (polled every 20 ms).
 
@@ -53,8 +57,15 @@ from runtime.logs import configure_logging  # noqa: E402
 from runtime.settings import KafkaSettings, SinkSettings, load  # noqa: E402
 from runtime.topics import load_topic_specs  # noqa: E402
 from schemas.codec import get_codec  # noqa: E402
+from schemas.framing import SINGLE_OBJECT_HEADER_SIZE  # noqa: E402
 from schemas.inter1_events import PAYLOAD_BRANCHES  # noqa: E402
 from sinks.decoding import SinkDecoder  # noqa: E402
+from sinks.event_container import (  # noqa: E402
+    container_header,
+    landing_schema,
+    ocf_container,
+    session_id_of,
+)
 from sinks.record_log import datum_json  # noqa: E402
 from sinks.sink_app import SinkApp  # noqa: E402
 from sinks.tables import COLUMNS, KafkaCoordinates, rows_for  # noqa: E402
@@ -252,6 +263,17 @@ def per_change(app: SinkApp, events: list[dict[str, Any]], rounds: int = 3) -> d
         lambda: [json.dumps(p, separators=(",", ":"), sort_keys=True) for p in payloads],
     )
     least("payload JSON: one JSONEncoder", lambda: [datum_json(p) for p in payloads])
+    header = container_header(landing_schema(codec.catalog.current("Inter1Event").schema))
+    start = SINGLE_OBJECT_HEADER_SIZE
+    least(
+        "event path, Python side: session id + Avro container",
+        lambda: (
+            [session_id_of(v, start) for v in values],
+            ocf_container(
+                header, "t", 0, [(i, memoryview(v)[start:]) for i, v in enumerate(values)]
+            ),
+        ),
+    )
     with_dt = [rows_for("Inter1Event", e, KafkaCoordinates("t", 0, i)) or {} for i, e in
                enumerate(events)]  # fmt: skip
     with_us = [
@@ -285,6 +307,25 @@ def per_change(app: SinkApp, events: list[dict[str, Any]], rounds: int = 3) -> d
             spent = time.process_time() - started
             out[label] = min(out.get(label, spent), spent)
     return out
+
+
+async def raw_consume_seconds(topic: str, events: int, batch: int) -> float:
+    """CPU seconds of a plain aiokafka consume of the backlog (the records, nothing done with
+    them): the part of the sink's work no choice of decoding or inserting removes."""
+    consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **client_options())
+    await consumer.start()
+    try:
+        await consumer.getmany(timeout_ms=1)
+        while not consumer.assignment():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        started = time.process_time()
+        seen = 0
+        while seen < events:
+            fetched = await consumer.getmany(timeout_ms=200, max_records=batch)
+            seen += sum(len(records) for records in fetched.values())
+        return time.process_time() - started
+    finally:
+        await consumer.stop()
 
 
 async def raw_pipeline_seconds(app: SinkApp, topic: str, events: int, batch: int) -> float:
@@ -355,6 +396,9 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
         batches = sink_batches(backlog, batch)
         store = Path(tempfile.mkdtemp(prefix="sink-bench-store-")) / "clickhouse"
         async with SinkApp(url=f"chdb://{store}", settings=settings) as app:
+            # background merges would run in whichever measurement follows the inserts that
+            # made the parts (the raw copies' merges inside the sink's window): off for both
+            app.store.command("SYSTEM STOP MERGES")
             raw_rows_s = await asyncio.to_thread(raw_insert_seconds, app, batches, "raw_r", False)
             raw_cols_s = await asyncio.to_thread(raw_insert_seconds, app, batches, "raw_c", True)
             raw_s = min(raw_rows_s, raw_cols_s)
@@ -375,6 +419,9 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
             assert stats.last_insert_cpu_s is not None
             sink_s = stats.last_insert_cpu_s - stats.first_record_cpu_s
             split = (stats.prepare_s, stats.insert_s, stats.batches_inserted)
+            threads = (stats.prepare_cpu_s, stats.insert_cpu_s)
+            app.store.command("SYSTEM START MERGES")
+            consume_s = await raw_consume_seconds(topic, args.events, batch)
             pipeline_s = await raw_pipeline_seconds(app, topic, args.events, batch)
             changes = await asyncio.to_thread(per_change, app, backlog)
             sent: dict[str, float] = {}
@@ -411,17 +458,29 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
             f"baseline {raw_s:.3f} s, {raw_rate:,.0f} ev/s"
         )
         print(
-            f"sink (fetch, decode, rows, batches, tokens, ledger): {sink_s:.3f} s "
+            f"sink (fetch, Avro container, ClickHouse decode + views, batches, tokens, ledger): "
+            f"{sink_s:.3f} s "
             f"[{sink_wall_s:.3f} s], {sink_rate:,.0f} ev/s"
         )
         print(f"ratio sink / raw insert: {sink_rate / raw_rate:.2f} (target >= 0.8)")
         print(
+            f"  raw aiokafka consume of the same records alone: {consume_s:.3f} s, "
+            f"{consume_s * 1e6 / args.events:.1f} µs per event (sink minus consume: "
+            f"{(sink_s - consume_s) * 1e6 / args.events:.1f} µs per event)"
+        )
+        print(
             f"  sink wall-time split (threads overlap and wait for the GIL): decode+rows+"
             f"batching {split[0]:.3f} s, inserts {split[1]:.3f} s in {split[2]} batches"
         )
+        print(
+            f"  sink CPU per event: decode+batching thread {threads[0] * 1e6 / args.events:.1f}"
+            f" µs, inserting thread {threads[1] * 1e6 / args.events:.1f} µs, the rest (the "
+            f"engine's own threads, the consume loop) "
+            f"{(sink_s - sum(threads)) * 1e6 / args.events:.1f} µs"
+        )
         per = {k: v * 1e6 / args.events for k, v in floor.items()}
         print(
-            "floor, single-threaded per event: "
+            "former Python path (decode + rows) floor, single-threaded per event: "
             + ", ".join(f"{k} {v:.1f} µs" for k, v in per.items())
             + f"; raw insert {raw_s * 1e6 / args.events:.1f} µs; best possible ratio with "
             f"the sink decoder and rows on one core: "

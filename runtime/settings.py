@@ -155,6 +155,10 @@ class SinkSettings(BaseSettings):
     """Consumer group of the sink."""
     batch_records: int = Field(default=5000, ge=1)
     """Offsets per batch bucket: a full batch spans ``[k*N, (k+1)*N)`` of one partition."""
+    container_min_events: int = Field(default=1000, ge=0)
+    """Events per batch from which ClickHouse decodes them (one Avro container into
+    ``event_landing``); smaller batches are decoded here. ClickHouse plans its views on every
+    insert (about 60 ms), which a few events do not repay (bench/sink_bench.py)."""
     flush_interval_s: float = Field(default=1.0, gt=0)
     """Longest a consumed record waits before it is inserted and its offset committed."""
     retry_initial_s: float = Field(default=0.5, gt=0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runtime.batch_handler import Record
 from sinks.tables import RowSet
 
 __all__ = ["Batch", "PartitionBatcher"]
@@ -36,6 +37,9 @@ class Batch:
     last_offset: int
     records: int = 0
     rows: RowSet = field(default_factory=dict)
+    events: list[Record] = field(default_factory=list)
+    """Inter1Event records ClickHouse decodes itself
+    (``sinks/event_container.py``), in offset order."""
     ended_sessions: set[str] = field(default_factory=set)
     event_sessions: set[str] = field(default_factory=set)
     announced: bool = False  # its intent row is in the ledger (partial batches)
@@ -47,8 +51,13 @@ class Batch:
 
     @property
     def row_count(self) -> int:
-        """Rows over every table."""
-        return sum(len(rows) for rows in self.rows.values())
+        """Rows built in Python over every table, plus one per container event."""
+        return sum(len(rows) for rows in self.rows.values()) + len(self.events)
+
+    @property
+    def has_data(self) -> bool:
+        """Anything to insert (rows or container events)."""
+        return bool(self.rows) or bool(self.events)
 
 
 class PartitionBatcher:
@@ -95,8 +104,10 @@ class PartitionBatcher:
         *,
         ended_session: str | None = None,
         event_session: str | None = None,
+        event_record: Record | None = None,
     ) -> list[Batch]:
-        """Add one record's rows; returns the batches this closed (oldest first)."""
+        """Add one record's rows (or, ``event_record``, the record for the event container);
+        returns the batches this closed (oldest first)."""
         closed: list[Batch] = []
         if self._already_inserted(offset):
             self.skipped += 1
@@ -114,6 +125,8 @@ class PartitionBatcher:
         batch.records += 1
         for table, table_rows in (rows or {}).items():
             batch.rows.setdefault(table, []).extend(table_rows)
+        if event_record is not None:
+            batch.events.append(event_record)
         if ended_session is not None:
             batch.ended_sessions.add(ended_session)
         if event_session is not None:

@@ -13,7 +13,10 @@ single-node and cluster schemas cannot drift: every ``CREATE TABLE name`` become
 
 Views (``CREATE VIEW IF NOT EXISTS`` and, for a later migration that redefines one,
 ``CREATE OR REPLACE VIEW``) get ``ON CLUSTER`` and read the ``Distributed`` tables by their
-plain names. The output is committed as ``deploy/clickhouse/cluster.sql``; a test regenerates it and
+plain names. A ``Null`` table (``event_landing``, it stores nothing) is created on every
+node as it is, and each materialized view on it ``ON CLUSTER``, writing to the
+``Distributed`` table of its target (rows reach the shard of their session).
+The output is committed as ``deploy/clickhouse/cluster.sql``; a test regenerates it and
 compares. It is not applied here (no cluster locally): run it with ``clickhouse-client
 --multiquery`` against one node of the cluster.
 """
@@ -33,6 +36,10 @@ _TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<name>\w+)\s*\n", re.MULTIL
 _VIEW = re.compile(
     r"^(?P<create>CREATE VIEW IF NOT EXISTS|CREATE OR REPLACE VIEW) (?P<name>\w+) AS", re.MULTILINE
 )
+_MATERIALIZED = re.compile(
+    r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<name>\w+) (?P<to>TO \w+ AS)", re.MULTILINE
+)
+_NULL_ENGINE = re.compile(r"^ENGINE = Null$", re.MULTILINE)
 _ENGINE = re.compile(
     r"^ENGINE = (?P<engine>\w*MergeTree)(?:\((?P<args>[^)]*)\))?\s*$", re.MULTILINE
 )
@@ -72,7 +79,23 @@ def cluster_statements(directory: Path = MIGRATIONS_DIR) -> list[str]:
         for statement in migration.statements():
             table = _TABLE.match(statement)
             view = _VIEW.match(statement)
-            if table is not None:
+            materialized = _MATERIALIZED.match(statement)
+            if table is not None and _NULL_ENGINE.search(statement):
+                out.append(
+                    _TABLE.sub(
+                        f"CREATE TABLE IF NOT EXISTS {table['name']} {_ON}\n", statement, count=1
+                    )
+                )
+            elif materialized is not None:
+                out.append(
+                    _MATERIALIZED.sub(
+                        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {materialized['name']} {_ON} "
+                        f"{materialized['to']}",
+                        statement,
+                        count=1,
+                    )
+                )
+            elif table is not None:
                 out.extend(_table(statement, table["name"]))
             elif view is not None:
                 out.append(

@@ -19,6 +19,7 @@ from runtime.errors import ConfigError, ExitCode, PipelineError, ServiceUnavaila
 
 __all__ = [
     "CLICKHOUSE_ERROR_CLASSES",
+    "ClickHouseBadDataError",
     "ClickHouseBusyError",
     "ClickHouseConfigError",
     "ClickHouseQueryError",
@@ -48,6 +49,14 @@ class ClickHouseQueryError(PipelineError):
     exit_code = ExitCode.DATA_ERROR
 
 
+class ClickHouseBadDataError(ClickHouseQueryError):
+    """ClickHouse could not read inserted data (a damaged Avro record, a refused row).
+
+    The sink then finds the bad records itself (fastavro), dead-letters them and inserts
+    the rest; retrying the same bytes cannot succeed.
+    """
+
+
 class ClickHouseReadOnlyError(ClickHouseQueryError):
     """A statement that writes was sent where only reads are allowed (the sink's endpoint)."""
 
@@ -64,6 +73,12 @@ class MigrationError(PipelineError):
 
 
 CLICKHOUSE_ERROR_CLASSES: Mapping[int, type[PipelineError]] = {
+    6: ClickHouseBadDataError,  # CANNOT_PARSE_TEXT
+    27: ClickHouseBadDataError,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    33: ClickHouseBadDataError,  # CANNOT_READ_ALL_DATA
+    117: ClickHouseBadDataError,  # INCORRECT_DATA
+    469: ClickHouseBadDataError,  # VIOLATED_CONSTRAINT (event_landing: a misread row)
+    1001: ClickHouseBadDataError,  # STD_EXCEPTION (the Avro reader: "Cannot have negative length")
     16: SchemaMismatchError,  # NO_SUCH_COLUMN_IN_TABLE
     47: SchemaMismatchError,  # UNKNOWN_IDENTIFIER
     60: SchemaMismatchError,  # UNKNOWN_TABLE

@@ -1,15 +1,22 @@
 """``inter1-pipeline sink``: events, usage, cues and session records into ClickHouse, once.
 
 Consumes the events, usage, cues and chunk topics with the shared
-:class:`runtime.consume_loop.ConsumeLoop`. Each record is decoded with the codec and turned
-into rows (:mod:`sinks.tables`), cut into deterministic batches per topic-partition
-(:mod:`sinks.batches`) and inserted off the event loop with
+:class:`runtime.consume_loop.ConsumeLoop`. ``Inter1Event`` records in the codec's current
+version go to ClickHouse undecoded: a batch's events become one Avro container
+(:mod:`sinks.event_container`) inserted into ``event_landing``, whose materialized views
+(migration 0006) fill the event tables; the sink reads only each record's ``session_id``.
+Other records are decoded with the codec and turned into rows (:mod:`sinks.tables`). Both
+are cut into deterministic batches per topic-partition (:mod:`sinks.batches`) and inserted
+off the event loop with
 ``insert_deduplication_token = topic:partition:first-last``; the consume loop commits
 offsets only after :meth:`SinkHandler.flush` returned, i.e. after ClickHouse acknowledged
 every batch holding them.
 
 * Undecodable record: a ``DeadLetter`` on the dead-letter topic with the reason (its
-  offset is committed only after the dead letter was acknowledged).
+  offset is committed only after the dead letter was acknowledged). When ClickHouse
+  refuses an event container as bad data, the sink decodes its records with fastavro,
+  dead-letters those that fail (acknowledged before the batch's ledger row) and inserts
+  the rest under the same token.
 * ClickHouse unavailable or busy: the batch stays queued, its partitions are paused
   (:class:`runtime.batch_handler.Backpressure`) and the insert is retried with capped
   exponential backoff; a checkpoint retries until ``retry_timeout_s`` and then stops the
@@ -46,10 +53,12 @@ from runtime.settings import SinkSettings, load
 from runtime.topics import topic_name
 from schemas.codec import Codec, codec_from_settings
 from schemas.exceptions import CodecError
+from schemas.framing import SINGLE_OBJECT_HEADER_SIZE, single_object_header
 from sinks.batches import Batch, PartitionBatcher
 from sinks.clickhouse_client import clickhouse_url, make_client
 from sinks.decoding import SinkDecoder
-from sinks.exceptions import SchemaMismatchError
+from sinks.event_container import container_header, landing_schema, ocf_container, session_id_of
+from sinks.exceptions import ClickHouseBadDataError, ClickHouseQueryError, SchemaMismatchError
 from sinks.faults import Point, parse_crash_at
 from sinks.metrics import CONSUMER_LAG, SinkCollector
 from sinks.migrations import migrate
@@ -70,6 +79,7 @@ __all__ = [
 _log = get_logger("sinks.sink_app")
 _EVENT_RECORDS = frozenset({"Inter1Event", "UsageRecord", "Cue"})
 _LEDGER_COLUMNS = ("topic", "partition", "first_offset", "last_offset", "records")
+_LANDING = "event_landing"
 SUMMARY_COLUMNS = (
     "session_id",
     "tenant",
@@ -104,11 +114,14 @@ class SinkStats:
     rows_inserted: int = 0
     skipped_already_inserted: int = 0
     dead_letters: int = 0
+    containers_refused: int = 0  # event containers ClickHouse refused as bad data
     insert_failures: int = 0  # failed ClickHouse calls (inserts, ledger reads) retried
     summaries: int = 0
     rows_per_table: dict[str, int] = field(default_factory=dict)
     prepare_s: float = 0.0  # time spent decoding and batching
     insert_s: float = 0.0  # time spent in ClickHouse inserts
+    prepare_cpu_s: float = 0.0  # CPU of the thread decoding and batching
+    insert_cpu_s: float = 0.0  # CPU of the thread inserting (engine threads not included)
     first_record_at: float | None = None  # time.monotonic() of the first record processed
     last_insert_at: float | None = None  # time.monotonic() of the last batch acknowledged
     first_record_cpu_s: float | None = None  # time.process_time() at first_record_at
@@ -122,7 +135,12 @@ def sink_topics() -> list[str]:
 
 def check_schema(store: Store) -> None:
     """Every table and column the sink writes exists; otherwise name the table and column."""
-    wanted = {**COLUMNS, "sink_batches": _LEDGER_COLUMNS, "session_summaries": SUMMARY_COLUMNS}
+    wanted = {
+        **COLUMNS,
+        "sink_batches": _LEDGER_COLUMNS,
+        "session_summaries": SUMMARY_COLUMNS,
+        _LANDING: ("source_topic", "source_partition", "source_offset", "payload", "row_end"),
+    }
     for table, columns in wanted.items():
         present = store.columns(table)
         if not present:
@@ -153,6 +171,10 @@ class SinkHandler(BatchHandler):
         self._store = store
         self._codec = codec
         self._decoder = SinkDecoder(codec)
+        event = codec.catalog.current("Inter1Event")
+        self._event_header = single_object_header(event.fingerprint)
+        self._container_header = container_header(landing_schema(event.schema))
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._crash_at = parse_crash_at(settings.crash_at)
         self._dead_letter_topic = dead_letter_topic
         self._settings = settings
@@ -170,6 +192,7 @@ class SinkHandler(BatchHandler):
 
     async def start(self) -> None:
         """Start the dead-letter producer (idempotent)."""
+        self._loop = asyncio.get_running_loop()
         if self._producer is None:
             producer = make_producer()
             await start_client(producer)
@@ -327,6 +350,7 @@ class SinkHandler(BatchHandler):
         """Decode and batch (worker thread); returns the records to dead-letter."""
         dead: list[tuple[Record, PipelineError]] = []
         started = time.monotonic()
+        cpu_started = time.thread_time()
         if self.stats.first_record_at is None:
             self.stats.first_record_at = started
             self.stats.first_record_cpu_s = time.process_time()
@@ -335,22 +359,36 @@ class SinkHandler(BatchHandler):
             batcher = self._batcher(tp, record.offset)
             rows = None
             ended = event_session = None
+            value = record.value or b""
+            event = None
+            if value[:SINGLE_OBJECT_HEADER_SIZE] == self._event_header:
+                # current Inter1Event: ClickHouse decodes it (a body that does not start
+                # with two strings is decoded below, for the decoder's error)
+                event_session = session_id_of(value, SINGLE_OBJECT_HEADER_SIZE)
+                event = record if event_session is not None else None
             try:
-                name, datum = self._decoder.decode(record.value or b"", topic=record.topic)
-                if datum is not None:
-                    at = KafkaCoordinates(record.topic, record.partition, record.offset)
-                    rows = rows_for(name, datum, at)
-                    if name == "SessionEnded":
-                        ended = str(datum["session_id"])
-                    elif name in _EVENT_RECORDS:
-                        event_session = str(datum["session_id"])
+                if event is None:
+                    name, datum = self._decoder.decode(value, topic=record.topic)
+                    if datum is not None:
+                        at = KafkaCoordinates(record.topic, record.partition, record.offset)
+                        rows = rows_for(name, datum, at)
+                        if name == "SessionEnded":
+                            ended = str(datum["session_id"])
+                        elif name in _EVENT_RECORDS:
+                            event_session = str(datum["session_id"])
             except CodecError as exc:
                 if exc.retriable:
                     raise
                 dead.append((record, exc))
             before = batcher.skipped
             self._ready.extend(
-                batcher.add(record.offset, rows, ended_session=ended, event_session=event_session)
+                batcher.add(
+                    record.offset,
+                    rows,
+                    ended_session=ended,
+                    event_session=event_session,
+                    event_record=event,
+                )
             )
             if batcher.skipped != before:
                 self.stats.skipped_already_inserted += 1
@@ -361,7 +399,20 @@ class SinkHandler(BatchHandler):
                     self._event_sessions.add(event_session)
             self.stats.records += 1
         self.stats.prepare_s += time.monotonic() - started
+        self.stats.prepare_cpu_s += time.thread_time() - cpu_started
         return dead
+
+    async def _dead_letter_acknowledged(self, record: Record, error: PipelineError) -> None:
+        await self._dead_letter(record, error)
+        await self._dead_letters[-1]
+
+    def _dead_letter_from_thread(self, record: Record, error: PipelineError) -> None:
+        """Dead-letter a record and wait for the acknowledgement (worker thread)."""
+        if self._loop is None:
+            raise RuntimeError("the sink handler was not started")
+        asyncio.run_coroutine_threadsafe(
+            self._dead_letter_acknowledged(record, error), self._loop
+        ).result()
 
     async def _dead_letter(self, record: Record, error: PipelineError) -> None:
         key = record.key
@@ -396,11 +447,20 @@ class SinkHandler(BatchHandler):
     def _insert_batches(self, batches: list[Batch]) -> None:
         """Insert batches in order (worker thread), removing each from ``batches`` once
         acknowledged: on a failure, ``batches`` holds what is left."""
+        cpu_started = time.thread_time()
+        try:
+            self._insert_all(batches)
+        finally:
+            self.stats.insert_cpu_s += time.thread_time() - cpu_started
+
+    def _insert_all(self, batches: list[Batch]) -> None:
         self._announce(batches)
         while batches:
             batch = batches[0]
             started = time.monotonic()
-            if batch.rows:
+            if batch.has_data:
+                if batch.events:
+                    self._insert_events(batch)
                 for table, rows in sorted(batch.rows.items()):
                     self._store.insert(table, rows, COLUMNS[table], token=batch.token)
                 self._crash_check("after_rows", batch)
@@ -418,9 +478,11 @@ class SinkHandler(BatchHandler):
                     _LEDGER_COLUMNS,
                     token=batch.token,
                 )
+                counts = self.stats.rows_per_table
                 for table, rows in batch.rows.items():
-                    counts = self.stats.rows_per_table
                     counts[table] = counts.get(table, 0) + len(rows)
+                if batch.events:
+                    counts["events"] = counts.get("events", 0) + len(batch.events)
                 self.stats.rows_inserted += batch.row_count
                 self.stats.batches_inserted += 1
                 self.stats.last_insert_at = time.monotonic()
@@ -439,13 +501,83 @@ class SinkHandler(BatchHandler):
             batches.pop(0)
         self._backoff_s = self._settings.retry_initial_s
 
+    def _insert_events(self, batch: Batch) -> None:
+        """The batch's events as one Avro container into ``event_landing`` (worker thread).
+
+        ClickHouse refusing the bytes as bad data: every record is decoded with fastavro,
+        those that fail are dead-lettered (acknowledged before this returns, so before the
+        batch's ledger row) and the rest inserted under the same token. When every record
+        decodes, the refusal is not the records' fault: the error stops the sink.
+        """
+        if len(batch.events) < self._settings.container_min_events:
+            self._events_as_rows(batch)
+            return
+        start = SINGLE_OBJECT_HEADER_SIZE
+        while batch.events:
+            container = ocf_container(
+                self._container_header,
+                batch.topic,
+                batch.partition,
+                [(r.offset, memoryview(r.value or b"")[start:]) for r in batch.events],
+            )
+            try:
+                self._store.insert_avro(_LANDING, container, token=batch.token)
+                return
+            except ClickHouseBadDataError as exc:
+                self.stats.containers_refused += 1
+                bad = self._undecodable(batch.events)
+                if not bad:
+                    raise ClickHouseQueryError(
+                        f"ClickHouse refused the events of batch {batch.token}, but every "
+                        f"record decodes with fastavro: {exc}"
+                    ) from exc
+                _log.warning(
+                    "event_container_refused",
+                    error=str(exc),
+                    topic=batch.topic,
+                    partition=batch.partition,
+                    offset=batch.first_offset,
+                    bad_offsets=[r.offset for r, _ in bad],
+                )
+                for record, error in bad:
+                    self._dead_letter_from_thread(record, error)
+                dropped = {r.offset for r, _ in bad}
+                batch.events = [r for r in batch.events if r.offset not in dropped]
+
+    def _events_as_rows(self, batch: Batch) -> None:
+        """A small batch's events decoded here into the batch's rows (worker thread): the
+        same rows the views write (``tests/sinks/test_event_container.py``), inserted with
+        the batch's other rows under its token. A batch always takes the same way (its
+        event count is fixed by its offsets), so a retry is deduplicated either way."""
+        for record in batch.events:
+            try:
+                name, datum = self._decoder.decode(record.value or b"", topic=record.topic)
+            except CodecError as exc:
+                self._dead_letter_from_thread(record, exc)
+                continue
+            at = KafkaCoordinates(record.topic, record.partition, record.offset)
+            for table, rows in (rows_for(name, datum or {}, at) or {}).items():
+                batch.rows.setdefault(table, []).extend(rows)
+        batch.events = []
+
+    def _undecodable(self, records: list[Record]) -> list[tuple[Record, PipelineError]]:
+        bad: list[tuple[Record, PipelineError]] = []
+        for record in records:
+            try:
+                self._decoder.decode(record.value or b"", topic=record.topic)
+            except CodecError as exc:
+                bad.append((record, exc))
+        return bad
+
     def _announce(self, batches: list[Batch]) -> None:
         """Intent rows (``records = 0``) for the partial batches not announced yet, in one
         insert before any of their rows, so a restart re-cuts exactly these ranges (one
         insert for the group: a small insert costs about 9 ms of CPU on the embedded engine).
         """
         size = self._settings.batch_records
-        partial = [b for b in batches if b.rows and not b.announced and (b.last_offset + 1) % size]
+        partial = [
+            b for b in batches if b.has_data and not b.announced and (b.last_offset + 1) % size
+        ]
         if not partial:
             return
         self._store.insert(

@@ -64,6 +64,27 @@ class Store:
             # column type fails here, before anything is sent. Find the column.
             raise self._value_mismatch(table, rows, columns, exc) from exc
 
+    def insert_avro(self, table: str, container: bytes, *, token: str) -> None:
+        """Insert an Avro Object Container File (``FORMAT Avro``, decoded by ClickHouse).
+
+        ``token`` becomes ``insert_deduplication_token``; it also deduplicates the blocks
+        the table's materialized views write (``deduplicate_blocks_in_dependent_
+        materialized_views``), so a retried container is dropped in every target table.
+        Raises :class:`~sinks.exceptions.ClickHouseBadDataError` for bytes ClickHouse
+        cannot read.
+        """
+        settings = {
+            "insert_deduplication_token": token,
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
+        }
+        try:
+            with self._lock:
+                self._client.raw_insert(
+                    table, insert_block=container, fmt="Avro", settings=settings
+                )
+        except (ClickHouseError, OSError) as exc:
+            raise classify(exc, f"insert into {table} (token {token})") from exc
+
     def insert_json(self, table: str, body: bytes) -> None:
         """Insert ``JSONEachRow`` rows (values in ClickHouse's JSON text forms)."""
         try:

@@ -15,9 +15,14 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sinks.record_log import datum_json
-
-__all__ = ["COLUMNS", "KafkaCoordinates", "RowSet", "payload_data", "rows_for"]
+__all__ = [
+    "COLUMNS",
+    "KafkaCoordinates",
+    "RowSet",
+    "payload_data",
+    "payload_json",
+    "rows_for",
+]
 
 RowSet = dict[str, list[list[Any]]]
 """Table name -> rows (each a list in :data:`COLUMNS` order)."""
@@ -219,6 +224,28 @@ def _short(branch: str) -> str:
     return short
 
 
+def _json_numbers(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 1e16 else value
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_numbers(v) for v in value]
+    return value
+
+
+# keys in schema order, UTF-8: the text ClickHouse's toJSONString writes for the same
+# payload (migration 0006 builds events.payload_json there)
+_PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def payload_json(branch: str, payload: Mapping[str, Any]) -> str:
+    """``events.payload_json``: ``{"branch":<short name>,"data":<payload>}``, compact,
+    keys in schema order, non-ASCII as UTF-8, integral floats without ``.0`` (``3`` for
+    ``3.0``, the same JSON number), exactly as the views of migration 0006 write it."""
+    return _PAYLOAD_ENCODER.encode({"branch": branch, "data": _json_numbers(payload)})
+
+
 def _event_rows(datum: Mapping[str, Any], at: KafkaCoordinates) -> RowSet:
     branch, payload = datum["payload"]
     short = _short(branch)
@@ -246,7 +273,7 @@ def _event_rows(datum: Mapping[str, Any], at: KafkaCoordinates) -> RowSet:
                 datum["received_at"],
                 tenant,
                 app,
-                datum_json({"branch": short, "data": payload}),
+                payload_json(short, payload),
                 at.topic,
                 at.partition,
                 at.offset,

@@ -799,3 +799,149 @@ FROM
     )
 ) AS i
 LEFT JOIN (SELECT session_id, media_seconds FROM sessions_ended FINAL) AS x ON i.session_id = x.session_id;
+
+CREATE TABLE IF NOT EXISTS event_landing ON CLUSTER '{cluster}'
+(
+    source_topic String,
+    source_partition Int32,
+    source_offset Int64,
+    event_id String,
+    session_id String,
+    api_version String,
+    event_type String,
+    timestamp DateTime64(6, 'UTC'),
+    correlation_id String,
+    incarnation Int32,
+    event_seq Int64,
+    media_offset_s Float64,
+    chunk_seq Nullable(Int64),
+    first_chunk_seq Nullable(Int64),
+    received_at DateTime64(6, 'UTC'),
+    tenant Nullable(String),
+    app Nullable(String),
+    payload Variant(Tuple(SignalDetected__signal_type String, SignalDetected__start Float64, SignalDetected__probability Nullable(String), SignalDetected__rationale Nullable(String), SignalDetected__modality Nullable(Tuple(__items__ Array(String)))), Tuple(SignalUpdated__signal_type String, SignalUpdated__start Float64, SignalUpdated__probability Nullable(String), SignalUpdated__rationale Nullable(String), SignalUpdated__modality Nullable(Tuple(__items__ Array(String)))), Tuple(SignalEnded__signal_type String, SignalEnded__end Float64), Tuple(EngagementUpdated__state String, EngagementUpdated__start Float64), Tuple(ConversationQualityUpdated__overall Nullable(Tuple(quality_index Float64, clarity Float64, authority Float64, energy Float64, rapport Float64, learning Float64)), ConversationQualityUpdated__timeline Nullable(Tuple(__items__ Array(Tuple(start Float64, end Float64, `values` Tuple(quality_index Float64, clarity Float64, authority Float64, energy Float64, rapport Float64, learning Float64)))))), Tuple(FeedbackGenerated__feedback String), Tuple(CoverageDropped__ranges Array(Tuple(start Float64, end Float64))), Tuple(CoverageDegraded__ranges Array(Tuple(start Float64, end Float64)), CoverageDegraded__reason String), Tuple(Error__code String, Error__message String, Error__link Nullable(String), Error__segment Nullable(Int64)), Tuple(SessionReady__session_idle_timeout_seconds Int32, SessionReady__session_max_duration_seconds Int32, SessionReady__max_segment_duration_seconds Nullable(Float64), SessionReady__min_segment_size_bytes Int64, SessionReady__max_segment_size_bytes Int64, SessionReady__supported_session_config_options Tuple(include Array(String), goal_dimensions Nullable(Tuple(__items__ Array(String))), model Nullable(Tuple(__items__ Array(String))))), Tuple(SessionUpdated__include Array(String), SessionUpdated__goal_dimensions Nullable(Tuple(__items__ Array(String))), SessionUpdated__model Nullable(String)), Tuple(SessionClosing__max_drain_seconds Int32), Tuple(SessionEnded__reason String), Tuple(UnknownEvent__type String, UnknownEvent__raw_json String)),
+    row_end Int64,
+    CONSTRAINT aligned CHECK row_end = source_offset
+)
+ENGINE = Null
+SETTINGS allow_suspicious_variant_types = 1;
+
+CREATE TABLE IF NOT EXISTS event_rows ON CLUSTER '{cluster}'
+(
+    event_id String,
+    session_id String,
+    api_version String,
+    event_type String,
+    ts DateTime64(6, 'UTC'),
+    correlation_id String,
+    incarnation UInt32,
+    event_seq UInt64,
+    media_offset_s Float64,
+    chunk_seq Nullable(Int64),
+    received_at DateTime64(6, 'UTC'),
+    tenant String,
+    app String,
+    payload_json String,
+    source_topic String,
+    source_partition UInt32,
+    source_offset UInt64,
+    branch String COMMENT 'payload branch, e.g. SignalDetected',
+    signal_type String COMMENT 'signal branches',
+    probability String COMMENT 'signal.detected/updated (empty: not sent)',
+    rationale String COMMENT 'signal.detected/updated (empty: not sent)',
+    signal_s Float64 COMMENT 'signal start (detected/updated) or end (ended), connection time',
+    state String COMMENT 'engagement.updated',
+    start_s Float64 COMMENT 'engagement.updated start, connection time',
+    overall Nullable(Tuple(quality_index Float64, clarity Float64, authority Float64,
+        energy Float64, rapport Float64, learning Float64)),
+    timeline Array(Tuple(start Float64, end Float64, `values` Tuple(quality_index Float64,
+        clarity Float64, authority Float64, energy Float64, rapport Float64, learning Float64))),
+    ranges Array(Tuple(start Float64, end Float64)) COMMENT 'coverage branches',
+    reason String COMMENT 'coverage.degraded'
+)
+ENGINE = Null;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS event_rows_from_landing ON CLUSTER '{cluster}' TO event_rows AS
+SELECT
+    event_id, session_id, api_version, event_type, timestamp AS ts, correlation_id,
+    incarnation, event_seq, media_offset_s, chunk_seq, received_at,
+    ifNull(tenant, '') AS tenant, ifNull(app, '') AS app,
+    concat('{"branch":"', branch, '","data":', data, '}') AS payload_json,
+    source_topic, source_partition, source_offset, branch,
+    if(branch IN ('SignalDetected', 'SignalUpdated', 'SignalEnded'), f.signal_type, '')
+        AS signal_type,
+    ifNull(f.probability, '') AS probability,
+    ifNull(f.rationale, '') AS rationale,
+    if(branch = 'SignalEnded', f.end, f.start) AS signal_s,
+    if(branch = 'EngagementUpdated', f.state, '') AS state,
+    f.start AS start_s,
+    f.overall AS overall,
+    f.timeline AS timeline,
+    f.ranges AS ranges,
+    if(branch = 'CoverageDegraded', f.reason, '') AS reason
+FROM
+(
+    SELECT *, JSONExtract(data, 'Tuple(signal_type String, start Float64, end Float64, probability Nullable(String), rationale Nullable(String), state String, overall Nullable(Tuple(quality_index Float64, clarity Float64, authority Float64, energy Float64, rapport Float64, learning Float64)), timeline Array(Tuple(start Float64, end Float64, `values` Tuple(quality_index Float64, clarity Float64, authority Float64, energy Float64, rapport Float64, learning Float64))), ranges Array(Tuple(start Float64, end Float64)), reason String)') AS f
+    FROM
+    (
+        SELECT *, substring(splitByString('__', toString(variantType(payload)))[1], 7) AS branch, replaceRegexpAll(replaceRegexpAll(toJSONString(payload), '"[A-Za-z]+__(\\w+)":', '"\\1":'), '\\{"__items__":(\\[(?:"(?:[^"\\\\]|\\\\.)*"|[^\\[\\]"])*\\])\\}', '\\1') AS data
+        FROM event_landing
+    )
+)
+SETTINGS output_format_json_escape_forward_slashes = 0, output_format_json_quote_64bit_integers = 0;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_from_landing ON CLUSTER '{cluster}' TO events AS
+SELECT
+    event_id, session_id, api_version, event_type, ts, correlation_id, incarnation,
+    event_seq, media_offset_s, chunk_seq, received_at, tenant, app, payload_json,
+    source_topic, source_partition, source_offset
+FROM event_rows;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS signal_events_from_landing ON CLUSTER '{cluster}' TO signal_events AS
+SELECT
+    event_id, session_id, incarnation, event_seq, event_type, signal_type, probability,
+    rationale, media_offset_s + signal_s AS media_s, ts, tenant, app
+FROM event_rows
+WHERE branch IN ('SignalDetected', 'SignalUpdated', 'SignalEnded');
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS engagement_events_from_landing ON CLUSTER '{cluster}' TO engagement_events AS
+SELECT
+    event_id, session_id, incarnation, event_seq, state,
+    media_offset_s + start_s AS start_s, ts, tenant, app
+FROM event_rows
+WHERE branch = 'EngagementUpdated';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS quality_overall_from_landing ON CLUSTER '{cluster}' TO quality_overall AS
+SELECT
+    event_id, session_id, incarnation, event_seq,
+    assumeNotNull(overall).quality_index AS quality_index,
+    assumeNotNull(overall).clarity AS clarity,
+    assumeNotNull(overall).authority AS authority,
+    assumeNotNull(overall).energy AS energy,
+    assumeNotNull(overall).rapport AS rapport,
+    assumeNotNull(overall).learning AS learning,
+    ts, tenant, app
+FROM event_rows
+WHERE branch = 'ConversationQualityUpdated' AND overall IS NOT NULL;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS quality_timeline_from_landing ON CLUSTER '{cluster}' TO quality_timeline AS
+SELECT
+    event_id, session_id, incarnation, event_seq, idx - 1 AS idx,
+    media_offset_s + entry.start AS start_s, media_offset_s + entry.end AS end_s,
+    entry.values.quality_index AS quality_index, entry.values.clarity AS clarity,
+    entry.values.authority AS authority, entry.values.energy AS energy,
+    entry.values.rapport AS rapport, entry.values.learning AS learning,
+    ts, tenant, app
+FROM event_rows
+ARRAY JOIN timeline AS entry, arrayEnumerate(timeline) AS idx
+WHERE branch = 'ConversationQualityUpdated';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS coverage_from_landing ON CLUSTER '{cluster}' TO coverage AS
+SELECT
+    event_id, session_id, incarnation,
+    if(branch = 'CoverageDropped', 'dropped', 'degraded') AS kind, reason, idx - 1 AS idx,
+    media_offset_s + range.start AS start_s, media_offset_s + range.end AS end_s,
+    range.end - range.start AS seconds, ts, tenant, app
+FROM event_rows
+ARRAY JOIN ranges AS range, arrayEnumerate(ranges) AS idx
+WHERE branch IN ('CoverageDropped', 'CoverageDegraded');

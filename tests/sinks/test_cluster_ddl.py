@@ -18,11 +18,48 @@ def test_committed_cluster_ddl_is_current() -> None:
 def test_every_table_is_replicated_and_distributed_every_view_on_cluster() -> None:
     single = [s for m in discover() for s in m.statements()]
     tables = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s) for s in single]
-    table_names = [m[1] for m in tables if m]
+    null_tables = [m[1] for m, s in zip(tables, single, strict=True) if m and "ENGINE = Null" in s]
+    table_names = [m[1] for m in tables if m and m[1] not in null_tables]
+    materialized = [
+        (m[1], m[2])
+        for s in single
+        if (m := re.match(r"CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS", s))
+    ]
     views = [m[1] for s in single if (m := re.match(r"CREATE VIEW IF NOT EXISTS (\w+)", s))]
     replaced = [m[1] for s in single if (m := re.match(r"CREATE OR REPLACE VIEW (\w+)", s))]
     statements = cluster_statements()
-    assert len(statements) == 2 * len(table_names) + len(views) + len(replaced)
+    assert len(statements) == (
+        2 * len(table_names) + len(null_tables) + len(materialized) + len(views) + len(replaced)
+    )
+    # migration 0006: the Null landing tables on every node, the views writing to the
+    # Distributed tables of their targets
+    assert null_tables == ["event_landing", "event_rows"]
+    assert materialized == [
+        (f"{t}_from_landing", t)
+        for t in (
+            "event_rows",
+            "events",
+            "signal_events",
+            "engagement_events",
+            "quality_overall",
+            "quality_timeline",
+            "coverage",
+        )
+    ]
+    landing = next(
+        s for s in statements if s.startswith("CREATE TABLE IF NOT EXISTS event_landing")
+    )
+    assert landing.startswith("CREATE TABLE IF NOT EXISTS event_landing ON CLUSTER '{cluster}'\n")
+    assert "ENGINE = Null" in landing
+    assert "Replicated" not in landing
+    for name, target in materialized:
+        assert any(
+            s.startswith(
+                f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name} ON CLUSTER '{{cluster}}' "
+                f"TO {target} AS"
+            )
+            for s in statements
+        )
     # redefined by 0003, 0004, 0005
     assert replaced == ["session_summary_live", "signal_intervals", "signal_intervals"]
     redefined = [

@@ -39,6 +39,7 @@ def test_project_migrations_apply_once(client: Client) -> None:
         (3, "chunks"),
         (4, "signal_intervals_across_connections"),
         (5, "signal_intervals_first_window"),
+        (6, "event_landing"),
     ]
     assert [m.version for m in first] == [m.version for m in discover(MIGRATIONS_DIR)]
     assert migrate(client) == []

@@ -104,9 +104,9 @@ def test_sample_dataset_rows(sample_store: Any) -> None:
         ]
         assert rows("SELECT payload_json FROM events FINAL WHERE event_type = 'gaze.updated'") == [
             {
-                "payload_json": '{"branch":"UnknownEvent","data":{"raw_json":'
-                '"{\\"type\\":\\"gaze.updated\\",\\"data\\":{\\"target\\":\\"camera\\"}}",'
-                '"type":"gaze.updated"}}'
+                # keys in schema order (type, raw_json): the order ClickHouse writes them in
+                "payload_json": '{"branch":"UnknownEvent","data":{"type":"gaze.updated",'
+                '"raw_json":"{\\"type\\":\\"gaze.updated\\",\\"data\\":{\\"target\\":\\"camera\\"}}"}}'
             }
         ]
     # each table holds each logical row once, also before any merge (no duplicate inserts)
@@ -245,12 +245,16 @@ def test_kill9_between_insert_and_commit_then_restart(
     store_dir = tmp_path / "clickhouse"
     # batches of 2 offsets, no checkpoint for an hour: full batches are inserted (among them
     # the session's SessionEnded), none committed, no summary written (that is a checkpoint's)
+    # events as Avro containers decoded by ClickHouse (the clean run decoded them here:
+    # small batches), so the comparison also shows both ways store the same rows
+    container = {"PIPELINE_SINK_CONTAINER_MIN_EVENTS": "1"}
     first = helpers.SinkProcess(
         store_dir,
         topics,
         group,
         PIPELINE_SINK_BATCH_RECORDS="2",
         PIPELINE_SINK_FLUSH_INTERVAL_S="3600",
+        **container,
     )
     try:
         # events 18 records -> 9 full batches, usage 6 -> 3, chunks 2 -> 1; the one cue waits
@@ -261,7 +265,9 @@ def test_kill9_between_insert_and_commit_then_restart(
         assert helpers.committed(group) == {}
     finally:
         first.kill9()
-    second = helpers.SinkProcess(store_dir, topics, group, PIPELINE_SINK_BATCH_RECORDS="2")
+    second = helpers.SinkProcess(
+        store_dir, topics, group, PIPELINE_SINK_BATCH_RECORDS="2", **container
+    )
     try:
         helpers.wait_committed(group, topics)
         assert second.terminate() == 0, second.tail()
@@ -424,8 +430,9 @@ def test_crash_inside_a_partial_batch_then_restart_stores_each_row_once(
     helpers.publish_sample(topics, garbage=False)
     group = f"sink-{uuid.uuid4().hex[:8]}"
     store_dir = tmp_path / "clickhouse"
+    container = {"PIPELINE_SINK_CONTAINER_MIN_EVENTS": "1"}  # ClickHouse decodes the events
     first = helpers.SinkProcess(
-        store_dir, topics, group, PIPELINE_SINK_CRASH_AT=f"{point}@events:0:0"
+        store_dir, topics, group, PIPELINE_SINK_CRASH_AT=f"{point}@events:0:0", **container
     )
     try:
         assert first.proc.wait(timeout=90) == CRASH_EXIT_CODE, first.tail()
@@ -458,7 +465,7 @@ def test_crash_inside_a_partial_batch_then_restart_stores_each_row_once(
             await producer.stop()
 
     asyncio.run(publish_late())
-    second = helpers.SinkProcess(store_dir, topics, group)
+    second = helpers.SinkProcess(store_dir, topics, group, **container)
     try:
         helpers.wait_committed(group, topics)
         assert second.terminate() == 0, second.tail()
@@ -544,3 +551,97 @@ def test_unreachable_server_then_it_appears(
     assert {t: rows[t] for t in TABLES} == {t: rows[f"{t}_final"] for t in TABLES}
     assert (rows["events"], rows["usage"], rows["cues"], rows["sessions_ended"]) == (17, 6, 1, 1)
     assert chdb_http.query("SELECT count() AS n FROM session_summaries FINAL") == [{"n": 1}]
+
+
+@pytest.mark.parametrize("container_min_events", [0, 1000], ids=["container", "decoded-here"])
+def test_damaged_events_in_a_batch_are_dead_lettered_and_the_rest_loads(
+    container_min_events: int,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Two events with a valid Inter1Event header but a damaged body (a byte too many, a
+    byte too few) sit in one batch between good events. Sent as a container, ClickHouse
+    refuses the batch as bad data; the sink finds the two with fastavro, dead-letters them
+    with the reason, and inserts the rest of the batch: every good row once, nothing else.
+    A batch below ``container_min_events`` is decoded by the sink: the same outcome."""
+    helpers = request.getfixturevalue("sink_helpers")
+    topics = helpers.create_topics(f"sinkbad-{uuid.uuid4().hex[:8]}.")
+    counts = helpers.publish_sample(topics, garbage=False)
+    late = _late_events(3)
+    codec = get_codec()
+    good = [codec.encode("Inter1Event", d) for d in late]
+    values = [good[0], good[1] + b"\x00", good[1][:-1], good[2]]  # offsets 17..20
+
+    async def publish() -> None:
+        producer = make_producer()
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait(
+                    topics.name("events"), value, key=b"sess-a", partition=0
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", topics.prefix)
+    load.cache_clear()
+    load_topic_specs.cache_clear()
+    settings = SinkSettings(
+        group_id=f"sink-{uuid.uuid4().hex[:8]}",
+        flush_interval_s=0.3,
+        container_min_events=container_min_events,
+    )
+
+    async def scenario() -> tuple[Any, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        app = SinkApp(url=f"chdb://{tmp_path / 'clickhouse'}", settings=settings)
+        await app.start()
+        try:
+            runner = asyncio.create_task(app.run())
+            total = sum(counts.values()) + len(values)
+            deadline = time.monotonic() + 60
+            while app.handler.stats.records < total or app.handler.stats.summaries < 1:
+                assert not runner.done(), "the sink stopped"
+                assert time.monotonic() < deadline, "not every record was processed in 60 s"
+                await asyncio.sleep(0.1)
+            app.request_stop()
+            await runner
+            stats = app.handler.stats
+            store = app.store
+            events = store.rows(
+                "SELECT source_offset, event_id FROM events WHERE source_offset >= 17 "
+                "ORDER BY source_offset"
+            )
+            totals = store.rows(
+                "SELECT (SELECT count() FROM events), (SELECT count() FROM events FINAL)"
+            )
+        finally:
+            await app.stop()
+        return stats, events, totals
+
+    stats, events, totals = asyncio.run(scenario())
+    assert events == [(17, late[0]["event_id"]), (20, late[2]["event_id"])]
+    assert totals == [(19, 19)]  # the sample's 17 events + the 2 good late ones, once
+    assert stats.dead_letters == 2
+    if container_min_events == 0:
+        assert stats.containers_refused >= 1  # found by ClickHouse, not before it
+    else:
+        assert stats.containers_refused == 0
+    dead = sorted(helpers.dead_letters(topics, 2), key=lambda d: d["source_offset"])
+    assert [
+        (d["source_partition"], d["source_offset"], d["error_type"], d["value"], d["session_id"])
+        for d in dead
+    ] == [
+        (0, 18, "CorruptRecordError", values[1], "sess-a"),
+        (0, 19, "TruncatedRecordError", values[2], "sess-a"),
+    ]
+    assert dead[0]["error_message"] == (
+        "Inter1Event record has 1 byte(s) left over after its body; it was not written with "
+        "the schema its header names"
+    )
+    assert dead[1]["error_message"].startswith("Inter1Event record of ")
+    assert dead[1]["error_message"].endswith(
+        " bytes ends before its body is complete; the value was cut off or is not Avro"
+    )
