@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -41,6 +42,7 @@ from runtime.logs import get_logger
 from runtime.settings import KafkaSettings
 from schemas.codec import Codec
 from schemas.exceptions import CodecError
+from workers.session import metrics
 from workers.session.dead_letters import record_dead_letter
 from workers.session.outbox import Outbox
 from workers.session.readback import apply_published, read_back
@@ -86,6 +88,7 @@ class SessionHandler(BatchHandler):
         self._ready: set[TopicPartition] = set()  # partitions whose on_assign completed
         self._ready_changed = asyncio.Condition()
         self._seeked: dict[TopicPartition, int] = {}  # skip records until this offset returns
+        self._batch_wall_s = 0.0  # wall time the batch being routed was handed over
 
     def attach(self, consumer: AIOKafkaConsumer) -> None:
         """The started consumer (seeking back to restart chunks needs it)."""
@@ -116,8 +119,10 @@ class SessionHandler(BatchHandler):
             await asyncio.wait_for(
                 self._ready_changed.wait_for(lambda: partitions <= self._ready), 60.0
             )
+        consumed = time.monotonic()
+        self._batch_wall_s = time.time()
         for record in records:
-            self._route(record)
+            self._route(record, consumed)
         full = frozenset(
             TopicPartition(self._outbox.topics.chunks, s.progress.partition)
             for s in self._sessions.values()
@@ -301,7 +306,7 @@ class SessionHandler(BatchHandler):
 
     # -- routing ----------------------------------------------------------------------------
 
-    def _route(self, record: Record) -> None:  # noqa: PLR0912 - one branch per record kind
+    def _route(self, record: Record, consumed: float) -> None:  # noqa: PLR0912 - per record kind
         tp = TopicPartition(record.topic, record.partition)
         seeked = self._seeked.get(tp)
         if seeked is not None:
@@ -334,15 +339,17 @@ class SessionHandler(BatchHandler):
             session = self._open(self._new_progress(sid, record.partition, None), fresh=True)
             session.start()
         if isinstance(item, VideoChunk):
-            self._chunk(session, item, record)
+            self._chunk(session, item, record, consumed)
         elif isinstance(item, SessionEnded):
             try:
                 self._assembler.end_session(sid)
             except MissingPartError as exc:
                 self._poison_partial(session, record, exc)
-            session.end(End("ended", item.media_seconds))
+            session.end(End("ended", item.media_seconds, consumed_at=consumed))
 
-    def _chunk(self, session: VideoSession, part: VideoChunk, record: Record) -> None:
+    def _chunk(
+        self, session: VideoSession, part: VideoChunk, record: Record, consumed: float
+    ) -> None:
         sid = session.session_id
         if part.seq <= self._accepted_seq.get(sid, -1):
             return  # already relayed (a redelivery)
@@ -350,7 +357,7 @@ class SessionHandler(BatchHandler):
             whole = self._assembler.add(part)
         except MissingPartError as exc:
             self._poison_partial(session, record, exc)
-            self._chunk(session, part, record)  # the record that revealed the gap is next
+            self._chunk(session, part, record, consumed)  # the record that revealed the gap
             return
         except ChunkError as exc:
             self._dead_letter(record, exc, sid)
@@ -367,6 +374,10 @@ class SessionHandler(BatchHandler):
             return
         _, offset = self._part0.pop(sid, (part, record.offset))
         self._accepted_seq[sid] = whole.seq
+        if session.progress.live:
+            metrics.CHUNK_CONSUME_LATENCY.observe(
+                max(0.0, self._batch_wall_s - whole.produced_at.timestamp())
+            )
         session.add_chunk(
             ChunkRef(
                 seq=whole.seq,
@@ -376,6 +387,7 @@ class SessionHandler(BatchHandler):
                 payload=whole.payload,
                 produced_at=whole.produced_at,
                 keyframe_start=whole.keyframe_start,
+                consumed_at=consumed,
             )
         )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import Histogram
 from session_helpers import (
     ChunkPublisher,
     TopicReader,
@@ -27,8 +28,11 @@ from session_helpers import (
 from sim_helpers import CLIP_A, CLIP_RAMP
 from worker_process import create_prefixed_topics, delete_topics, worker_processes
 
+from simulator.config import SessionLimits
 from simulator.server import Simulator
+from workers.session import metrics
 from workers.session.outbox import WorkerTopics
+from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
 
 pytestmark = pytest.mark.kafka
 
@@ -162,6 +166,74 @@ async def test_live_chunks_lagging_too_far_are_shed(
             shed[-1:] = [(shed[-1][0], b)] if shed and shed[-1][1] == a else [*shed[-1:], (a, b)]
     six, seven = clip.chunks[6], clip.chunks[7]
     assert shed == [(six.media_start_s, round(seven.media_start_s + seven.media_duration_s, 3))]
+
+
+def _observed(histogram: Histogram) -> float:
+    """How many observations ``histogram`` holds (all of this process)."""
+    return next(
+        sample.value
+        for family in histogram.collect()
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    )
+
+
+async def test_events_publish_when_they_wait_and_each_latency_leg_is_timed(
+    worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
+) -> None:
+    # progress and checkpoints an hour apart: only a waiting record can trigger a publish
+    slow = worker_settings(publish_interval_s=3600.0, commit_interval_s=3600.0)
+    await workers(worker_topics, simulator.http_url, settings=slow)
+    clip = fixture_chunks(CLIP_A)
+    sid = f"legs-{uuid.uuid4().hex[:6]}"
+    legs = (
+        metrics.CHUNK_CONSUME_LATENCY,
+        metrics.FRAME_SEND_LATENCY,
+        metrics.FRAME_RELAY_LATENCY,
+        metrics.FRAME_WS_SEND_LATENCY,
+        metrics.EVENT_PUBLISH_LATENCY,
+    )
+    before = {leg: _observed(leg) for leg in legs}
+    events = await TopicReader(worker_topics.events).start()
+    async with ChunkPublisher(worker_topics.chunks) as publisher:
+        await publisher.session(sid, clip, live=True)
+    try:
+        await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
+    finally:
+        await events.stop()
+    published = len(events.of(sid))
+    await _until(
+        lambda: (
+            _observed(metrics.EVENT_PUBLISH_LATENCY) - before[metrics.EVENT_PUBLISH_LATENCY]
+            == published
+        ),
+        f"one publish-latency observation per event ({published})",
+    )
+    # the frames a live connection sends: complete ones as their last chunk comes, the rest
+    # at the end of the video session (timed from the SessionEnded record)
+    segmenter = Segmenter(SegmentLimits(min_duration_s=SessionLimits().min_segment_duration_s))
+    refs = [
+        ChunkRef(
+            c.seq,
+            c.seq,
+            c.media_start_s,
+            c.media_start_s + c.media_duration_s,
+            c.payload,
+            datetime.now(UTC),
+        )
+        for c in clip.chunks
+    ]
+    by_chunk = sum(len(segmenter.add(ref)) for ref in refs)
+    at_end = len(segmenter.flush())
+    assert by_chunk >= 2
+    counted = {leg: _observed(leg) - before[leg] for leg in legs}
+    assert counted == {
+        metrics.CHUNK_CONSUME_LATENCY: len(clip.chunks),
+        metrics.FRAME_SEND_LATENCY: by_chunk,  # end to end: from a chunk's produced_at
+        metrics.FRAME_RELAY_LATENCY: by_chunk + at_end,
+        metrics.FRAME_WS_SEND_LATENCY: by_chunk + at_end,
+        metrics.EVENT_PUBLISH_LATENCY: published,
+    }
 
 
 async def _until(check: Callable[[], bool], what: str, within_s: float = 30.0) -> None:

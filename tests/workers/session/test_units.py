@@ -3,6 +3,8 @@ usage tiling, progress records."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 from datetime import UTC, datetime
 
@@ -15,7 +17,7 @@ from workers.session.faults import parse_crash_at
 from workers.session.readback import apply_published, summarise
 from workers.session.reconnect import backoff_s, policy_for, restart_index
 from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
-from workers.session.state_store import SessionProgress
+from workers.session.state_store import STATE_VERSION, SessionProgress
 from workers.session.usage import UsageLedger
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -181,6 +183,16 @@ def test_usage_tiles_once_with_drops_and_degraded_inside() -> None:
 def test_progress_round_trips() -> None:
     progress = SessionProgress("s1", 3, watermark_s=9.0, dropped=[(1, 2, "x")], labels={"a": "b"})
     assert SessionProgress.from_json(progress.to_json()) == progress
+
+
+def test_progress_json_holds_every_field_as_asdict_gives_it() -> None:
+    # to_json names the fields itself (asdict is slow): a field added later must be written too
+    progress = SessionProgress(
+        "s1", 3, watermark_s=9.0, dropped=[(1, 2, "x")], degraded=[(3, 4)], labels={"a": "b"}
+    )
+    progress.readback = {"events": {0: 17}}
+    expected = json.loads(json.dumps({"v": STATE_VERSION, **dataclasses.asdict(progress)}))
+    assert json.loads(progress.to_json()) == expected
 
 
 def test_signal_ended_at_the_media_end_joins_the_last_window() -> None:
