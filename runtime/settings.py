@@ -211,7 +211,7 @@ class SessionWorkerSettings(BaseSettings):
     takes them (only for a service known not to shed)."""
     publish_interval_s: float = Field(default=0.5, gt=0.0)
     """How often the worker publishes session progress when no event is waiting."""
-    publish_linger_s: float = Field(default=0.02, ge=0.0)
+    publish_linger_s: float = Field(default=0.005, ge=0.0)
     """Once a record (event, usage, dead letter) waits in the worker's outbox, how long the
     outbox gathers more (the rest of a window's events) before publishing them with their
     progress: bounds the time from an event received to its record acknowledged."""

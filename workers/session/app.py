@@ -217,7 +217,8 @@ async def run_worker(
     )
     options = session_options(worker, inter1)
     async with AsyncExitStack() as stack:
-        producer = make_producer(kafka)
+        # no linger: the outbox hands over whole per-partition batches (runtime.batch_send)
+        producer = make_producer(kafka, linger_ms=0)
         await producer.start()
         stack.push_async_callback(producer.stop)
         outbox = Outbox(
