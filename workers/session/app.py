@@ -2,10 +2,10 @@
 
 :func:`run_worker` checks the websockets C speedups and the file-descriptor limit, starts
 the idempotent producer, the consume loop (chunk topic, consumer group), a publisher that
-flushes the outbox ``publish_linger_s`` after a record starts waiting in it (and progress
-at least every ``publish_interval_s``), and ``/metrics``, ``/healthz``, ``/readyz``.
-On SIGTERM/SIGINT it stops polling, closes every Inter-1 connection
-gracefully within ``shutdown_timeout_s``, publishes, commits and leaves the group.
+flushes the outbox ``publish_linger_s`` after a live session's record starts waiting in it
+(and everything at least every ``publish_interval_s``), and ``/metrics``, ``/healthz``,
+``/readyz``. On SIGTERM/SIGINT it stops polling, closes every Inter-1 connection gracefully
+within ``shutdown_timeout_s``, publishes, commits and leaves the group.
 """
 
 from __future__ import annotations
@@ -177,8 +177,8 @@ def update_lag(consumer: AIOKafkaConsumer) -> None:
 
 
 async def _publisher(runtime: WorkerRuntime, interval_s: float, linger_s: float) -> None:
-    """Publish the outbox ``linger_s`` after a record starts waiting in it, and progress at
-    least every ``interval_s``; a failure stops the loop (never skipped)."""
+    """Publish the outbox ``linger_s`` after a live session's record starts waiting in it,
+    and at least every ``interval_s``; a failure stops the loop (never skipped)."""
     outbox = runtime.outbox
     while True:
         with contextlib.suppress(TimeoutError):

@@ -425,6 +425,7 @@ class SessionHandler(BatchHandler):
             )
         if len(self._sessions) >= self._max_sessions:
             _log.warning("max_sessions_exceeded", sessions=len(self._sessions))
+        self._outbox.set_live(progress.session_id, progress.live)
         session = VideoSession(
             progress, options, self._outbox, api_version=options.api_version, fresh=fresh
         )
@@ -432,6 +433,7 @@ class SessionHandler(BatchHandler):
         return session
 
     def _forget(self, sid: str) -> None:
+        self._outbox.set_live(sid, False)
         self._assembler.discard(sid)
         self._part0.pop(sid, None)
         self._accepted_seq.pop(sid, None)

@@ -85,7 +85,8 @@ class Outbox:
         self._first: dict[str, Snapshot] = {}
         self._floors: dict[str, dict[int, int]] | None = None  # role -> partition -> offset
         self._lock = asyncio.Lock()
-        self._waiting = asyncio.Event()  # set while records wait to be published
+        self._waiting = asyncio.Event()  # set while a live session's records wait
+        self._live: set[bytes] = set()  # keys of live sessions: their records go out at once
         self.published = 0
         self.published_events = 0
 
@@ -115,6 +116,14 @@ class Outbox:
         """A new session: ``snapshot()`` (claiming nothing) is written before its records."""
         self._first[session_id] = snapshot
 
+    def set_live(self, session_id: str, live: bool) -> None:
+        """Whether ``session_id``'s records are published as soon as they wait (live media:
+        ``records_waiting`` returns) or with the next periodic publish (recorded media)."""
+        if live:
+            self._live.add(session_id.encode())
+        else:
+            self._live.discard(session_id.encode())
+
     def discard(self, session_ids: set[str]) -> None:
         """Forget what these sessions queued (their partitions moved: the next owner redoes it)."""
         keys = {sid.encode() for sid in session_ids}
@@ -135,7 +144,7 @@ class Outbox:
             self._floors = {self._roles[t]: parts for t, parts in ends.items()}
 
     async def records_waiting(self) -> None:
-        """Return once a record waits to be published (at once if one does)."""
+        """Return once a live session's record waits to be published (at once if one does)."""
         await self._waiting.wait()
 
     @property
@@ -179,7 +188,7 @@ class Outbox:
                 # the records are redelivered to whoever owns the partitions next.
                 self._records = records + self._records
                 self._event_times = taken + self._event_times
-                if self._records:
+                if any(key in self._live for _topic, key, _value in self._records):
                     self._waiting.set()
                 raise
             self.published += len(records)
@@ -207,5 +216,7 @@ class Outbox:
                 parts[batch.partition] = max(parts.get(batch.partition, 0), batch.last_offset + 1)
 
     def _add(self, name: str, topic: str, key: str, datum: dict[str, Any]) -> None:
-        self._records.append((topic, key.encode(), self._codec.encode(name, datum, topic=topic)))
-        self._waiting.set()
+        encoded = key.encode()
+        self._records.append((topic, encoded, self._codec.encode(name, datum, topic=topic)))
+        if encoded in self._live:
+            self._waiting.set()

@@ -3,17 +3,22 @@ usage tiling, progress records."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import random
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from runtime.errors import ConfigError
+from schemas.codec import get_codec
+from schemas.examples import example_inter1_events
 from workers.session.events import EventContext, WindowPlacer, event_record
 from workers.session.exceptions import PoisonChunkError
 from workers.session.faults import parse_crash_at
+from workers.session.outbox import Outbox, WorkerTopics
 from workers.session.readback import apply_published, summarise
 from workers.session.reconnect import backoff_s, policy_for, restart_index
 from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
@@ -285,3 +290,26 @@ def test_parse_crash_at_names_the_expected_form() -> None:
     assert str(info.value) == (
         "PIPELINE_WORKER_CRASH_AT='after_state@3': expected records_acked@<events>"
     )
+
+
+async def test_only_a_live_sessions_records_wake_the_publisher() -> None:
+    async def no_offsets(_topics: list[str]) -> dict[str, dict[int, int]]:
+        return {}
+
+    topics = WorkerTopics("c", "e", "u", "d", "s")
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")  # never started: no I/O
+    outbox = Outbox(producer, get_codec(), topics, end_offsets=no_offsets)
+    outbox.set_live("live-1", True)
+    outbox.set_live("rec-1", False)
+    event = example_inter1_events("rec-1")[0]
+    waiter = asyncio.ensure_future(outbox.records_waiting())
+    outbox.event("rec-1", event)  # recorded: waits for the periodic publish
+    await asyncio.sleep(0)
+    assert (outbox.pending, waiter.done()) == (1, False)
+    outbox.event("live-1", {**event, "session_id": "live-1"})
+    await asyncio.sleep(0)
+    assert (outbox.pending, waiter.done()) == (2, True)
+    outbox.set_live("live-1", False)  # a session forgotten is no longer live
+    outbox.discard({"live-1", "rec-1"})
+    assert outbox.pending == 0
+    await producer.stop()
