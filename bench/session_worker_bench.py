@@ -41,6 +41,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import socket
 import statistics
 import struct
@@ -410,7 +411,7 @@ async def _publish_live(args: argparse.Namespace) -> None:
             for index in range(len(keys))
         )
         start, worst = time.monotonic(), 0.0
-        sends = []
+        sends: list[asyncio.Future[object]] = []
         for at, index, encoded in plan:
             due = start + at
             if due > time.monotonic():
@@ -475,12 +476,17 @@ async def _capacity_step(
     topic: str,
     http: httpx.AsyncClient,
     pid: int,
+    sim_pid: int,
 ) -> None:
     """One step: ``count`` live sessions through the worker; prints CPU, RSS, each leg."""
     idle_rss = _proc_rss_mb(pid)
     text = (await http.get("/metrics")).text
     before = {name: _histogram(text, name) for _label, name in _LEGS}
     cpu0, load0 = _proc_cpu_s(pid), os.getloadavg()[0]
+    sim0, wall0 = _proc_cpu_s(sim_pid), time.monotonic()
+    own0, kids0 = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
     sids = [f"cap-{count}-{i}-{uuid.uuid4().hex[:4]}" for i in range(count)]
     peak = idle_rss
     transit: list[float] = []
@@ -512,6 +518,13 @@ async def _capacity_step(
             break
         await asyncio.sleep(0.5)
     used = _proc_cpu_s(pid) - cpu0
+    wall = time.monotonic() - wall0
+    sim_used = _proc_cpu_s(sim_pid) - sim0
+    own1, kids1 = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    bench_used = own1.ru_utime + own1.ru_stime - own0.ru_utime - own0.ru_stime
+    publisher_used = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
     load = (load0 + os.getloadavg()[0]) / 2
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -521,6 +534,11 @@ async def _capacity_step(
         f"\n{count} sessions: worker {per * 1e6:.0f} us CPU per media-s ({1 / per:,.0f} "
         f"sessions/core), RSS {(peak - idle_rss) / count:.2f} MB/session, publisher late "
         f"<= {lag * 1000:.0f} ms, load average ~{load:.1f} (2 cores, shared)"
+    )
+    print(
+        f"  cores busy over the step's {wall:.0f} s: worker {used / wall:.2f}, simulator "
+        f"{sim_used / wall:.2f}, publisher {publisher_used / wall:.2f}, bench (transit "
+        f"consumer) {bench_used / wall:.2f}"
     )
     print(f"  {'leg':50s} {'p50 ms':>8s} {'p99 ms':>8s} {'n':>6s}")
     print(
@@ -577,7 +595,13 @@ async def capacity(args: argparse.Namespace) -> None:
             )
             for count in steps:
                 await _capacity_step(
-                    args, count, clip, topic=topics.chunks, http=http, pid=worker.pid
+                    args,
+                    count,
+                    clip,
+                    topic=topics.chunks,
+                    http=http,
+                    pid=worker.pid,
+                    sim_pid=sim.pid,
                 )
     finally:
         worker.terminate()
