@@ -465,6 +465,10 @@ _LEGS = (
     ("  of which the WebSocket send", "inter1_worker_frame_ws_send_seconds"),
     ("worker events: received -> acked by Kafka", "inter1_worker_event_publish_seconds"),
     ("  of which the produce -> ack", "inter1_worker_publish_ack_seconds"),
+    (
+        "checkpoint flush (no records handed over meanwhile)",
+        "inter1_worker_checkpoint_flush_seconds",
+    ),
 )
 
 

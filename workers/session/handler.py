@@ -139,8 +139,10 @@ class SessionHandler(BatchHandler):
             for sid, (partition, offset) in self._finished.items()
             if self._routed.get(partition, -1) >= offset
         }
+        started = time.monotonic()
         await self._outbox.publish()
         await self.prune()
+        metrics.CHECKPOINT_FLUSH_LATENCY.observe(time.monotonic() - started)
         self._releasable = covered
 
     async def prune(self) -> None:

@@ -7,6 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "ACTIVE_SESSIONS",
     "BYTES_SENT",
+    "CHECKPOINT_FLUSH_LATENCY",
     "CHUNK_CONSUME_LATENCY",
     "CHUNK_LATENCY",
     "CONSUMER_LAG",
@@ -82,6 +83,12 @@ FRAME_WS_SEND_LATENCY = Histogram(
 EVENT_PUBLISH_LATENCY = Histogram(
     "inter1_worker_event_publish_seconds",
     "An event taken from the WebSocket to its Inter1Event record acknowledged by Kafka",
+    buckets=LATENCY_BUCKETS_S,
+)
+CHECKPOINT_FLUSH_LATENCY = Histogram(
+    "inter1_worker_checkpoint_flush_seconds",
+    "One checkpoint's flush (publish and prune before the offsets are committed): the consume "
+    "loop hands the worker no records meanwhile",
     buckets=LATENCY_BUCKETS_S,
 )
 PUBLISH_ACK_LATENCY = Histogram(
