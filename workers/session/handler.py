@@ -89,6 +89,7 @@ class SessionHandler(BatchHandler):
         self._ready_changed = asyncio.Condition()
         self._seeked: dict[TopicPartition, int] = {}  # skip records until this offset returns
         self._batch_wall_s = 0.0  # wall time the batch being routed was handed over
+        self._queued_to: list[VideoSession] = []  # sessions given a chunk in this batch
 
     def attach(self, consumer: AIOKafkaConsumer) -> None:
         """The started consumer (seeking back to restart chunks needs it)."""
@@ -115,17 +116,21 @@ class SessionHandler(BatchHandler):
         # aiokafka may hand over records of a partition while its assignment callback (which
         # restores sessions and seeks back) still runs: wait for it to finish first.
         partitions = {TopicPartition(r.topic, r.partition) for r in records}
-        async with self._ready_changed:
-            await asyncio.wait_for(
-                self._ready_changed.wait_for(lambda: partitions <= self._ready), 60.0
-            )
+        if not partitions <= self._ready:  # no task or timer per batch once assigned
+            async with self._ready_changed:
+                await asyncio.wait_for(
+                    self._ready_changed.wait_for(lambda: partitions <= self._ready), 60.0
+                )
         consumed = time.monotonic()
         self._batch_wall_s = time.time()
+        self._queued_to.clear()
         for record in records:
             self._route(record, consumed)
+        # only a session that got a chunk now can have filled its queue (live sessions come
+        # one record per batch: scanning every session per batch was O(sessions) per chunk)
         full = frozenset(
             TopicPartition(self._outbox.topics.chunks, s.progress.partition)
-            for s in self._sessions.values()
+            for s in self._queued_to
             if s.queued >= self._options.queue_chunks
         )
         return Backpressure(full) if full else None
@@ -380,6 +385,7 @@ class SessionHandler(BatchHandler):
             metrics.CHUNK_CONSUME_LATENCY.observe(
                 max(0.0, self._batch_wall_s - whole.produced_at.timestamp())
             )
+        self._queued_to.append(session)
         session.add_chunk(
             ChunkRef(
                 seq=whole.seq,

@@ -26,6 +26,7 @@ from session_helpers import (
     worker_settings,
 )
 from sim_helpers import CLIP_A, CLIP_RAMP
+from structlog.testing import capture_logs
 from worker_process import create_prefixed_topics, delete_topics, worker_processes
 
 from simulator.config import SessionLimits
@@ -266,3 +267,31 @@ async def test_ended_session_ids_are_forgotten_once_committed_past(
         assert handler.finished == 2
         assert not set(sids) & set(handler.sessions)
         await publisher.end(other, clip)
+
+
+async def test_a_full_session_queue_pauses_its_partition_until_it_drains(
+    worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
+) -> None:
+    # a recording paced at 4x real time, its chunks all fetched at once, 2 queued at most
+    paced = worker_settings(session_queue_chunks=2, recorded_pace=4.0)
+    await workers(worker_topics, simulator.http_url, settings=paced)
+    clip = fixture_chunks(CLIP_A)
+    sid = f"full-{uuid.uuid4().hex[:6]}"
+    events = await TopicReader(worker_topics.events).start()
+    with capture_logs() as logs:
+        async with ChunkPublisher(worker_topics.chunks) as publisher:
+            await publisher.session(sid, clip)
+        try:
+            await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
+        finally:
+            await events.stop()
+    moves = [
+        (log["event"], log["partition"])
+        for log in logs
+        if log["event"] in ("partition_paused", "partition_resumed")
+    ]
+    assert moves, "the session's full queue never paused its partition"
+    assert moves[0][0] == "partition_paused"
+    assert moves[-1][0] == "partition_resumed"  # resumed once the queue drained
+    assert {p for _event, p in moves} == {moves[0][1]}  # only the session's partition
+    assert_windows_once(windows(events.of(sid)), clip.duration_s)
