@@ -11,18 +11,24 @@ turns first (``--repeat`` runs, medians). ``--profile FILE`` writes a cProfile o
 
 ``capacity``: the worker and ``simulate --decode boxes`` run as subprocesses; for each
 ``--steps`` count N, N live sessions publish their chunks in real time (``produced_at`` =
-send time) for the clip's 20 s. Per step: the worker's CPU per media second, RSS per session
-(peak minus idle) and the latency it adds (the chunk completing a frame: ``produced_at`` ->
-frame handed to the WebSocket; ``inter1_worker_frame_send_seconds`` from ``/metrics``)
-against its baseline, Kafka transit (``produced_at`` -> a raw aiokafka consumer in the bench
-holds the record). The publisher is its own process (``publish-live``, uvloop, each chunk's
-record encoded once), so it does not share a loop or a core's time slice with the bench;
-``--loop asyncio`` runs the worker on the standard loop.
+send time) for the clip's 20 s, session ``i`` starting ``i / N * --stagger-s`` late (real
+sessions start at random times; ``--stagger-s 0`` sends every session's chunk at the same
+instant, so they all land in one fetch). Per step: the worker's CPU per media second, RSS
+per session (peak minus idle) and p50/p99 of each latency leg, from the worker's
+``/metrics`` histograms (interpolated inside a bucket): end to end (``produced_at`` ->
+frame written), the chunk handed to the worker, the worker's own relay (handed over ->
+frame written, and the WebSocket send inside it) and its event leg (event received ->
+acknowledged by Kafka, and the produce -> ack inside it). Frames held for the segment
+minimum (policy) are timed from the chunk or SessionEnded that completed them. Baseline:
+Kafka transit (``produced_at`` -> a raw aiokafka consumer in the bench holds the record).
+The publisher is its own process (``publish-live``, uvloop, each chunk's record encoded
+once), so it does not share a loop or a core's time slice with the bench; ``--loop
+asyncio`` runs the worker on the standard loop.
 
 Prints figures; asserts nothing. The machine is shared: compare ratios from one run.
 
     .venv/bin/python bench/session_worker_bench.py relay [--sessions 100] [--kbit 2000]
-    .venv/bin/python bench/session_worker_bench.py capacity [--steps 25,50,100] [--loop asyncio]
+    .venv/bin/python bench/session_worker_bench.py capacity [--steps 25,50,100] [--stagger-s 3]
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import socket
 import statistics
 import struct
@@ -324,12 +331,21 @@ def _histogram(text: str, name: str) -> dict[float, float]:
     return buckets
 
 
-def _quantile_bound(before: dict[float, float], after: dict[float, float], q: float) -> float:
-    """Upper bucket bound holding quantile ``q`` of the observations between two scrapes."""
+def _histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Quantile ``q`` of the observations between two scrapes, interpolated linearly inside
+    its bucket (as Prometheus' ``histogram_quantile``); NaN when there were none."""
     total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    if total <= 0:
+        return float("nan")
+    lower, below = 0.0, 0.0
     for bound in sorted(after):
-        if after[bound] - before.get(bound, 0.0) >= q * total:
-            return bound
+        count = after[bound] - before.get(bound, 0.0)
+        if count >= q * total:
+            if bound == float("inf"):
+                return lower
+            inside = count - below
+            return lower + (bound - lower) * ((q * total - below) / inside if inside else 1.0)
+        lower, below = bound, count
     return float("inf")
 
 
@@ -373,8 +389,10 @@ class _PreEncoded:
 
 async def _publish_live(args: argparse.Namespace) -> None:
     """``publish-live``: ``--sids`` live sessions, each chunk sent when its media time comes
-    (``produced_at`` = send time); prints the worst lateness (s) as JSON. Run by ``capacity``
-    as its own process on uvloop, so the publisher is not what the step measures."""
+    (``produced_at`` = send time); session ``i`` of ``n`` starts ``i / n * --stagger-s`` late
+    (real sessions start at random times; 0: every session's chunk at the same instant);
+    prints the worst lateness (s) as JSON. Run by ``capacity`` as its own process on uvloop,
+    so the publisher is not what the step measures."""
     clip = padded(fixture_chunks(CLIP_RAMP), args.kbit)
     sids = args.sids.split(",")
     async with ChunkPublisher(args.topic) as publisher:
@@ -386,16 +404,26 @@ async def _publish_live(args: argparse.Namespace) -> None:
         if (probe["session_id"], probe["seq"]) != ("probe", clip.chunks[0].seq):
             raise SystemExit(f"pre-encoded record decodes wrong: {probe}")
         keys = [sid.encode() for sid in sids]
+        phase = [index / len(keys) * args.stagger_s for index in range(len(keys))]
+        plan = sorted(
+            (chunk.media_start_s + phase[index], index, encoded)
+            for chunk, encoded in zip(clip.chunks, pre, strict=True)
+            for index in range(len(keys))
+        )
         start, worst = time.monotonic(), 0.0
-        for chunk, encoded in zip(clip.chunks, pre, strict=True):
-            due = start + chunk.media_start_s
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        sends: list[asyncio.Future[object]] = []
+        for at, index, encoded in plan:
+            due = start + at
+            if due > time.monotonic():
+                await asyncio.gather(*sends)
+                sends = []
+                await asyncio.sleep(due - time.monotonic())
             worst = max(worst, time.monotonic() - due)
-            sends = [
+            key = keys[index]
+            sends.append(
                 await producer.send(args.topic, encoded.value(key, datetime.now(UTC)), key=key)
-                for key in keys
-            ]
-            await asyncio.gather(*sends)
+            )
+        await asyncio.gather(*sends)
         for sid in sids:
             await publisher.end(sid, clip)
     print(json.dumps({"lag_s": worst}), flush=True)
@@ -430,7 +458,106 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one measurement, in order
+_LEGS = (
+    ("end to end: produced_at -> frame written", "inter1_worker_frame_send_seconds"),
+    ("chunk consumed: produced_at -> handed to worker", "inter1_worker_chunk_consume_seconds"),
+    ("worker relay: handed over -> frame written", "inter1_worker_frame_relay_seconds"),
+    ("  of which the WebSocket send", "inter1_worker_frame_ws_send_seconds"),
+    ("worker events: received -> acked by Kafka", "inter1_worker_event_publish_seconds"),
+    ("  of which the produce -> ack", "inter1_worker_publish_ack_seconds"),
+    (
+        "checkpoint flush (no records handed over meanwhile)",
+        "inter1_worker_checkpoint_flush_seconds",
+    ),
+)
+
+
+async def _capacity_step(
+    args: argparse.Namespace,
+    count: int,
+    clip: ClipChunks,
+    *,
+    topic: str,
+    http: httpx.AsyncClient,
+    pid: int,
+    sim_pid: int,
+) -> None:
+    """One step: ``count`` live sessions through the worker; prints CPU, RSS, each leg."""
+    idle_rss = _proc_rss_mb(pid)
+    text = (await http.get("/metrics")).text
+    before = {name: _histogram(text, name) for _label, name in _LEGS}
+    cpu0, load0 = _proc_cpu_s(pid), os.getloadavg()[0]
+    sim0, wall0 = _proc_cpu_s(sim_pid), time.monotonic()
+    own0, kids0 = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    sids = [f"cap-{count}-{i}-{uuid.uuid4().hex[:4]}" for i in range(count)]
+    peak = idle_rss
+    transit: list[float] = []
+    listening = asyncio.Event()
+    watcher = asyncio.create_task(_transit(topic, listening, transit))
+    await asyncio.wait(
+        [watcher, asyncio.create_task(listening.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    if watcher.done():
+        watcher.result()  # the baseline consumer failed: raise it
+    sender = await asyncio.create_subprocess_exec(
+        *(sys.executable, __file__, "publish-live", "--topic", topic),
+        *("--kbit", str(args.kbit), "--sids", ",".join(sids)),
+        *("--stagger-s", str(args.stagger_s)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out_task = asyncio.create_task(sender.communicate())
+    while not out_task.done():
+        peak = max(peak, _proc_rss_mb(pid))
+        await asyncio.sleep(0.5)
+    lag = json.loads(out_task.result()[0].decode().splitlines()[-1])["lag_s"]
+    while True:  # every session drained
+        text = (await http.get("/metrics")).text
+        active = [
+            line for line in text.splitlines() if line.startswith("inter1_worker_active_sessions ")
+        ]
+        peak = max(peak, _proc_rss_mb(pid))
+        if active and float(active[0].split()[-1]) == 0:
+            break
+        await asyncio.sleep(0.5)
+    used = _proc_cpu_s(pid) - cpu0
+    wall = time.monotonic() - wall0
+    sim_used = _proc_cpu_s(sim_pid) - sim0
+    own1, kids1 = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    bench_used = own1.ru_utime + own1.ru_stime - own0.ru_utime - own0.ru_stime
+    publisher_used = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
+    load = (load0 + os.getloadavg()[0]) / 2
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    per = used / (count * clip.duration_s)
+    print(
+        f"\n{count} sessions: worker {per * 1e6:.0f} us CPU per media-s ({1 / per:,.0f} "
+        f"sessions/core), RSS {(peak - idle_rss) / count:.2f} MB/session, publisher late "
+        f"<= {lag * 1000:.0f} ms, load average ~{load:.1f} (2 cores, shared)"
+    )
+    print(
+        f"  cores busy over the step's {wall:.0f} s: worker {used / wall:.2f}, simulator "
+        f"{sim_used / wall:.2f}, publisher {publisher_used / wall:.2f}, bench (transit "
+        f"consumer) {bench_used / wall:.2f}"
+    )
+    print(f"  {'leg':50s} {'p50 ms':>8s} {'p99 ms':>8s} {'n':>6s}")
+    print(
+        f"  {'Kafka transit (bench consumer, baseline)':50s} {_quantile(transit, 0.5) * 1000:8.1f}"
+        f" {_quantile(transit, 0.99) * 1000:8.1f} {len(transit):6d}"
+    )
+    for label, name in _LEGS:
+        after = _histogram(text, name)
+        seen = after.get(float("inf"), 0.0) - before[name].get(float("inf"), 0.0)
+        p50 = _histogram_quantile(before[name], after, 0.5) * 1000
+        p99 = _histogram_quantile(before[name], after, 0.99) * 1000
+        print(f"  {label:50s} {p50:8.1f} {p99:8.1f} {seen:6.0f}")
+
+
+async def capacity(args: argparse.Namespace) -> None:
     steps = [int(n) for n in args.steps.split(",")]
     sim_port, http_port = _free_port(), _free_port()
     sim = _simulator(sim_port, "boxes", max(steps))
@@ -453,7 +580,6 @@ async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one mea
         [*_CLI, "session-worker"], env=env, stdout=subprocess.DEVNULL
     )
     clip = padded(fixture_chunks(CLIP_RAMP), args.kbit)
-    name = "inter1_worker_frame_send_seconds"
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
             deadline = time.monotonic() + 60
@@ -467,63 +593,19 @@ async def capacity(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one mea
                     raise SystemExit("the worker did not become ready")
                 await asyncio.sleep(0.2)
             await asyncio.sleep(2.0)
-            print(f"clip: {clip.duration_s:g} s, {len(clip.chunks)} chunks at {args.kbit:g} kbit/s")
             print(
-                "sessions | worker CPU/media-s | sessions/core | RSS/session | "
-                "p50 / p99 added | frames <=100 ms | publisher lag | Kafka transit p50 / p99"
+                f"clip: {clip.duration_s:g} s, {len(clip.chunks)} chunks at {args.kbit:g} kbit/s; "
+                f"session starts staggered over {args.stagger_s:g} s; worker on {args.loop}"
             )
             for count in steps:
-                idle_rss = _proc_rss_mb(worker.pid)
-                before = _histogram((await http.get("/metrics")).text, name)
-                cpu0 = _proc_cpu_s(worker.pid)
-                sids = [f"cap-{count}-{i}-{uuid.uuid4().hex[:4]}" for i in range(count)]
-                peak = idle_rss
-                transit: list[float] = []
-                listening = asyncio.Event()
-                watcher = asyncio.create_task(_transit(topics.chunks, listening, transit))
-                await asyncio.wait(
-                    [watcher, asyncio.create_task(listening.wait())],
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if watcher.done():
-                    watcher.result()  # the baseline consumer failed: raise it
-                sender = await asyncio.create_subprocess_exec(
-                    *(sys.executable, __file__, "publish-live", "--topic", topics.chunks),
-                    *("--kbit", str(args.kbit), "--sids", ",".join(sids)),
-                    stdout=asyncio.subprocess.PIPE,
-                )
-                out_task = asyncio.create_task(sender.communicate())
-                while not out_task.done():
-                    peak = max(peak, _proc_rss_mb(worker.pid))
-                    await asyncio.sleep(0.5)
-                lag = json.loads(out_task.result()[0].decode().splitlines()[-1])["lag_s"]
-                while True:  # every session drained
-                    text = (await http.get("/metrics")).text
-                    active = [
-                        line
-                        for line in text.splitlines()
-                        if line.startswith("inter1_worker_active_sessions ")
-                    ]
-                    peak = max(peak, _proc_rss_mb(worker.pid))
-                    if active and float(active[0].split()[-1]) == 0:
-                        break
-                    await asyncio.sleep(0.5)
-                used = _proc_cpu_s(worker.pid) - cpu0
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-                after = _histogram(text, name)
-                frames = after[float("inf")] - before.get(float("inf"), 0.0)
-                fast = after[0.1] - before.get(0.1, 0.0)
-                per = used / (count * clip.duration_s)
-                print(
-                    f"{count:8d} | {per * 1e6:8.0f} us | {1 / per:12,.0f} | "
-                    f"{(peak - idle_rss) / count:8.2f} MB | "
-                    f"<= {_quantile_bound(before, after, 0.5) * 1000:g} / "
-                    f"<= {_quantile_bound(before, after, 0.99) * 1000:g} ms | "
-                    f"{fast:.0f}/{frames:.0f} | {lag * 1000:.0f} ms | "
-                    f"{_quantile(transit, 0.5) * 1000:.0f} / "
-                    f"{_quantile(transit, 0.99) * 1000:.0f} ms"
+                await _capacity_step(
+                    args,
+                    count,
+                    clip,
+                    topic=topics.chunks,
+                    http=http,
+                    pid=worker.pid,
+                    sim_pid=sim.pid,
                 )
     finally:
         worker.terminate()
@@ -557,6 +639,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="relay: interleaved runs (median)")
     parser.add_argument("--steps", default="25,50,100", help="capacity: session counts")
     parser.add_argument("--loop", default="uvloop", help="capacity: the worker's event loop")
+    parser.add_argument(
+        "--stagger-s",
+        type=float,
+        default=3.0,
+        help="capacity: spread session starts over this many seconds (0: all at once)",
+    )
     parser.add_argument("--topic", help="publish-live (run by capacity): the chunk topic")
     parser.add_argument("--sids", help="publish-live (run by capacity): session ids")
     _main(parser.parse_args())

@@ -217,7 +217,12 @@ class SessionWorkerSettings(BaseSettings):
     simulator's default model load takes without shedding); 0: as fast as the connection
     takes them (only for a service known not to shed)."""
     publish_interval_s: float = Field(default=0.5, gt=0.0)
-    """How often events waiting in the worker's outbox are published with their progress."""
+    """How often the worker publishes what waits in its outbox (records of recorded sessions,
+    progress) with the sessions' progress."""
+    publish_linger_s: float = Field(default=0.005, ge=0.0)
+    """Once a live session's record (event, usage, dead letter) waits in the worker's outbox,
+    how long the outbox gathers more (the rest of a window's events) before publishing: bounds
+    the time from a live event received to its record acknowledged."""
     commit_interval_s: float = Field(default=1.0, gt=0.0)
     session_timeout_s: float = Field(default=10.0, ge=6.0)
     """Consumer-group session timeout (how long a crashed worker holds its partitions)."""

@@ -64,11 +64,22 @@ def payload_from_envelope(envelope: Mapping[str, Any]) -> tuple[str, dict[str, A
     data = envelope.get("data")
     if branch is None or not isinstance(data, Mapping):
         return unknown_payload(envelope)
-    records, names = _payload_schemas()
     try:
-        return (branch, _record(data, records[branch], names))
+        return (branch, _branch_converters()[branch](data))
     except _Mismatch:
         return unknown_payload(envelope)
+
+
+_Converter = Callable[[Any], Any]
+
+
+@cache
+def _branch_converters() -> dict[str, _Converter]:
+    """A converter per payload branch, built once from the schema (walking the schema for
+    every event was the costliest step of publishing one)."""
+    records, names = _payload_schemas()
+    compiled: dict[str, _Converter] = {}
+    return {branch: _compile(schema, names, compiled) for branch, schema in records.items()}
 
 
 @cache
@@ -96,20 +107,6 @@ def _payload_schemas() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, A
     return branches, names
 
 
-def _record(value: Any, schema: dict[str, Any], names: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _Mismatch
-    out: dict[str, Any] = {}
-    for fld in schema["fields"]:
-        if fld["name"] in value:
-            out[fld["name"]] = _convert(value[fld["name"]], fld["type"], names)
-        elif "default" in fld:
-            out[fld["name"]] = copy.deepcopy(fld["default"])
-        else:
-            raise _Mismatch
-    return out
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -126,42 +123,111 @@ _PRIMITIVES: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Any]]] = {
     "long": (_integer, int),
     "boolean": (lambda v: isinstance(v, bool), bool),
 }
+_IMMUTABLE = (type(None), str, int, float, bool)
 
 
-def _union(value: Any, branches: list[Any], names: dict[str, dict[str, Any]]) -> Any:
-    """A union value: null, or the first non-null branch the value fits."""
-    if value is None and "null" in branches:
-        return None
-    for branch in branches:
-        if branch == "null":
-            continue
-        try:
-            return _convert(value, branch, names)
-        except _Mismatch:
-            continue
-    raise _Mismatch
-
-
-def _convert(value: Any, typ: Any, names: dict[str, dict[str, Any]]) -> Any:
+def _compile(
+    typ: Any, names: dict[str, dict[str, Any]], named: dict[str, _Converter]
+) -> _Converter:
+    """A function converting a JSON value to the Avro datum of ``typ`` (raises _Mismatch)."""
     if isinstance(typ, list):
-        return _union(value, typ, names)
+        return _compile_union(typ, names, named)
     if isinstance(typ, dict):
         if typ["type"] == "array":
-            if not isinstance(value, list):
-                raise _Mismatch
-            return [_convert(v, typ["items"], names) for v in value]
-        return (
-            _record(value, typ, names)
-            if typ["type"] == "record"
-            else _convert(value, typ["type"], names)
-        )
+            item = _compile(typ["items"], names, named)
+
+            def array(value: Any) -> Any:
+                if not isinstance(value, list):
+                    raise _Mismatch
+                return [item(v) for v in value]
+
+            return array
+        if typ["type"] == "record":
+            return _compile_record(typ, names, named)
+        return _compile(typ["type"], names, named)
     primitive = _PRIMITIVES.get(typ)
     if primitive is not None:
-        accepts, conversion = primitive
+        return _compile_scalar(*primitive)
+    return _compile_named(str(typ), names, named)
+
+
+def _compile_scalar(accepts: Callable[[Any], bool], conversion: Callable[[Any], Any]) -> _Converter:
+    def scalar(value: Any) -> Any:
         if not accepts(value):
             raise _Mismatch
         return conversion(value)
-    named = names.get(typ) or names.get(_NS + str(typ))
-    if named is None:
+
+    return scalar
+
+
+def _compile_named(
+    typ: str, names: dict[str, dict[str, Any]], named: dict[str, _Converter]
+) -> _Converter:
+    """A reference to a named record, compiled once (a recursive reference finds the entry
+    and calls the record's converter once it is built)."""
+    full = typ if typ in names else _NS + typ
+    if full not in names:
+
+        def unknown(_value: Any) -> Any:
+            raise _Mismatch
+
+        return unknown
+    if full not in named:
+        slot: list[_Converter] = []
+
+        def forward(value: Any) -> Any:
+            return slot[0](value)
+
+        named[full] = forward
+        slot.append(_compile_record(names[full], names, named))
+    return named[full]
+
+
+def _compile_union(
+    branches: list[Any], names: dict[str, dict[str, Any]], named: dict[str, _Converter]
+) -> _Converter:
+    """A union value: null, or the first non-null branch the value fits."""
+    nullable = "null" in branches
+    options = [_compile(b, names, named) for b in branches if b != "null"]
+
+    def union(value: Any) -> Any:
+        if value is None and nullable:
+            return None
+        for option in options:
+            try:
+                return option(value)
+            except _Mismatch:
+                continue
         raise _Mismatch
-    return _record(value, named, names)
+
+    return union
+
+
+def _compile_record(
+    schema: dict[str, Any], names: dict[str, dict[str, Any]], named: dict[str, _Converter]
+) -> _Converter:
+    fields = [
+        (
+            fld["name"],
+            _compile(fld["type"], names, named),
+            "default" in fld,
+            fld.get("default"),
+            isinstance(fld.get("default"), _IMMUTABLE),
+        )
+        for fld in schema["fields"]
+    ]
+
+    def record(value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise _Mismatch
+        out: dict[str, Any] = {}
+        for name, convert, has_default, default, immutable in fields:
+            if name in value:
+                out[name] = convert(value[name])
+            elif has_default:
+                out[name] = default if immutable else copy.deepcopy(default)
+            else:
+                raise _Mismatch
+        return out
+
+    return record

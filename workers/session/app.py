@@ -2,9 +2,10 @@
 
 :func:`run_worker` checks the websockets C speedups and the file-descriptor limit, starts
 the idempotent producer, the consume loop (chunk topic, consumer group), a publisher that
-flushes the outbox every ``publish_interval_s``, and ``/metrics``, ``/healthz``,
-``/readyz``. On SIGTERM/SIGINT it stops polling, closes every Inter-1 connection
-gracefully within ``shutdown_timeout_s``, publishes, commits and leaves the group.
+flushes the outbox ``publish_linger_s`` after a live session's record starts waiting in it
+(and everything at least every ``publish_interval_s``), and ``/metrics``, ``/healthz``,
+``/readyz``. On SIGTERM/SIGINT it stops polling, closes every Inter-1 connection gracefully
+within ``shutdown_timeout_s``, publishes, commits and leaves the group.
 """
 
 from __future__ import annotations
@@ -175,12 +176,16 @@ def update_lag(consumer: AIOKafkaConsumer) -> None:
                 metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - position))
 
 
-async def _publisher(runtime: WorkerRuntime, interval_s: float) -> None:
-    """Publish the outbox every ``interval_s``; a failure stops the loop (never skipped)."""
+async def _publisher(runtime: WorkerRuntime, interval_s: float, linger_s: float) -> None:
+    """Publish the outbox ``linger_s`` after a live session's record starts waiting in it,
+    and at least every ``interval_s``; a failure stops the loop (never skipped)."""
+    outbox = runtime.outbox
     while True:
-        await asyncio.sleep(interval_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(outbox.records_waiting(), interval_s)
+            await asyncio.sleep(linger_s)  # the rest of the window's events come with it
         try:
-            await runtime.outbox.publish()
+            await outbox.publish()
             await runtime.handler.prune()
         except Exception:
             _log.exception("publish_failed")
@@ -212,7 +217,8 @@ async def run_worker(
     )
     options = session_options(worker, inter1)
     async with AsyncExitStack() as stack:
-        producer = make_producer(kafka)
+        # no linger: the outbox hands over whole per-partition batches (runtime.batch_send)
+        producer = make_producer(kafka, linger_ms=0)
         await start_client(producer, kafka)
         stack.push_async_callback(producer.stop)
         outbox = Outbox(
@@ -241,7 +247,9 @@ async def run_worker(
         stack.callback(server.close)
         await loop.start()
         handler.attach(loop.consumer)
-        publisher = asyncio.create_task(_publisher(runtime, worker.publish_interval_s))
+        publisher = asyncio.create_task(
+            _publisher(runtime, worker.publish_interval_s, worker.publish_linger_s)
+        )
         if runtime_out is not None:
             runtime_out.append(runtime)
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -41,6 +42,7 @@ from runtime.logs import get_logger
 from runtime.settings import KafkaSettings
 from schemas.codec import Codec
 from schemas.exceptions import CodecError
+from workers.session import metrics
 from workers.session.dead_letters import record_dead_letter
 from workers.session.outbox import Outbox
 from workers.session.readback import apply_published, read_back
@@ -86,6 +88,8 @@ class SessionHandler(BatchHandler):
         self._ready: set[TopicPartition] = set()  # partitions whose on_assign completed
         self._ready_changed = asyncio.Condition()
         self._seeked: dict[TopicPartition, int] = {}  # skip records until this offset returns
+        self._batch_wall_s = 0.0  # wall time the batch being routed was handed over
+        self._queued_to: list[VideoSession] = []  # sessions given a chunk in this batch
 
     def attach(self, consumer: AIOKafkaConsumer) -> None:
         """The started consumer (seeking back to restart chunks needs it)."""
@@ -112,15 +116,21 @@ class SessionHandler(BatchHandler):
         # aiokafka may hand over records of a partition while its assignment callback (which
         # restores sessions and seeks back) still runs: wait for it to finish first.
         partitions = {TopicPartition(r.topic, r.partition) for r in records}
-        async with self._ready_changed:
-            await asyncio.wait_for(
-                self._ready_changed.wait_for(lambda: partitions <= self._ready), 60.0
-            )
+        if not partitions <= self._ready:  # no task or timer per batch once assigned
+            async with self._ready_changed:
+                await asyncio.wait_for(
+                    self._ready_changed.wait_for(lambda: partitions <= self._ready), 60.0
+                )
+        consumed = time.monotonic()
+        self._batch_wall_s = time.time()
+        self._queued_to.clear()
         for record in records:
-            self._route(record)
+            self._route(record, consumed)
+        # only a session that got a chunk now can have filled its queue (live sessions come
+        # one record per batch: scanning every session per batch was O(sessions) per chunk)
         full = frozenset(
             TopicPartition(self._outbox.topics.chunks, s.progress.partition)
-            for s in self._sessions.values()
+            for s in self._queued_to
             if s.queued >= self._options.queue_chunks
         )
         return Backpressure(full) if full else None
@@ -135,8 +145,10 @@ class SessionHandler(BatchHandler):
             for sid, (partition, offset) in self._finished.items()
             if self._routed.get(partition, -1) >= offset
         }
+        started = time.monotonic()
         await self._outbox.publish()
         await self.prune()
+        metrics.CHECKPOINT_FLUSH_LATENCY.observe(time.monotonic() - started)
         self._releasable = covered
 
     async def prune(self) -> None:
@@ -302,7 +314,7 @@ class SessionHandler(BatchHandler):
 
     # -- routing ----------------------------------------------------------------------------
 
-    def _route(self, record: Record) -> None:  # noqa: PLR0912 - one branch per record kind
+    def _route(self, record: Record, consumed: float) -> None:  # noqa: PLR0912 - per record kind
         tp = TopicPartition(record.topic, record.partition)
         seeked = self._seeked.get(tp)
         if seeked is not None:
@@ -335,15 +347,17 @@ class SessionHandler(BatchHandler):
             session = self._open(self._new_progress(sid, record.partition, None), fresh=True)
             session.start()
         if isinstance(item, VideoChunk):
-            self._chunk(session, item, record)
+            self._chunk(session, item, record, consumed)
         elif isinstance(item, SessionEnded):
             try:
                 self._assembler.end_session(sid)
             except MissingPartError as exc:
                 self._poison_partial(session, record, exc)
-            session.end(End("ended", item.media_seconds))
+            session.end(End("ended", item.media_seconds, consumed_at=consumed))
 
-    def _chunk(self, session: VideoSession, part: VideoChunk, record: Record) -> None:
+    def _chunk(
+        self, session: VideoSession, part: VideoChunk, record: Record, consumed: float
+    ) -> None:
         sid = session.session_id
         if part.seq <= self._accepted_seq.get(sid, -1):
             return  # already relayed (a redelivery)
@@ -351,7 +365,7 @@ class SessionHandler(BatchHandler):
             whole = self._assembler.add(part)
         except MissingPartError as exc:
             self._poison_partial(session, record, exc)
-            self._chunk(session, part, record)  # the record that revealed the gap is next
+            self._chunk(session, part, record, consumed)  # the record that revealed the gap
             return
         except ChunkError as exc:
             self._dead_letter(record, exc, sid)
@@ -368,6 +382,11 @@ class SessionHandler(BatchHandler):
             return
         _, offset = self._part0.pop(sid, (part, record.offset))
         self._accepted_seq[sid] = whole.seq
+        if session.progress.live:
+            metrics.CHUNK_CONSUME_LATENCY.observe(
+                max(0.0, self._batch_wall_s - whole.produced_at.timestamp())
+            )
+        self._queued_to.append(session)
         session.add_chunk(
             ChunkRef(
                 seq=whole.seq,
@@ -377,6 +396,7 @@ class SessionHandler(BatchHandler):
                 payload=whole.payload,
                 produced_at=whole.produced_at,
                 keyframe_start=whole.keyframe_start,
+                consumed_at=consumed,
             )
         )
 
@@ -414,6 +434,7 @@ class SessionHandler(BatchHandler):
             )
         if len(self._sessions) >= self._max_sessions:
             _log.warning("max_sessions_exceeded", sessions=len(self._sessions))
+        self._outbox.set_live(progress.session_id, progress.live)
         session = VideoSession(
             progress, options, self._outbox, api_version=options.api_version, fresh=fresh
         )
@@ -421,6 +442,7 @@ class SessionHandler(BatchHandler):
         return session
 
     def _forget(self, sid: str) -> None:
+        self._outbox.set_live(sid, False)
         self._assembler.discard(sid)
         self._part0.pop(sid, None)
         self._accepted_seq.pop(sid, None)

@@ -42,3 +42,6 @@ class End:
 
     kind: str
     media_seconds: float | None = None
+    consumed_at: float = 0.0
+    """``time.monotonic()`` when the SessionEnded record was handed to the worker (0: not a
+    record): the end flush's frame is timed from it."""

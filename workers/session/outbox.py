@@ -19,15 +19,17 @@ the incarnation are recovered from the events themselves, :mod:`workers.session.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.structs import RecordMetadata
 
+from runtime.batch_send import Acked, BatchSender
 from runtime.logs import get_logger
 from schemas.codec import Codec
+from workers.session import metrics
 from workers.session.faults import CrashPoint
 from workers.session.state_store import SessionProgress
 
@@ -70,24 +72,30 @@ class Outbox:
         crash_at: CrashPoint | None = None,
     ) -> None:
         self._producer = producer
+        self._sender = BatchSender(producer)
         self._codec = codec
         self.topics = topics
         self._roles = topics.readback_roles()
         self._end_offsets = end_offsets
         self._crash_at = crash_at
-        self._records: list[tuple[str, str, bytes]] = []
+        self._records: list[tuple[str, bytes, bytes]] = []
+        self._event_times: list[tuple[bytes, float]] = []  # (key, monotonic time) of queued events
         self._after: list[Callable[[], None]] = []
         self._dirty: dict[str, Snapshot] = {}
         self._first: dict[str, Snapshot] = {}
         self._tombstones: list[str] = []
         self._floors: dict[str, dict[int, int]] | None = None  # role -> partition -> offset
         self._lock = asyncio.Lock()
+        self._waiting = asyncio.Event()  # set while a live session's records wait
+        self._live: set[bytes] = set()  # keys of live sessions: their records go out at once
         self.published = 0
         self.published_events = 0
 
     def event(self, session_id: str, datum: dict[str, Any]) -> None:
-        """Queue an ``Inter1Event``."""
+        """Queue an ``Inter1Event`` (the time it was taken is kept for the publish-latency
+        histogram: event received -> acknowledged by Kafka)."""
         self._add("Inter1Event", self.topics.events, session_id, datum)
+        self._event_times.append((session_id.encode(), time.monotonic()))
 
     def usage(self, session_id: str, datum: dict[str, Any]) -> None:
         """Queue a ``UsageRecord``."""
@@ -115,9 +123,19 @@ class Outbox:
         (compaction then removes the session from the topic)."""
         self._tombstones.append(session_id)
 
+    def set_live(self, session_id: str, live: bool) -> None:
+        """Whether ``session_id``'s records are published as soon as they wait (live media:
+        ``records_waiting`` returns) or with the next periodic publish (recorded media)."""
+        if live:
+            self._live.add(session_id.encode())
+        else:
+            self._live.discard(session_id.encode())
+
     def discard(self, session_ids: set[str]) -> None:
         """Forget what these sessions queued (their partitions moved: the next owner redoes it)."""
-        self._records = [r for r in self._records if r[1] not in session_ids]
+        keys = {sid.encode() for sid in session_ids}
+        self._records = [r for r in self._records if r[1] not in keys]
+        self._event_times = [t for t in self._event_times if t[0] not in keys]
         for sid in session_ids:
             self._dirty.pop(sid, None)
             self._first.pop(sid, None)
@@ -132,6 +150,10 @@ class Outbox:
             ends = await self._end_offsets(list(self._roles))
             self._floors = {self._roles[t]: parts for t, parts in ends.items()}
 
+    async def records_waiting(self) -> None:
+        """Return once a live session's record waits to be published (at once if one does)."""
+        await self._waiting.wait()
+
     @property
     def pending(self) -> int:
         """Records queued and not yet published."""
@@ -141,6 +163,8 @@ class Outbox:
         """Send the queued records, wait for them, then the progress records (see module)."""
         async with self._lock:
             records, self._records = self._records, []
+            self._waiting.clear()
+            taken, self._event_times = self._event_times, []
             after, self._after = self._after, []
             firsts = [(sid, snapshot()) for sid, snapshot in self._first.items()]
             self._first.clear()
@@ -154,11 +178,12 @@ class Outbox:
             try:
                 await self._ensure_floors()
                 await self._write_progress(firsts)
-                sends = [
-                    await self._producer.send(topic, value, key=key.encode())
-                    for topic, key, value in records
-                ]
-                self._advance(await asyncio.gather(*sends))
+                sent = time.monotonic()
+                self._advance(await self._sender.send(records))
+                acked = time.monotonic()
+                metrics.PUBLISH_ACK_LATENCY.observe(acked - sent)
+                for _key, at in taken:
+                    metrics.EVENT_PUBLISH_LATENCY.observe(acked - at)
                 events = sum(topic == self.topics.events for topic, _, _ in records)
                 self.published_events += events
                 if self._crash_at is not None and events:
@@ -172,20 +197,23 @@ class Outbox:
                 # the records are redelivered to whoever owns the partitions next.
                 self._records = records + self._records
                 self._tombstones = tombstones + self._tombstones
+                self._event_times = taken + self._event_times
+                if any(key in self._live for _topic, key, _value in self._records):
+                    self._waiting.set()
                 raise
             self.published += len(records)
             _log.debug("outbox_published", records=len(records), progress=len(states))
 
     async def _write_progress(self, states: list[tuple[str, SessionProgress]]) -> None:
+        if not states:
+            return
         floors = self._floors or {}
+        topic = self.topics.session_state
         writes = []
         for sid, progress in states:
             progress.readback = {role: dict(parts) for role, parts in floors.items()}
-            value = progress.to_json()
-            writes.append(
-                await self._producer.send(self.topics.session_state, value, key=sid.encode())
-            )
-        await asyncio.gather(*writes)
+            writes.append((topic, sid.encode(), progress.to_json()))
+        await self._sender.send(writes)
 
     async def _write_tombstones(self, session_ids: list[str]) -> None:
         topic = self.topics.session_state
@@ -194,15 +222,18 @@ class Outbox:
         if session_ids:
             _log.debug("session_state_tombstoned", sessions=len(session_ids), topic=topic)
 
-    def _advance(self, acked: list[RecordMetadata]) -> None:
+    def _advance(self, acked: list[Acked]) -> None:
         """Raise the read-back floors past the records just acknowledged."""
         floors = self._floors
         assert floors is not None
-        for meta in acked:
-            role = self._roles.get(meta.topic)
+        for batch in acked:
+            role = self._roles.get(batch.topic)
             if role is not None:
                 parts = floors.setdefault(role, {})
-                parts[meta.partition] = max(parts.get(meta.partition, 0), meta.offset + 1)
+                parts[batch.partition] = max(parts.get(batch.partition, 0), batch.last_offset + 1)
 
     def _add(self, name: str, topic: str, key: str, datum: dict[str, Any]) -> None:
-        self._records.append((topic, key, self._codec.encode(name, datum, topic=topic)))
+        encoded = key.encode()
+        self._records.append((topic, encoded, self._codec.encode(name, datum, topic=topic)))
+        if encoded in self._live:
+            self._waiting.set()

@@ -61,6 +61,8 @@ class ChunkRef:
     payload: bytes
     produced_at: datetime
     keyframe_start: bool = True
+    consumed_at: float = 0.0
+    """``time.monotonic()`` when the consumer handed the chunk's record to the worker."""
 
 
 @dataclass(frozen=True)

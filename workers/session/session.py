@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -276,7 +277,9 @@ class VideoSession:
                 self._recent.append(item)
                 await self._relay(conn, segmenter, item, state, reader)
             for frame in segmenter.flush():
-                await self._send(conn, frame.data, frame.chunks, state, reader)
+                await self._send(
+                    conn, frame.data, frame.chunks, state, reader, trigger=self._ending
+                )
             await conn.request_close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reader), options.drain_timeout_s)
@@ -333,7 +336,7 @@ class VideoSession:
             self._books.dead_letter_chunk(chunk, exc)
             return
         for frame in frames:
-            await self._send(conn, frame.data, frame.chunks, state, reader)
+            await self._send(conn, frame.data, frame.chunks, state, reader, trigger=chunk)
 
     async def _send(
         self,
@@ -342,7 +345,10 @@ class VideoSession:
         chunks: tuple[ChunkRef, ...],
         state: _Round,
         reader: asyncio.Task[None],
+        *,
+        trigger: ChunkRef | End | None = None,
     ) -> None:
+        """Send one frame; ``trigger`` (the chunk or end that completed it) times it."""
         await self._pace(chunks[0].media_start_s, state)
         if reader.done():
             raise conn.closed_error("closed mid-session", state.last_error_code)
@@ -351,11 +357,10 @@ class VideoSession:
                 state.sent[-1] = (state.sent[-1][0], max(state.sent[-1][1], chunk.media_end_s))
             else:
                 state.sent.append((chunk.media_start_s, chunk.media_end_s))
+        sending = time.monotonic()
         await conn.send(data)
-        if self.progress.live:
-            metrics.FRAME_SEND_LATENCY.observe(
-                max(0.0, (datetime.now(UTC) - chunks[-1].produced_at).total_seconds())
-            )
+        if self.progress.live and trigger is not None:
+            _observe_frame(trigger, sending)
         metrics.BYTES_SENT.inc(len(data))
         if state.first_seq is None:
             state.first_seq = chunks[0].seq
@@ -486,6 +491,19 @@ class VideoSession:
     def _shed(self, chunk: ChunkRef, age_s: float) -> None:
         self._recent.remove(chunk)
         self._books.shed(chunk, age_s)
+
+
+def _observe_frame(trigger: ChunkRef | End, sending: float) -> None:
+    """A live frame was written: its latency legs, from the chunk (or the end of the video
+    session) that completed it; frames held for the segment minimum wait for that by policy."""
+    sent = time.monotonic()
+    if isinstance(trigger, ChunkRef):
+        metrics.FRAME_SEND_LATENCY.observe(
+            max(0.0, (datetime.now(UTC) - trigger.produced_at).total_seconds())
+        )
+    if trigger.consumed_at:
+        metrics.FRAME_RELAY_LATENCY.observe(sent - trigger.consumed_at)
+    metrics.FRAME_WS_SEND_LATENCY.observe(sent - sending)
 
 
 def _observe_latency(produced: list[datetime]) -> None:

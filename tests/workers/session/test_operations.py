@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import httpx
 import pytest
+from prometheus_client import Histogram
 from session_helpers import (
     ChunkPublisher,
     TopicReader,
@@ -27,10 +28,14 @@ from session_helpers import (
     worker_settings,
 )
 from sim_helpers import CLIP_A, CLIP_RAMP
+from structlog.testing import capture_logs
 from worker_process import create_prefixed_topics, delete_topics, worker_processes
 
+from simulator.config import SessionLimits
 from simulator.server import Simulator
+from workers.session import metrics
 from workers.session.outbox import WorkerTopics
+from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
 from workers.session.state_store import read_progress
 
 pytestmark = pytest.mark.kafka
@@ -168,6 +173,74 @@ async def test_live_chunks_lagging_too_far_are_shed(
     assert shed == [(six.media_start_s, round(seven.media_start_s + seven.media_duration_s, 3))]
 
 
+def _observed(histogram: Histogram) -> float:
+    """How many observations ``histogram`` holds (all of this process)."""
+    return next(
+        sample.value
+        for family in histogram.collect()
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    )
+
+
+async def test_events_publish_when_they_wait_and_each_latency_leg_is_timed(
+    worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
+) -> None:
+    # progress and checkpoints an hour apart: only a waiting record can trigger a publish
+    slow = worker_settings(publish_interval_s=3600.0, commit_interval_s=3600.0)
+    await workers(worker_topics, simulator.http_url, settings=slow)
+    clip = fixture_chunks(CLIP_A)
+    sid = f"legs-{uuid.uuid4().hex[:6]}"
+    legs = (
+        metrics.CHUNK_CONSUME_LATENCY,
+        metrics.FRAME_SEND_LATENCY,
+        metrics.FRAME_RELAY_LATENCY,
+        metrics.FRAME_WS_SEND_LATENCY,
+        metrics.EVENT_PUBLISH_LATENCY,
+    )
+    before = {leg: _observed(leg) for leg in legs}
+    events = await TopicReader(worker_topics.events).start()
+    async with ChunkPublisher(worker_topics.chunks) as publisher:
+        await publisher.session(sid, clip, live=True)
+    try:
+        await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
+    finally:
+        await events.stop()
+    published = len(events.of(sid))
+    await _until(
+        lambda: (
+            _observed(metrics.EVENT_PUBLISH_LATENCY) - before[metrics.EVENT_PUBLISH_LATENCY]
+            == published
+        ),
+        f"one publish-latency observation per event ({published})",
+    )
+    # the frames a live connection sends: complete ones as their last chunk comes, the rest
+    # at the end of the video session (timed from the SessionEnded record)
+    segmenter = Segmenter(SegmentLimits(min_duration_s=SessionLimits().min_segment_duration_s))
+    refs = [
+        ChunkRef(
+            c.seq,
+            c.seq,
+            c.media_start_s,
+            c.media_start_s + c.media_duration_s,
+            c.payload,
+            datetime.now(UTC),
+        )
+        for c in clip.chunks
+    ]
+    by_chunk = sum(len(segmenter.add(ref)) for ref in refs)
+    at_end = len(segmenter.flush())
+    assert by_chunk >= 2
+    counted = {leg: _observed(leg) - before[leg] for leg in legs}
+    assert counted == {
+        metrics.CHUNK_CONSUME_LATENCY: len(clip.chunks),
+        metrics.FRAME_SEND_LATENCY: by_chunk,  # end to end: from a chunk's produced_at
+        metrics.FRAME_RELAY_LATENCY: by_chunk + at_end,
+        metrics.FRAME_WS_SEND_LATENCY: by_chunk + at_end,
+        metrics.EVENT_PUBLISH_LATENCY: published,
+    }
+
+
 async def _until(check: Callable[[], bool], what: str, within_s: float = 30.0) -> None:
     deadline = time.monotonic() + within_s
     while not check():
@@ -222,3 +295,31 @@ async def test_ended_session_ids_are_forgotten_once_committed_past(
         restored = await read_progress(worker_topics.session_state, range(2))
         assert not set(sids) & set(restored), sorted(restored)
         await publisher.end(other, clip)
+
+
+async def test_a_full_session_queue_pauses_its_partition_until_it_drains(
+    worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
+) -> None:
+    # a recording paced at 4x real time, its chunks all fetched at once, 2 queued at most
+    paced = worker_settings(session_queue_chunks=2, recorded_pace=4.0)
+    await workers(worker_topics, simulator.http_url, settings=paced)
+    clip = fixture_chunks(CLIP_A)
+    sid = f"full-{uuid.uuid4().hex[:6]}"
+    events = await TopicReader(worker_topics.events).start()
+    with capture_logs() as logs:
+        async with ChunkPublisher(worker_topics.chunks) as publisher:
+            await publisher.session(sid, clip)
+        try:
+            await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
+        finally:
+            await events.stop()
+    moves = [
+        (log["event"], log["partition"])
+        for log in logs
+        if log["event"] in ("partition_paused", "partition_resumed")
+    ]
+    assert moves, "the session's full queue never paused its partition"
+    assert moves[0][0] == "partition_paused"
+    assert moves[-1][0] == "partition_resumed"  # resumed once the queue drained
+    assert {p for _event, p in moves} == {moves[0][1]}  # only the session's partition
+    assert_windows_once(windows(events.of(sid)), clip.duration_s)

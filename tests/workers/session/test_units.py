@@ -3,19 +3,26 @@ usage tiling, progress records."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import random
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from runtime.errors import ConfigError
+from schemas.codec import get_codec
+from schemas.examples import example_inter1_events
 from workers.session.events import EventContext, WindowPlacer, event_record
 from workers.session.exceptions import PoisonChunkError
 from workers.session.faults import parse_crash_at
+from workers.session.outbox import Outbox, WorkerTopics
 from workers.session.readback import apply_published, summarise
 from workers.session.reconnect import backoff_s, policy_for, restart_index
 from workers.session.segmenter import ChunkRef, Segmenter, SegmentLimits
-from workers.session.state_store import SessionProgress
+from workers.session.state_store import STATE_VERSION, SessionProgress
 from workers.session.usage import UsageLedger, classify_dropped
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -183,6 +190,16 @@ def test_progress_round_trips() -> None:
     assert SessionProgress.from_json(progress.to_json()) == progress
 
 
+def test_progress_json_holds_every_field_as_asdict_gives_it() -> None:
+    # to_json names the fields itself (asdict is slow): a field added later must be written too
+    progress = SessionProgress(
+        "s1", 3, watermark_s=9.0, dropped=[(1, 2, "x")], degraded=[(3, 4)], labels={"a": "b"}
+    )
+    progress.readback = {"events": {0: 17}}
+    expected = json.loads(json.dumps({"v": STATE_VERSION, **dataclasses.asdict(progress)}))
+    assert json.loads(progress.to_json()) == expected
+
+
 def test_signal_ended_at_the_media_end_joins_the_last_window() -> None:
     placer = WindowPlacer(EventContext("s1", "v1", 0, 0.0))
     placed = []
@@ -325,3 +342,26 @@ def test_dropped_ranges_are_told_apart_by_what_was_sent(
 ) -> None:
     start = 10.0 if expected[:1] == [(10.0, 12.0, "backpressure")] else 12.0
     assert classify_dropped(start, 15.0, sent, own) == expected
+
+
+async def test_only_a_live_sessions_records_wake_the_publisher() -> None:
+    async def no_offsets(_topics: list[str]) -> dict[str, dict[int, int]]:
+        return {}
+
+    topics = WorkerTopics("c", "e", "u", "d", "s")
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")  # never started: no I/O
+    outbox = Outbox(producer, get_codec(), topics, end_offsets=no_offsets)
+    outbox.set_live("live-1", True)
+    outbox.set_live("rec-1", False)
+    event = example_inter1_events("rec-1")[0]
+    waiter = asyncio.ensure_future(outbox.records_waiting())
+    outbox.event("rec-1", event)  # recorded: waits for the periodic publish
+    await asyncio.sleep(0)
+    assert (outbox.pending, waiter.done()) == (1, False)
+    outbox.event("live-1", {**event, "session_id": "live-1"})
+    await asyncio.sleep(0)
+    assert (outbox.pending, waiter.done()) == (2, True)
+    outbox.set_live("live-1", False)  # a session forgotten is no longer live
+    outbox.discard({"live-1", "rec-1"})
+    assert outbox.pending == 0
+    await producer.stop()
