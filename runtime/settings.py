@@ -170,6 +170,8 @@ class SinkSettings(BaseSettings):
     query_port: int = Field(default=0, ge=0, le=65535)
     """Read-only query endpoint for analyst commands (0: a free port, written to the state dir)."""
     http_host: str = "127.0.0.1"
+    """Interface of ``/metrics``, ``/healthz`` and ``/readyz`` (``0.0.0.0`` in a pod: the
+    kubelet probes and Prometheus scrapes the pod IP)."""
     http_port: int = Field(default=0, ge=0, le=65535)
     """Port of ``/metrics``, ``/healthz`` and ``/readyz`` (0: a free port, logged at start)."""
     session_timeout_s: float = Field(default=10.0, ge=6.0)
