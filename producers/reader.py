@@ -24,6 +24,7 @@ from producers.exceptions import (
     SourceUnavailableError,
     TruncatedMediaError,
 )
+from producers.fmp4 import Sample
 from producers.probe import MediaInfo, StreamPlan, media_info, pick_audio, plan_streams
 from producers.relay import FfmpegRelay, needs_relay
 from producers.sources import SourceSpec, classify_os_error, open_source
@@ -100,7 +101,8 @@ class PacketRun:
     A file read as fast as it goes is handed to the chunker a GOP at a time (see
     :meth:`MediaReader.packets`): per packet, the reader only rebases, drops what the MP4
     muxer cannot take (no timestamp, empty, decode time not advancing) and appends.
-    ``packets`` holds ``(0, video packet)`` / ``(1, audio packet)``; ``keyframe`` says it
+    ``packets`` holds :data:`~producers.fmp4.Sample` s, ``(0, video packet, ...)`` /
+    ``(1, audio packet, ...)`` with the fields the fragment writer needs; ``keyframe`` says it
     starts with a video keyframe at ``start_s`` (only the first run of a play may not);
     ``video_end_s`` is where its latest video frame ends and ``video_min_s`` where its
     earliest one starts (None without video); ``time_bases`` are the packets' seconds per
@@ -109,7 +111,7 @@ class PacketRun:
 
     keyframe: bool
     start_s: float
-    packets: list[tuple[int, av.Packet[Any]]]
+    packets: list[Sample]
     video_end_s: float | None
     video_min_s: float | None
     time_bases: tuple[float, float]
@@ -336,14 +338,15 @@ class MediaReader:
             audio_floor = (-_AUDIO_LEAD_S - state.offset_s()) / audio_tb
         state.run_time_bases = (state.time_bases[video_index], audio_tb)
         last_video, last_audio = self._run_dts
-        run: list[tuple[int, av.Packet[Any]]] = []
+        run: list[Sample] = []
         append = run.append
         keyframe_pts: int | None = None
         video_end: int | None = None
         video_min: int | None = None
         for packet in demuxed:
             pts = packet.pts
-            if pts is None or not packet.size:
+            size = packet.size
+            if pts is None or not size:
                 continue
             if packet.stream_index == video_index:
                 dts = packet.dts
@@ -355,7 +358,8 @@ class MediaReader:
                 if last_video is not None and dts <= last_video:
                     continue
                 last_video = dts
-                if packet.is_keyframe:
+                keyframe = packet.is_keyframe
+                if keyframe:
                     if run:
                         yield self._run(state, run, keyframe_pts, video_end, video_min)
                         run = []
@@ -364,12 +368,13 @@ class MediaReader:
                     keyframe_pts = pts
                     if stop():  # checked once per GOP: a GOP is read in microseconds
                         break
-                end = pts + (packet.duration or frame_ticks)
+                duration = packet.duration
+                end = pts + (duration or frame_ticks)
                 if video_end is None or end > video_end:
                     video_end = end
                 if video_min is None or pts < video_min:
                     video_min = pts
-                append((0, packet))
+                append((0, packet, dts, pts, duration, size, keyframe))
             elif pts >= audio_floor:
                 dts = packet.dts
                 if audio_shift or dts is None:
@@ -380,7 +385,7 @@ class MediaReader:
                 if last_audio is not None and dts <= last_audio:
                     continue
                 last_audio = dts
-                append((1, packet))
+                append((1, packet, dts, pts, packet.duration, size, packet.is_keyframe))
         self._run_dts[:] = [last_video, last_audio]
         if run:
             yield self._run(state, run, keyframe_pts, video_end, video_min)
@@ -388,7 +393,7 @@ class MediaReader:
     @staticmethod
     def _run(
         state: _PlayState,
-        packets: list[tuple[int, av.Packet[Any]]],
+        packets: list[Sample],
         keyframe_pts: int | None,
         video_end: int | None,
         video_min: int | None,
