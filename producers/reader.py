@@ -14,7 +14,7 @@ import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import av
 
@@ -26,10 +26,12 @@ from producers.exceptions import (
 )
 from producers.fmp4 import Sample
 from producers.probe import MediaInfo, StreamPlan, media_info, pick_audio, plan_streams
-from producers.relay import FfmpegRelay, needs_relay
 from producers.sources import SourceSpec, classify_os_error, open_source
 from producers.transcode import AudioTranscoder, VideoTranscoder
 from runtime.logs import get_logger
+
+if TYPE_CHECKING:
+    from producers.relay import FfmpegRelay
 
 __all__ = ["MediaPacket", "MediaReader", "ReaderOptions"]
 
@@ -140,13 +142,17 @@ class MediaReader:
 
     def open(self) -> MediaInfo:
         """Open and probe the source; raises a :class:`SourceError` when it cannot be used."""
-        if not self.spec.is_file and needs_relay(self.spec.target):
-            self._relay = FfmpegRelay(
-                self.spec.target,
-                self.spec.display,
-                timeout_s=self.options.timeout_s,
-                stop=self._stop,
-            )
+        if not self.spec.is_file:
+            # Imported here: a file never needs the relay (subprocess, ctypes, ...).
+            from producers.relay import FfmpegRelay, needs_relay
+
+            if needs_relay(self.spec.target):
+                self._relay = FfmpegRelay(
+                    self.spec.target,
+                    self.spec.display,
+                    timeout_s=self.options.timeout_s,
+                    stop=self._stop,
+                )
         container = open_source(self.spec, timeout_s=self.options.timeout_s, relay=self._relay)
         self._input = container
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import av
@@ -23,8 +24,10 @@ from producers.exceptions import (
     TruncatedMediaError,
     UnsupportedSourceError,
 )
-from producers.relay import FfmpegRelay
 from runtime.redact import redact_url
+
+if TYPE_CHECKING:  # imported by the reader only for a source that needs it
+    from producers.relay import FfmpegRelay
 
 __all__ = ["SourceSpec", "open_source", "parse_source", "sniff_file_format"]
 
