@@ -176,6 +176,11 @@ class MediaReader:
         self.info = media_info(plan, duration)
         return self.info
 
+    @property
+    def bit_rate(self) -> int | None:
+        """The source's bit rate (bits per second) as its container states it; None if unknown."""
+        return (self._input.bit_rate or None) if self._input is not None else None
+
     # -- reading ---------------------------------------------------------------------------
 
     def packets(self) -> Generator[MediaPacket | PacketRun, None, None]:
