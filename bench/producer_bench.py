@@ -18,9 +18,10 @@ Two reference contenders bound what any PyAV-based producer can reach (bare ``py
 scripts importing only PyAV; no chunk logic, records, settings or logging):
 
 * the PyAV remux: demux the file and mux every packet into one in-memory fragmented MP4;
-* the PyAV demux floor: demux the file and join each GOP's packet bytes into one
-  ``bytes`` (the least output a chunk needs: its payload in one piece). Every PyAV producer
-  pays at least this: a Python ``Packet`` per packet and one copy of the payload.
+* the PyAV demux floor: demux the file without FFmpeg's parsers (as the producer reads an
+  MP4 of H.264/AAC) and join each GOP's packet bytes into one ``bytes`` (the least output a
+  chunk needs: its payload in one piece). Every PyAV producer pays at least this: a Python
+  ``Packet`` per packet and one copy of the payload.
 
 Bytecode: the project's modules (and the ``--before`` tree's) are compiled with
 ``compileall`` before the race, as an installed package is (``pip install`` compiles; an
@@ -168,7 +169,7 @@ with av.open(sys.argv[1]) as source:
 
 _DEMUX_FLOOR = """
 import sys, av
-with av.open(sys.argv[1]) as source:
+with av.open(sys.argv[1], options={"fflags": "+noparse+nofillin"}) as source:
     streams = [*source.streams.video[:1], *source.streams.audio[:1]]
     video = streams[0].index
     gop = []
