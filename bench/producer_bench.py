@@ -14,9 +14,19 @@ The two contenders do the same job on the same file:
   segments (``frag_keyframe+empty_moov+default_base_moof``) into a tmpfs directory when
   ``/dev/shm`` exists (so neither side pays for a disk).
 
-A third, reference contender is the PyAV floor: a bare ``python -c`` that imports only PyAV,
-demuxes the file and muxes every packet into one in-memory fragmented MP4 (no chunk
-logic, records, settings or logging). No PyAV-based producer can use less CPU than it.
+Two reference contenders bound what any PyAV-based producer can reach (bare ``python -c``
+scripts importing only PyAV; no chunk logic, records, settings or logging):
+
+* the PyAV remux: demux the file and mux every packet into one in-memory fragmented MP4;
+* the PyAV demux floor: demux the file without FFmpeg's parsers (as the producer reads an
+  MP4 of H.264/AAC) and join each GOP's packet bytes into one ``bytes`` (the least output a
+  chunk needs: its payload in one piece). Every PyAV producer pays at least this: a Python
+  ``Packet`` per packet and one copy of the payload.
+
+Bytecode: the project's modules (and the ``--before`` tree's) are compiled with
+``compileall`` before the race, as an installed package is (``pip install`` compiles; an
+editable checkout under ``PYTHONDONTWRITEBYTECODE=1`` would otherwise recompile every
+module on every run, ~0.05 s a start that no user of an install pays).
 
 ``--before DIR`` adds a fourth contender: the producer from another source tree (e.g.
 ``git archive <commit> | tar -x -C DIR``), run the same way with ``PYTHONPATH=DIR``, so a
@@ -52,6 +62,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 _FRAG = "frag_keyframe+empty_moov+default_base_moof"
 _CHUNKS = re.compile(r"(\d+) chunks")
+_PACKAGES = ("inter1_pipeline", "runtime", "chunks", "producers", "schemas", "workers", "sinks")
 
 
 @dataclass(frozen=True)
@@ -156,9 +167,35 @@ with av.open(sys.argv[1]) as source:
 """
 
 
+_DEMUX_FLOOR = """
+import sys, av
+with av.open(sys.argv[1], options={"fflags": "+noparse+nofillin"}) as source:
+    streams = [*source.streams.video[:1], *source.streams.audio[:1]]
+    video = streams[0].index
+    gop = []
+    for packet in source.demux(streams):
+        if packet.stream_index == video and packet.is_keyframe and gop:
+            payload = b"".join(gop)
+            gop = []
+        gop.append(packet)
+    payload = b"".join(gop)
+"""
+
+
 def floor_command(source: Path) -> list[str]:
-    """The PyAV floor: demux ``source`` and mux every packet into one in-memory fMP4."""
+    """The PyAV remux: demux ``source`` and mux every packet into one in-memory fMP4."""
     return [sys.executable, "-c", _FLOOR, str(source)]
+
+
+def demux_floor_command(source: Path) -> list[str]:
+    """The PyAV demux floor: demux ``source``, join each GOP's packet bytes once."""
+    return [sys.executable, "-c", _DEMUX_FLOOR, str(source)]
+
+
+def compile_tree(tree: Path) -> None:
+    """Compile the project's packages in ``tree`` to bytecode, as an install does."""
+    packages = [str(tree / name) for name in _PACKAGES if (tree / name).is_dir()]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True)
 
 
 def measure(command: list[str], scratch: Path, env: dict[str, str] | None = None) -> Run:
@@ -191,7 +228,7 @@ def race(
 ) -> dict[tuple[str, str], list[Run]]:
     """``rounds`` rounds over every (input, contender), rotating who goes first."""
     runs: dict[tuple[str, str], list[Run]] = {}
-    contenders = ["ours", "ffmpeg", "floor", *(["before"] if before else [])]
+    contenders = ["ours", "ffmpeg", "floor", "demux", *(["before"] if before else [])]
     before_env = {**os.environ, "PYTHONPATH": str(before)} if before else None
     for number in range(rounds):
         print(f"round {number + 1}/{rounds}...", file=sys.stderr, flush=True)
@@ -207,8 +244,10 @@ def race(
                         env = before_env if who == "before" else None
                     elif who == "ffmpeg":
                         command = ffmpeg_command(ffmpeg, item.path, scratch)
-                    else:
+                    elif who == "floor":
                         command = floor_command(item.path)
+                    else:
+                        command = demux_floor_command(item.path)
                     run = measure(command, scratch, env)
                     runs.setdefault((item.label, who), []).append(run)
     return runs
@@ -234,35 +273,38 @@ def report(files: list[Input], runs: dict[tuple[str, str], list[Run]]) -> None:
     print(
         f"{'input':15s} {'pieces ours/ff':>14s} | {'ours wall':>9s} {'CPU':>6s} {'RSS':>7s} | "
         f"{'ffmpeg wall':>11s} {'CPU':>6s} {'RSS':>7s} | {'ffmpeg/ours CPU':>15s} {'wall':>5s} | "
-        f"{'PyAV floor CPU':>14s} {'ffmpeg/floor':>12s}"
+        f"{'PyAV remux CPU':>14s} {'ff/remux':>8s} | {'demux floor CPU':>15s} {'ff/floor':>8s}"
     )
     for item in files:
-        ours, ff, floor = (med[item.label, who] for who in ("ours", "ffmpeg", "floor"))
+        ours, ff, floor, demux = (
+            med[item.label, who] for who in ("ours", "ffmpeg", "floor", "demux")
+        )
         print(
             f"{item.label:15s} {f'{ours.pieces}/{ff.pieces}':>14s} | "
             f"{ours.wall_s:8.3f}s {ours.cpu_s:5.3f}s {ours.rss_mib:4.0f} MiB | "
             f"{ff.wall_s:10.3f}s {ff.cpu_s:5.3f}s {ff.rss_mib:4.0f} MiB | "
             f"{ff.cpu_s / ours.cpu_s:15.2f} {ff.wall_s / ours.wall_s:5.2f} | "
-            f"{floor.cpu_s:13.3f}s {ff.cpu_s / floor.cpu_s:12.2f}"
+            f"{floor.cpu_s:13.3f}s {ff.cpu_s / floor.cpu_s:8.2f} | "
+            f"{demux.cpu_s:14.3f}s {ff.cpu_s / demux.cpu_s:8.2f}"
         )
     base = files[0]
     print(
         f"\nsteady state: media s per CPU s, start-up (each tool's run on the {base.label} "
         "input) subtracted; the short inputs' figures are dominated by noise"
     )
-    header = ("ours", "ffmpeg", "ours/ffmpeg", "PyAV floor")
+    header = ("ours", "ffmpeg", "ours/ffmpeg", "PyAV remux", "demux floor")
     print(f"{'input':15s} | " + " | ".join(f"{name:>11s}" for name in header))
     for item in files[1:]:
         media_s = item.media_s - base.media_s
         cpu = {
             who: med[item.label, who].cpu_s - med[base.label, who].cpu_s
-            for who in ("ours", "ffmpeg", "floor")
+            for who in ("ours", "ffmpeg", "floor", "demux")
         }
         ratio = f"{cpu['ffmpeg'] / cpu['ours']:.2f}" if min(cpu.values()) > 0 else "n/a"
         print(
             f"{item.label:15s} | {_rate(media_s, cpu['ours']):>11s} | "
             f"{_rate(media_s, cpu['ffmpeg']):>11s} | {ratio:>11s} | "
-            f"{_rate(media_s, cpu['floor']):>11s}"
+            f"{_rate(media_s, cpu['floor']):>11s} | {_rate(media_s, cpu['demux']):>11s}"
         )
     if (base.label, "before") in med:
         print("\nbefore (--before tree) vs now, same rounds: CPU, ffmpeg/before, steady state")
@@ -278,11 +320,12 @@ def report(files: list[Input], runs: dict[tuple[str, str], list[Run]]) -> None:
                 f"now {now.cpu_s:5.3f}s ({ff.cpu_s / now.cpu_s:.2f}), "
                 f"RSS {then.rss_mib:.0f} -> {now.rss_mib:.0f} MiB{steady}"
             )
-    ours, ff, floor = (med[base.label, who] for who in ("ours", "ffmpeg", "floor"))
+    ours, ff, floor, demux = (med[base.label, who] for who in ("ours", "ffmpeg", "floor", "demux"))
     print(
         f"start-up ({base.label} run): ours {ours.cpu_s * 1000:.0f} ms CPU, "
         f"{ours.wall_s * 1000:.0f} ms wall; ffmpeg {ff.cpu_s * 1000:.0f} ms CPU, "
-        f"{ff.wall_s * 1000:.0f} ms wall; PyAV floor {floor.cpu_s * 1000:.0f} ms CPU"
+        f"{ff.wall_s * 1000:.0f} ms wall; PyAV remux {floor.cpu_s * 1000:.0f} ms CPU, "
+        f"demux floor {demux.cpu_s * 1000:.0f} ms CPU"
     )
 
 
@@ -321,6 +364,8 @@ def main() -> None:
     args = parser.parse_args()
     ffmpeg = ensure_ffmpeg()
     files = inputs(args.workdir, ffmpeg)
+    for tree in (ROOT, *([args.before] if args.before else [])):
+        compile_tree(tree.resolve())
     if args.skip_hour:
         files = files[:-1]
     version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, check=True)

@@ -7,6 +7,8 @@ heavy dependencies (PyAV, chDB) load only for the commands that need them. Setti
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import sys
 from typing import Any
@@ -117,8 +119,17 @@ def _asks_for_help(args: list[str], help_names: list[str]) -> bool:
     return False
 
 
+def _skip_exit_collection() -> None:
+    """At interpreter exit, leave the objects that still exist to the OS instead of a last
+    full garbage collection over all of them (~0.03 s of a ``produce`` run's CPU). Python
+    does not promise finalizers at exit anyway; whatever must be closed is closed first."""
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI; pipeline errors become one line and a meaningful exit code."""
+    atexit.unregister(_skip_exit_collection)  # registered once, however often main runs
+    atexit.register(_skip_exit_collection)
     try:
         return cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:

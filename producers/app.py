@@ -7,6 +7,7 @@ SIGINT and SIGTERM set a stop flag: every running session ends with reason ``sto
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -141,16 +142,18 @@ async def produce(
 
 def _outage_policy(options: ProduceOptions, *, spooling: bool) -> OutagePolicy:
     """The sessions' outage settings; a spool only when publishing to Kafka."""
-    from runtime.topics import topic_name
-
     settings = options.producer or load(ProducerSettings)
-    spool_dir = settings.spool_path() if spooling else None
-    return OutagePolicy(
+    policy = OutagePolicy(
         ack_timeout_s=settings.ack_timeout_s,
         stop_timeout_s=settings.stop_timeout_s,
-        spool_dir=spool_dir,
         budget=SpoolBudget(settings.spool_max_bytes),
-        dead_letter_topic=topic_name("dead_letter"),
+    )
+    if not spooling:  # no spool, so no dropped chunks to name on the dead-letter topic
+        return policy
+    from runtime.topics import topic_name  # reads deploy/topics.toml
+
+    return dataclasses.replace(
+        policy, spool_dir=settings.spool_path(), dead_letter_topic=topic_name("dead_letter")
     )
 
 

@@ -13,12 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from fractions import Fraction
 
 import av
 
 from chunks.boxes import split_parts, top_level_boxes
-from producers.fmp4 import FragmentWriter, TrackLayout, init_header, mux_chunk, mux_chunk_layout
+from producers.fmp4 import (
+    FragmentWriter,
+    Sample,
+    TrackLayout,
+    init_header,
+    mux_chunk,
+    mux_chunk_layout,
+    sample,
+)
 from producers.reader import MediaPacket, PacketRun
 from runtime.logs import get_logger
 
@@ -57,7 +65,7 @@ class Chunk:
 class _Open:
     start_s: float
     keyframe_start: bool
-    packets: list[tuple[int, av.Packet[Any]]] = field(default_factory=list)
+    packets: list[Sample] = field(default_factory=list)
     end_s: float | None = None  # set when closed by the next chunk's keyframe
     video_end_s: float = 0.0
 
@@ -83,7 +91,7 @@ class Chunker:
         self.open_gop = False
         self._current: _Open | None = None
         self._closed: _Open | None = None
-        self._early: list[tuple[int, av.Packet[Any]]] = []
+        self._early: list[Sample] = []
         self._writer: FragmentWriter | None = None
         self._writer_off = not fragment_writer or len(templates) > 2 or templates[0].type != "video"
 
@@ -119,7 +127,7 @@ class Chunker:
                 last_dts[1] = dts
                 current = self._current
                 if self._closed is None and current is not None:  # the common case
-                    current.packets.append((1, media.packet))
+                    current.packets.append(sample(1, media.packet))
                     continue
                 emitted = self._on_audio(media)
             if emitted:
@@ -127,7 +135,7 @@ class Chunker:
         if self._closed is not None:
             yield self._emit(self._closed)
         current = self._current
-        if current is not None and any(index == 0 for index, _ in current.packets):
+        if current is not None and any(item[0] == 0 for item in current.packets):
             current.end_s = current.video_end_s
             yield self._emit(current)
 
@@ -148,7 +156,7 @@ class Chunker:
             # Its leading frames decode only after the previous chunk; coverage is unchanged.
             self.open_gop = True
             _log.warning("open_gop", hint="use --transcode for strictly self-contained chunks")
-        current.packets.append((0, media.packet))
+        current.packets.append(sample(0, media.packet))
         current.video_end_s = max(current.video_end_s, media.end_s)
         closed = self._closed
         if closed is not None:
@@ -184,10 +192,8 @@ class Chunker:
         video_tb, audio_tb = run.time_bases
         packets = run.packets
         for position, item in enumerate(packets):
-            index, packet = item
-            pts = packet.pts
-            assert pts is not None  # the reader hands out no packet without one
-            if index == 1:
+            pts = item[3]
+            if item[0] == 1:
                 if pts * audio_tb < closed.end_s:
                     closed.packets.append(item)
                     continue
@@ -209,14 +215,14 @@ class Chunker:
         if closed is not None:
             assert closed.end_s is not None
             if media.pts_s < closed.end_s:
-                closed.packets.append((1, media.packet))
+                closed.packets.append(sample(1, media.packet))
                 return emitted
             self._closed = None
             emitted = (self._emit(closed),)
         if self._current is not None:
-            self._current.packets.append((1, media.packet))
+            self._current.packets.append(sample(1, media.packet))
         else:
-            self._early.append((1, media.packet))  # audio before the first video packet
+            self._early.append(sample(1, media.packet))  # audio before the first video packet
         return emitted
 
     def _emit(self, chunk: _Open) -> Chunk:
@@ -240,7 +246,7 @@ class Chunker:
         self._seq += 1
         return result
 
-    def _mux(self, packets: list[tuple[int, av.Packet[Any]]]) -> bytes:
+    def _mux(self, packets: list[Sample]) -> bytes:
         """The chunk's fMP4: from the fragment writer once it has matched FFmpeg's muxer."""
         if self._writer_off:
             return mux_chunk(self._templates, packets)
@@ -256,6 +262,8 @@ class Chunker:
                 payload = writer.finish(prepared)
                 if payload is not None:
                     return payload
+        # The samples' time bases, read before FFmpeg rescales their packets to its own.
+        time_bases = _time_bases(packets, len(self._templates))
         reference, timescales = mux_chunk_layout(self._templates, packets)
         try:
             if writer is None:
@@ -266,8 +274,8 @@ class Chunker:
                     ]
                 )
                 prepared = None
-            if prepared is None:  # read after FFmpeg rescaled them: the same samples
-                prepared = writer.prepare(packets)
+            if prepared is None:
+                prepared = writer.prepare(packets, time_bases)
             writer.learn(prepared, init_header(reference))
             ours = writer.finish(prepared)
         except ValueError:
@@ -278,3 +286,14 @@ class Chunker:
             self._writer, self._writer_off = None, True
             _log.info("fragment_writer_off", seq=self._seq, hint="chunks muxed by FFmpeg")
         return reference
+
+
+def _time_bases(packets: list[Sample], tracks: int) -> list[Fraction | None]:
+    """Each track's time base, from its first packet (None for a track without one)."""
+    found: list[Fraction | None] = [None] * tracks
+    for item in packets:
+        if found[item[0]] is None:
+            found[item[0]] = item[1].time_base
+            if None not in found:
+                break
+    return found

@@ -35,7 +35,15 @@ import av
 
 from chunks.boxes import top_level_boxes
 
-__all__ = ["MOVFLAGS", "FragmentWriter", "TrackLayout", "mux_chunk", "mux_chunk_layout"]
+__all__ = [
+    "MOVFLAGS",
+    "FragmentWriter",
+    "Sample",
+    "TrackLayout",
+    "mux_chunk",
+    "mux_chunk_layout",
+    "sample",
+]
 
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+frag_discont+delay_moov"
 
@@ -51,14 +59,29 @@ _TRUN_SIZE = 0x200
 _TRUN_FLAGS = 0x400
 _TRUN_CTS = 0x800
 
+Sample = tuple[int, "av.Packet[Any]", int, int, int | None, int, bool]
+"""One packet of a chunk with the fields the fragment writer lays out:
+``(template index, packet, dts, pts, duration, size, is_keyframe)``. The reader fills
+them in the pass that reads them anyway, so the writer reads no packet attribute."""
+
+_FIELDS = operator.attrgetter("dts", "pts", "duration", "size", "is_keyframe")
+
+
+def sample(index: int, packet: av.Packet[Any]) -> Sample:
+    """A :data:`Sample` of ``packet`` (which must have its decode time set)."""
+    dts, pts, duration, size, keyframe = _FIELDS(packet)
+    assert dts is not None
+    assert pts is not None
+    return (index, packet, dts, pts, duration, size, keyframe)
+
 
 def mux_chunk(
     templates: Sequence[av.stream.Stream],
-    packets: Sequence[tuple[int, av.Packet[Any]]],
+    packets: Sequence[Sample],
     *,
     frag_size_bytes: int | None = None,
 ) -> bytes:
-    """Mux ``packets`` (``(template index, packet)``) into one fMP4 byte string.
+    """Mux ``packets`` (:data:`Sample` s: template index, packet, ...) into one fMP4 byte string.
 
     ``frag_size_bytes`` additionally cuts fragments before they exceed that many bytes
     (used to split an oversize GOP into record-sized pieces).
@@ -68,7 +91,7 @@ def mux_chunk(
 
 def mux_chunk_layout(
     templates: Sequence[av.stream.Stream],
-    packets: Sequence[tuple[int, av.Packet[Any]]],
+    packets: Sequence[Sample],
     *,
     frag_size_bytes: int | None = None,
 ) -> tuple[bytes, list[int]]:
@@ -79,8 +102,9 @@ def mux_chunk_layout(
         options["frag_size"] = str(frag_size_bytes)
     with av.open(buffer, "w", format="mp4", options=options) as out:
         streams = [out.add_stream_from_template(t, opaque=True) for t in templates]
-        for index, packet in packets:
-            packet.stream = streams[index]
+        for item in packets:  # FFmpeg rescales each packet's times to its output stream
+            packet = item[1]
+            packet.stream = streams[item[0]]
             out.mux_one(packet)
         timescales = [s.time_base.denominator if s.time_base else 0 for s in streams]
     return buffer.getvalue(), timescales
@@ -111,8 +135,8 @@ def init_header(payload: bytes) -> bytes:
     return payload
 
 
-_FIELDS = operator.attrgetter("dts", "pts", "duration", "size", "is_keyframe")
 _FLAG_OF = (_NON_SYNC, _SYNC)  # by is_keyframe
+_TRACK = operator.itemgetter(0)
 
 
 class _Samples:
@@ -120,10 +144,10 @@ class _Samples:
 
     __slots__ = ("cts", "dts", "durations", "keys", "packets", "pts", "sizes")
 
-    def __init__(self, packets: list[av.Packet[Any]], scale: Fraction | None) -> None:
-        self.packets = packets
-        # One pass over the packets (the chunker passes only packets with timestamps).
-        dts, pts, durations, sizes, keys = map(list, zip(*map(_FIELDS, packets), strict=True))
+    def __init__(self, samples: list[Sample], scale: Fraction | None) -> None:
+        # Columns of the samples' fields: no packet attribute is read here.
+        _, packets, dts, pts, durations, sizes, keys = map(list, zip(*samples, strict=True))
+        self.packets: list[av.Packet[Any]] = packets
         if None in durations:
             durations = [d or 0 for d in durations]
         if scale is not None:  # FFmpeg's av_rescale_q: to nearest, halves away from zero
@@ -168,13 +192,23 @@ class FragmentWriter:
             common = common * track.timescale // math.gcd(common, track.timescale)
         self._to_common = [common // t.timescale for t in tracks]
 
-    def prepare(self, packets: Sequence[tuple[int, av.Packet[Any]]]) -> Prepared:
-        """Read a chunk's packets (before FFmpeg, if it muxes them too, rescales them)."""
-        per_track: list[list[av.Packet[Any]]] = [[] for _ in self._tracks]
-        for index, packet in packets:
-            per_track[index].append(packet)
+    def prepare(
+        self, packets: Sequence[Sample], time_bases: Sequence[Fraction | None] | None = None
+    ) -> Prepared:
+        """Group a chunk's samples by track. ``time_bases`` are the samples' time bases per
+        track (default: their packets' own, which FFmpeg changes when it muxes them)."""
+        if len(self._tracks) == 2:  # video + audio: split in C, no loop over the packets
+            tracks = list(map(_TRACK, packets))
+            per_track = [
+                list(itertools.compress(packets, map(operator.not_, tracks))),
+                list(itertools.compress(packets, tracks)),
+            ]
+        else:
+            per_track = [[] for _ in self._tracks]
+            for item in packets:
+                per_track[item[0]].append(item)
         samples = [
-            _Samples(group, self._scale(index, group[0])) if group else None
+            _Samples(group, self._scale(index, group, time_bases)) if group else None
             for index, group in enumerate(per_track)
         ]
         if samples[0] is None:
@@ -188,7 +222,7 @@ class FragmentWriter:
         """Use ``init`` (FFmpeg's init header for that chunk) for chunks that start alike."""
         self._inits[prepared.key] = init
 
-    def write(self, packets: Sequence[tuple[int, av.Packet[Any]]]) -> bytes | None:
+    def write(self, packets: Sequence[Sample]) -> bytes | None:
         """The chunk's bytes (init header, fragments, ``mfra`` index), or None when no init
         header for a chunk starting like this one was learnt yet (see :meth:`learn`)."""
         return self.finish(self.prepare(packets))
@@ -203,7 +237,7 @@ class FragmentWriter:
         assert video is not None
         # FFmpeg's interleaving writes packets in decode-time order (video first on a tie)
         # and cuts a fragment before each video keyframe after the first video sample.
-        cuts = [i for i in range(1, len(video.keys)) if video.keys[i]]
+        cuts = list(itertools.compress(range(1, len(video.keys)), video.keys[1:]))
         bounds = [[0, *cuts, len(video.keys)]]
         cut_times = [video.dts[i] * self._to_common[0] for i in cuts]
         for index in range(1, len(samples)):
@@ -223,8 +257,10 @@ class FragmentWriter:
             bounds.append(edges)
         return self._layout(init, samples, bounds, len(cuts) + 1)
 
-    def _scale(self, index: int, first: av.Packet[Any]) -> Fraction | None:
-        time_base = first.time_base
+    def _scale(
+        self, index: int, group: list[Sample], time_bases: Sequence[Fraction | None] | None
+    ) -> Fraction | None:
+        time_base = group[0][1].time_base if time_bases is None else time_bases[index]
         cached, scale = self._scales[index]
         if cached != time_base:
             assert time_base is not None

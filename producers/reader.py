@@ -14,7 +14,7 @@ import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import av
 
@@ -24,11 +24,14 @@ from producers.exceptions import (
     SourceUnavailableError,
     TruncatedMediaError,
 )
+from producers.fmp4 import Sample
 from producers.probe import MediaInfo, StreamPlan, media_info, pick_audio, plan_streams
-from producers.relay import FfmpegRelay, needs_relay
 from producers.sources import SourceSpec, classify_os_error, open_source
 from producers.transcode import AudioTranscoder, VideoTranscoder
 from runtime.logs import get_logger
+
+if TYPE_CHECKING:
+    from producers.relay import FfmpegRelay
 
 __all__ = ["MediaPacket", "MediaReader", "ReaderOptions"]
 
@@ -100,7 +103,8 @@ class PacketRun:
     A file read as fast as it goes is handed to the chunker a GOP at a time (see
     :meth:`MediaReader.packets`): per packet, the reader only rebases, drops what the MP4
     muxer cannot take (no timestamp, empty, decode time not advancing) and appends.
-    ``packets`` holds ``(0, video packet)`` / ``(1, audio packet)``; ``keyframe`` says it
+    ``packets`` holds :data:`~producers.fmp4.Sample` s, ``(0, video packet, ...)`` /
+    ``(1, audio packet, ...)`` with the fields the fragment writer needs; ``keyframe`` says it
     starts with a video keyframe at ``start_s`` (only the first run of a play may not);
     ``video_end_s`` is where its latest video frame ends and ``video_min_s`` where its
     earliest one starts (None without video); ``time_bases`` are the packets' seconds per
@@ -109,7 +113,7 @@ class PacketRun:
 
     keyframe: bool
     start_s: float
-    packets: list[tuple[int, av.Packet[Any]]]
+    packets: list[Sample]
     video_end_s: float | None
     video_min_s: float | None
     time_bases: tuple[float, float]
@@ -138,13 +142,17 @@ class MediaReader:
 
     def open(self) -> MediaInfo:
         """Open and probe the source; raises a :class:`SourceError` when it cannot be used."""
-        if not self.spec.is_file and needs_relay(self.spec.target):
-            self._relay = FfmpegRelay(
-                self.spec.target,
-                self.spec.display,
-                timeout_s=self.options.timeout_s,
-                stop=self._stop,
-            )
+        if not self.spec.is_file:
+            # Imported here: a file never needs the relay (subprocess, ctypes, ...).
+            from producers.relay import FfmpegRelay, needs_relay
+
+            if needs_relay(self.spec.target):
+                self._relay = FfmpegRelay(
+                    self.spec.target,
+                    self.spec.display,
+                    timeout_s=self.options.timeout_s,
+                    stop=self._stop,
+                )
         container = open_source(self.spec, timeout_s=self.options.timeout_s, relay=self._relay)
         self._input = container
         try:
@@ -167,6 +175,11 @@ class MediaReader:
             duration = container.duration / 1_000_000 * self.options.loop
         self.info = media_info(plan, duration)
         return self.info
+
+    @property
+    def bit_rate(self) -> int | None:
+        """The source's bit rate (bits per second) as its container states it; None if unknown."""
+        return (self._input.bit_rate or None) if self._input is not None else None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -336,14 +349,15 @@ class MediaReader:
             audio_floor = (-_AUDIO_LEAD_S - state.offset_s()) / audio_tb
         state.run_time_bases = (state.time_bases[video_index], audio_tb)
         last_video, last_audio = self._run_dts
-        run: list[tuple[int, av.Packet[Any]]] = []
+        run: list[Sample] = []
         append = run.append
         keyframe_pts: int | None = None
         video_end: int | None = None
         video_min: int | None = None
         for packet in demuxed:
             pts = packet.pts
-            if pts is None or not packet.size:
+            size = packet.size
+            if pts is None or not size:
                 continue
             if packet.stream_index == video_index:
                 dts = packet.dts
@@ -355,7 +369,8 @@ class MediaReader:
                 if last_video is not None and dts <= last_video:
                     continue
                 last_video = dts
-                if packet.is_keyframe:
+                keyframe = packet.is_keyframe
+                if keyframe:
                     if run:
                         yield self._run(state, run, keyframe_pts, video_end, video_min)
                         run = []
@@ -364,12 +379,13 @@ class MediaReader:
                     keyframe_pts = pts
                     if stop():  # checked once per GOP: a GOP is read in microseconds
                         break
-                end = pts + (packet.duration or frame_ticks)
+                duration = packet.duration
+                end = pts + (duration or frame_ticks)
                 if video_end is None or end > video_end:
                     video_end = end
                 if video_min is None or pts < video_min:
                     video_min = pts
-                append((0, packet))
+                append((0, packet, dts, pts, duration, size, keyframe))
             elif pts >= audio_floor:
                 dts = packet.dts
                 if audio_shift or dts is None:
@@ -380,7 +396,7 @@ class MediaReader:
                 if last_audio is not None and dts <= last_audio:
                     continue
                 last_audio = dts
-                append((1, packet))
+                append((1, packet, dts, pts, packet.duration, size, packet.is_keyframe))
         self._run_dts[:] = [last_video, last_audio]
         if run:
             yield self._run(state, run, keyframe_pts, video_end, video_min)
@@ -388,7 +404,7 @@ class MediaReader:
     @staticmethod
     def _run(
         state: _PlayState,
-        packets: list[tuple[int, av.Packet[Any]]],
+        packets: list[Sample],
         keyframe_pts: int | None,
         video_end: int | None,
         video_min: int | None,

@@ -328,7 +328,7 @@ def one_by_one(items: list[MediaPacket | PacketRun]) -> list[MediaPacket]:
         if isinstance(item, MediaPacket):
             out.append(item)
             continue
-        for index, packet in item.packets:
+        for index, packet, *_ in item.packets:
             assert packet.pts is not None
             start = packet.pts * item.time_bases[index]
             end = start + (packet.duration or 0) * item.time_bases[index]
