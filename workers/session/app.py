@@ -18,12 +18,12 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.consume_loop import ConsumeLoop, LoopOptions, LoopStats
 from runtime.errors import ConfigError
 from runtime.kafka import make_producer, start_client
 from runtime.logs import get_logger
+from runtime.ops_http import OpsServer, consumer_lag
 from runtime.settings import Inter1Settings, KafkaSettings, SessionWorkerSettings
 from schemas.codec import codec_from_settings
 from workers.session import metrics
@@ -110,51 +110,6 @@ class WorkerRuntime:
     http_port: int = 0
 
 
-async def _serve_http(runtime: WorkerRuntime, host: str, port: int) -> tuple[asyncio.Server, int]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await asyncio.wait_for(reader.readline(), 5.0)
-            path = line.decode(errors="replace").split(" ")[1] if line.count(b" ") >= 2 else "/"
-            status, body, kind = _respond(runtime, path)
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, host, port)
-    bound = server.sockets[0].getsockname()[1]
-    return server, int(bound)
-
-
-def _respond(runtime: WorkerRuntime, path: str) -> tuple[str, bytes, str]:
-    if path.startswith("/metrics"):
-        _update_lag(runtime.loop)
-        return "200 OK", generate_latest(), CONTENT_TYPE_LATEST
-    if path.startswith("/healthz"):
-        return "200 OK", b"ok\n", "text/plain"
-    if path.startswith("/readyz"):
-        try:
-            assigned = bool(runtime.loop.consumer.assignment())
-        except RuntimeError:
-            assigned = False
-        return (
-            ("200 OK", b"ready\n", "text/plain")
-            if assigned
-            else (
-                "503 Service Unavailable",
-                b"not assigned\n",
-                "text/plain",
-            )
-        )
-    return "404 Not Found", b"not found\n", "text/plain"
-
-
 def _update_lag(loop: ConsumeLoop) -> None:
     try:
         consumer = loop.consumer
@@ -166,14 +121,7 @@ def _update_lag(loop: ConsumeLoop) -> None:
 def update_lag(consumer: AIOKafkaConsumer) -> None:
     """Set the lag gauge of every assigned partition: high watermark - position (partitions
     not fetched yet, whose high watermark is unknown, are left as they are)."""
-    for tp in consumer.assignment():
-        high = consumer.highwater(tp)
-        if high is None:
-            continue
-        with contextlib.suppress(Exception):  # position unknown until the first fetch
-            position = consumer._subscription.subscription.assignment.state_value(tp).position
-            if position is not None:
-                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - position))
+    consumer_lag(consumer, metrics.CONSUMER_LAG)
 
 
 async def _publisher(runtime: WorkerRuntime, interval_s: float, linger_s: float) -> None:
@@ -242,9 +190,14 @@ async def run_worker(
             heartbeat_interval_ms=min(3000, int(worker.session_timeout_s * 1000) // 3),
         )
         runtime = WorkerRuntime(loop, handler, outbox)
-        server, runtime.http_port = await _serve_http(runtime, worker.http_host, worker.http_port)
-        stack.push_async_callback(server.wait_closed)
-        stack.callback(server.close)
+        ops = OpsServer(
+            worker.http_host,
+            worker.http_port,
+            ready=lambda: bool(loop.consumer.assignment()),
+            before_metrics=lambda: _update_lag(loop),
+        )
+        runtime.http_port = await ops.start()
+        stack.push_async_callback(ops.stop)
         await loop.start()
         handler.attach(loop.consumer)
         publisher = asyncio.create_task(
