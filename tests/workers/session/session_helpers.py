@@ -458,3 +458,26 @@ async def state_records(topic: str, sid: str) -> list[dict[str, Any] | None]:
     finally:
         await consumer.stop()
     return found
+
+
+async def session_done(
+    events: TopicReader,
+    usage: TopicReader,
+    sid: str,
+    media_end_s: float,
+    *,
+    within_s: float = 60,
+    what: str = "session.ended",
+) -> None:
+    """Wait for the session's ``session.ended`` event, then for usage up to its media end."""
+    await events.until(lambda r: ended(r.of(sid)), within_s=within_s, what=what)
+    await usage_done(usage, sid, media_end_s)
+
+
+async def usage_done(usage: TopicReader, sid: str, media_end_s: float) -> None:
+    """Wait for the session's usage records to reach its media end."""
+    await usage.until(
+        lambda r: bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= media_end_s,
+        within_s=30,
+        what="usage up to the media end",
+    )

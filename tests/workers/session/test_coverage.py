@@ -11,8 +11,8 @@ from session_helpers import (
     ChunkPublisher,
     TopicReader,
     WorkerFactory,
-    ended,
     fixture_chunks,
+    session_done,
     started_record,
     usage_tiles,
 )
@@ -40,14 +40,7 @@ async def test_a_chunk_missing_from_the_stream_is_a_stream_skip(
                 if chunk not in missing:  # the producer lost them: a hole in the stream
                     await publisher.chunk(sid, chunk)
             await publisher.end(sid, clip)
-        await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
-        await usage.until(
-            lambda r: (
-                bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= clip.duration_s
-            ),
-            within_s=30,
-            what="usage up to the media end",
-        )
+        await session_done(events, usage, sid, clip.duration_s)
     finally:
         await events.stop()
         await usage.stop()

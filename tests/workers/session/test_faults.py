@@ -20,6 +20,7 @@ from session_helpers import (
     ended,
     fixture_chunks,
     started_record,
+    usage_done,
     usage_tiles,
     worker_settings,
 )
@@ -47,13 +48,7 @@ async def _run_session(
             await letters.until(lambda r: bool(r.of(sid)), within_s=60, what="a dead letter")
         else:
             await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
-        await usage.until(
-            lambda r: (
-                bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= CLIP.duration_s
-            ),
-            within_s=30,
-            what="usage up to the media end",
-        )
+        await usage_done(usage, sid, CLIP.duration_s)
         await events.drain()
         await letters.drain()
     finally:
@@ -160,13 +155,7 @@ async def test_1013_is_retried_until_capacity_frees(
                 await publisher.chunk(sid, chunk)
             await publisher.end(sid, CLIP)
         await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended after 1013")
-        await usage.until(
-            lambda r: (
-                bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= CLIP.duration_s
-            ),
-            within_s=30,
-            what="usage up to the media end",
-        )
+        await usage_done(usage, sid, CLIP.duration_s)
         assert letters.of(sid) == []
         assert _readies(events, sid) == [0]
         tiles = usage_tiles(usage.of(sid), CLIP.duration_s)

@@ -21,8 +21,10 @@ from session_helpers import (
     assert_windows_once,
     ended,
     fixture_chunks,
+    session_done,
     started_record,
     state_records,
+    usage_done,
     usage_tiles,
     windows,
     worker_settings,
@@ -117,13 +119,7 @@ async def test_sigterm_drains_and_the_next_worker_resumes(
                 within_s=60,
                 what="session.ended of the second worker",
             )
-            await usage.until(
-                lambda r: (
-                    bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= clip.duration_s
-                ),
-                within_s=30,
-                what="usage up to the media end",
-            )
+            await usage_done(usage, sid, clip.duration_s)
             assert await second.terminate() == 0
         assert_windows_once(windows(events.of(sid)), clip.duration_s)
         assert {r for _, _, r in usage_tiles(usage.of(sid), clip.duration_s)} == {"analysed"}
@@ -153,14 +149,7 @@ async def test_live_chunks_lagging_too_far_are_shed(
             await publisher.chunk(sid, chunk, produced_at=stale if old else None)
         await publisher.end(sid, clip)
     try:
-        await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
-        await usage.until(
-            lambda r: (
-                bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= clip.duration_s
-            ),
-            within_s=30,
-            what="usage up to the media end",
-        )
+        await session_done(events, usage, sid, clip.duration_s)
     finally:
         await events.stop()
         await usage.stop()

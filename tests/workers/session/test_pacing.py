@@ -12,9 +12,9 @@ from session_helpers import (
     ChunkPublisher,
     TopicReader,
     WorkerFactory,
-    ended,
     fixture_chunks,
     make_topics,
+    session_done,
     usage_tiles,
     worker_settings,
 )
@@ -48,14 +48,7 @@ async def _run(
     events = await TopicReader(topics.events).start()
     usage = await TopicReader(topics.usage).start()
     try:
-        await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
-        await usage.until(
-            lambda r: (
-                bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= clip.duration_s
-            ),
-            within_s=30,
-            what="usage up to the media end",
-        )
+        await session_done(events, usage, sid, clip.duration_s)
         await events.drain()
     finally:
         await events.stop()

@@ -17,8 +17,8 @@ from session_helpers import (
     ChunkPublisher,
     TopicReader,
     assert_windows_once,
-    ended,
     fixture_chunks,
+    session_done,
     started_record,
     state_records,
     usage_tiles,
@@ -114,14 +114,7 @@ async def _run_workers(
             await publisher.end(sid, clip)
         second = start()
         try:
-            await events.until(lambda r: ended(r.of(sid)), within_s=90, what="session.ended")
-            await usage.until(
-                lambda r: (
-                    bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= clip.duration_s
-                ),
-                within_s=30,
-                what="usage up to the media end",
-            )
+            await session_done(events, usage, sid, clip.duration_s, within_s=90)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{second.output()[-4000:]}") from None
         assert await second.terminate() == 0

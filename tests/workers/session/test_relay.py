@@ -14,6 +14,7 @@ from session_helpers import (
     ended,
     fixture_chunks,
     record_summary,
+    session_done,
     summary,
     usage_tiles,
     webm_fixture_chunks,
@@ -106,14 +107,7 @@ async def test_webm_clip_continues_one_stream_with_clusters_only(
     events = await TopicReader(worker_topics.events).start()
     usage = await TopicReader(worker_topics.usage).start()
     try:
-        await events.until(lambda r: ended(r.of(sid)), within_s=60, what="session.ended")
-        await usage.until(
-            lambda r: (
-                bool(r.of(sid)) and max(u["media_end_s"] for u in r.of(sid)) >= clip.duration_s
-            ),
-            within_s=30,
-            what="usage up to the media end",
-        )
+        await session_done(events, usage, sid, clip.duration_s)
         await events.drain()  # events placed at the connection's end follow session.ended
     finally:
         await events.stop()
