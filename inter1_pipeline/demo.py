@@ -19,7 +19,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -38,7 +40,7 @@ from inter1_pipeline.demo_summary import (
 from inter1_pipeline.pipeline_stack import PipelineStack, start_stack, status_file
 from inter1_pipeline.status_line import StatusLine
 from inter1_pipeline.supervisor import Exit, ProcessSpec, RestartPolicy, Supervisor
-from runtime.errors import PipelineError
+from runtime.errors import ExitCode, PipelineError
 from runtime.kafka import make_admin, make_consumer
 from runtime.settings import CuesSettings, SinkSettings, StackSettings, load
 from runtime.topics import topic_name
@@ -53,6 +55,12 @@ _POLL_S = 0.5
 
 class DemoError(PipelineError):
     """The demo could not finish (a process failed, or the sessions did not load in time)."""
+
+
+class DemoSessionsFailedError(DemoError):
+    """Inter-1 sessions of the demo failed (a refused API key, an unreachable service)."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,34 @@ async def run_demo(
         out.close()
         stopped = await supervisor.stop()
         out.say(f"stopped: {', '.join(name for name, _ in stopped)}")
+    failed = [s for s in result.summaries if s.session_error_s > 0]
+    if failed:
+        raise DemoSessionsFailedError(_failure_message(failed, len(result.summaries), state_dir))
     return result
+
+
+def _failure_message(failed: Sequence[SessionSummary], total: int, state_dir: Path) -> str:
+    """Which sessions failed and why, from the session worker's ``session_failed`` lines."""
+    log = state_dir / "logs" / "session-worker.log"
+    causes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in log.read_text(errors="replace").splitlines():
+            if '"session_failed"' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                causes.add(f"close code {entry.get('close_code')} ({entry.get('cause')})")
+    why = f": Inter-1 ended them with {', '.join(sorted(causes))}" if causes else ""
+    hint = (
+        "check INTER1_API_KEY and INTER1_BASE_URL"
+        if any(c in " ".join(causes) for c in ("unauthorized", "forbidden", "missing_scope"))
+        else "see the session_failed lines"
+    )
+    clips = ", ".join(s.clip for s in failed)
+    return (
+        f"{len(failed)} of {total} sessions could not be analysed ({clips}){why}; {hint} "
+        f"(session worker log: {log})"
+    )
 
 
 async def _wait_loaded(

@@ -58,6 +58,8 @@ class SessionSummary:
     chunks: int = 0
     latency_p50_s: float | None = None
     latency_p99_s: float | None = None
+    session_error_s: float = 0.0
+    """Media seconds the session worker could not have analysed (its session failed)."""
     cues: list[CueLine] = field(default_factory=list)
 
 
@@ -80,6 +82,13 @@ def read_summaries(warehouse: Warehouse, clips: Mapping[str, str]) -> list[Sessi
             "quantileExactInclusive(0.99)(latency_s) AS p99 "
             f"FROM chunk_latency WHERE session_id IN {ids} AND latency_s IS NOT NULL "
             "GROUP BY session_id"
+        )
+    }
+    failed = {
+        str(r["session_id"]): float(r["seconds"])
+        for r in warehouse.rows(
+            "SELECT session_id, sum(dropped_s) AS seconds FROM usage FINAL "
+            f"WHERE session_id IN {ids} AND reason = 'session_error' GROUP BY session_id"
         )
     }
     cues: dict[str, list[CueLine]] = {}
@@ -117,6 +126,7 @@ def read_summaries(warehouse: Warehouse, clips: Mapping[str, str]) -> list[Sessi
                 chunks=int(lat.get("chunks", 0)),
                 latency_p50_s=None if lat.get("p50") is None else float(lat["p50"]),
                 latency_p99_s=None if lat.get("p99") is None else float(lat["p99"]),
+                session_error_s=failed.get(session_id, 0.0),
                 cues=cues.get(session_id, []),
             )
         )

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.processes import free_port
+
 CLIPS = ("presenter", "listener", "warming-up")
 _ROW = re.compile(
     r"^  (?P<clip>\S+)\s+(?P<session>[0-9a-f]{8})\s+(?P<media>[\d.]+)\s+(?P<events>\d+)\s+"
@@ -92,3 +94,51 @@ def test_demo_runs_the_pipeline_prints_the_summary_and_leaves_nothing_running(
     assert re.fullmatch(r"demo: ok in [\d.]+ s: 3 sessions, \d+ events, \d+ cues", lines[-1])
     assert processes_of(stack_state_dir) == []
     assert not (stack_state_dir / "pipeline.json").exists()
+
+
+@pytest.mark.kafka
+@pytest.mark.clickhouse
+@pytest.mark.slow
+def test_demo_fails_naming_the_cause_when_inter1_refuses_the_key(
+    stack_state_dir: Path, processes_of: Callable[[Path], list[tuple[int, str]]]
+) -> None:
+    """A wrong API key: every session fails with 401; the demo says so and exits 69 (it
+    used to print "demo: ok" with 0 events)."""
+    port = free_port()
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "inter1_pipeline", "simulate", "--host", "127.0.0.1",
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    env = {
+        **os.environ,
+        "PIPELINE_STATE_DIR": str(stack_state_dir),
+        "LOG_FORMAT": "json",
+        "INTER1_API_KEY": "not-a-key",
+        "INTER1_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL", "LOG_LEVEL"):
+        env.pop(name, None)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "inter1_pipeline", "demo", "--timeout", "240"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=30)
+    assert done.returncode == 69, done.stdout + done.stderr
+    assert "demo: ok" not in done.stdout
+    log = stack_state_dir / "logs" / "session-worker.log"
+    assert done.stderr.splitlines()[-1] == (
+        "error: 3 of 3 sessions could not be analysed (presenter, listener, warming-up): "
+        "Inter-1 ended them with close code 401 (unauthorized); check INTER1_API_KEY and "
+        f"INTER1_BASE_URL (session worker log: {log})"
+    )
+    assert done.stdout.splitlines()[-1] == "stopped: session-worker, sink, cues, kafka"
+    assert processes_of(stack_state_dir) == []
