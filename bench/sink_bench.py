@@ -309,15 +309,21 @@ def per_change(app: SinkApp, events: list[dict[str, Any]], rounds: int = 3) -> d
     return out
 
 
+async def _assigned_consumer(topic: str) -> AIOKafkaConsumer:
+    """A started consumer of ``topic`` from the earliest offset, holding its partitions."""
+    consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **client_options())
+    await consumer.start()
+    await consumer.getmany(timeout_ms=1)
+    while not consumer.assignment():  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    return consumer
+
+
 async def raw_consume_seconds(topic: str, events: int, batch: int) -> float:
     """CPU seconds of a plain aiokafka consume of the backlog (the records, nothing done with
     them): the part of the sink's work no choice of decoding or inserting removes."""
-    consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **client_options())
-    await consumer.start()
+    consumer = await _assigned_consumer(topic)
     try:
-        await consumer.getmany(timeout_ms=1)
-        while not consumer.assignment():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
         started = time.process_time()
         seen = 0
         while seen < events:
@@ -336,12 +342,8 @@ async def raw_pipeline_seconds(app: SinkApp, topic: str, events: int, batch: int
     for table in COLUMNS:
         client.command(f"CREATE TABLE IF NOT EXISTS bench_raw.{table} AS default.{table}")
     codec = get_codec()
-    consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **client_options())
-    await consumer.start()
+    consumer = await _assigned_consumer(topic)
     try:
-        await consumer.getmany(timeout_ms=1)
-        while not consumer.assignment():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
         started = time.process_time()
         seen = 0
         pending: dict[str, list[list[Any]]] = {}

@@ -43,11 +43,12 @@ class BatchSender:
         self._partitions: dict[tuple[str, bytes, int], int] = {}
         self._cache_keys = cache_keys
 
-    async def send(self, records: Sequence[tuple[str, bytes, bytes]]) -> list[Acked]:
-        """Send every record and wait for all acknowledgements; returns one entry per batch
-        (in submission order). Raises what the producer raised for any batch."""
+    async def send(self, records: Sequence[tuple[str, bytes, bytes | None]]) -> list[Acked]:
+        """Send every record (a ``None`` value is a tombstone) and wait for all
+        acknowledgements; returns one entry per batch (in submission order). Raises what the
+        producer raised for any batch."""
         counts: dict[str, int] = {}
-        grouped: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+        grouped: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
         for topic, key, value in records:
             if topic not in counts:  # metadata wait once per topic and call
                 counts[topic] = len(await self._producer.partitions_for(topic))

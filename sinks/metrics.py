@@ -54,7 +54,10 @@ class SinkCollector(Collector):
             "batches_inserted", "Batches ClickHouse acknowledged", stats.batches_inserted
         )
         rows = CounterMetricFamily(
-            "inter1_sink_rows_inserted", "Rows ClickHouse acknowledged", labels=["table"]
+            "inter1_sink_rows_inserted",
+            "Rows the sink inserted, by table (an event container counts as its events rows;"
+            " the rows ClickHouse's views derive from it are not counted)",
+            labels=["table"],
         )
         for table, count in sorted(stats.rows_per_table.items()):
             rows.add_metric([table], count)

@@ -22,27 +22,30 @@ _ROW = re.compile(
 )
 
 
+def _demo(state_dir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``inter1-pipeline demo`` in ``state_dir``, starting its own broker and ClickHouse;
+    Inter-1 is the demo's simulator unless ``settings`` name another (and a key)."""
+    env = {**os.environ, "PIPELINE_STATE_DIR": str(state_dir), "LOG_FORMAT": "json"}
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL", "INTER1_API_KEY", "LOG_LEVEL"):
+        env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "inter1_pipeline", "demo", "--timeout", "240"],
+        capture_output=True,
+        text=True,
+        env={**env, **settings},
+        timeout=300,
+        check=False,
+    )
+
+
 @pytest.mark.kafka
 @pytest.mark.clickhouse
 @pytest.mark.slow
 def test_demo_runs_the_pipeline_prints_the_summary_and_leaves_nothing_running(
     stack_state_dir: Path, processes_of: Callable[[Path], list[tuple[int, str]]]
 ) -> None:
-    env = {
-        **os.environ,
-        "PIPELINE_STATE_DIR": str(stack_state_dir),
-        "LOG_FORMAT": "json",
-    }
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL", "INTER1_API_KEY", "LOG_LEVEL"):
-        env.pop(name, None)  # the demo starts its own broker and simulator, like `make demo`
-    done = subprocess.run(
-        [sys.executable, "-m", "inter1_pipeline", "demo", "--timeout", "240"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    # the demo starts its own broker and simulator, like `make demo`
+    done = _demo(stack_state_dir)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "kafka: starting the local broker (Apache Kafka 4.1, KRaft)..."
@@ -111,23 +114,11 @@ def test_demo_fails_naming_the_cause_when_inter1_refuses_the_key(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    env = {
-        **os.environ,
-        "PIPELINE_STATE_DIR": str(stack_state_dir),
-        "LOG_FORMAT": "json",
-        "INTER1_API_KEY": "not-a-key",
-        "INTER1_BASE_URL": f"http://127.0.0.1:{port}",
-    }
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL", "LOG_LEVEL"):
-        env.pop(name, None)
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "inter1_pipeline", "demo", "--timeout", "240"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
+        done = _demo(
+            stack_state_dir,
+            INTER1_API_KEY="not-a-key",
+            INTER1_BASE_URL=f"http://127.0.0.1:{port}",
         )
     finally:
         simulator.terminate()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,8 +190,7 @@ class Outbox:
                     self._crash_at.check(self.published_events)
                 for callback in after:
                     callback()
-                await self._write_progress(states)
-                await self._write_tombstones(tombstones)
+                await self._write_progress(states, tombstones)
             except BaseException:
                 # Nothing is lost silently: the caller's flush fails, offsets stay put, and
                 # the records are redelivered to whoever owns the partitions next.
@@ -204,23 +203,19 @@ class Outbox:
             self.published += len(records)
             _log.debug("outbox_published", records=len(records), progress=len(states))
 
-    async def _write_progress(self, states: list[tuple[str, SessionProgress]]) -> None:
-        if not states:
-            return
+    async def _write_progress(
+        self, states: list[tuple[str, SessionProgress]], tombstones: Sequence[str] = ()
+    ) -> None:
+        """The progress records (and the tombstones of sessions no owner needs again)."""
         floors = self._floors or {}
         topic = self.topics.session_state
-        writes = []
+        writes: list[tuple[str, bytes, bytes | None]] = []
         for sid, progress in states:
             progress.readback = {role: dict(parts) for role, parts in floors.items()}
             writes.append((topic, sid.encode(), progress.to_json()))
-        await self._sender.send(writes)
-
-    async def _write_tombstones(self, session_ids: list[str]) -> None:
-        topic = self.topics.session_state
-        writes = [await self._producer.send(topic, None, key=sid.encode()) for sid in session_ids]
-        await asyncio.gather(*writes)
-        if session_ids:
-            _log.debug("session_state_tombstoned", sessions=len(session_ids), topic=topic)
+        writes += [(topic, sid.encode(), None) for sid in tombstones]
+        if writes:
+            await self._sender.send(writes)
 
     def _advance(self, acked: list[Acked]) -> None:
         """Raise the read-back floors past the records just acknowledged."""
