@@ -75,7 +75,7 @@ from chunks import VideoChunk  # noqa: E402
 from inter1_pipeline.kafka_address import kafka_settings  # noqa: E402
 from runtime.kafka import make_consumer  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
-from runtime.settings import Inter1Settings, SessionWorkerSettings, load  # noqa: E402
+from runtime.settings import Inter1Settings, SecretStr, SessionWorkerSettings, load  # noqa: E402
 from schemas.codec import Codec, get_codec  # noqa: E402
 from workers.session.app import WorkerRuntime, run_worker  # noqa: E402
 from workers.session.event_loop import LoopName, run_on  # noqa: E402
@@ -190,7 +190,7 @@ async def _relay(
         session_queue_chunks=64,
         max_sessions=max(500, sessions),
     )
-    inter1 = Inter1Settings(api_key="sim-key", base_url=base_url)
+    inter1 = Inter1Settings(api_key=SecretStr("sim-key"), base_url=base_url)
     task = asyncio.create_task(
         run_worker(topics, worker=worker, inter1=inter1, started=started, runtime_out=out)
     )

@@ -385,8 +385,8 @@ async def main() -> None:  # noqa: PLR0915  # one scenario, top to bottom
         topic = prefix + load_topic_specs(prefix="")["events"].name
         backlog = [event(i % SESSIONS, i // SESSIONS, "backlog") for i in range(args.events)]
         await publish(topic, backlog, None)
-        settings = load(SinkSettings).model_copy(
-            update={"group_id": f"bench-{prefix}", "flush_interval_s": args.flush_interval}
+        settings = load(SinkSettings).replace(
+            group_id=f"bench-{prefix}", flush_interval_s=args.flush_interval
         )
         batch = settings.batch_records
         if args.events % (PARTITIONS * batch):

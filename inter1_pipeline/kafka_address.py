@@ -15,7 +15,7 @@ __all__ = ["kafka_settings", "with_bootstrap"]
 
 def with_bootstrap(settings: KafkaSettings, bootstrap: str) -> KafkaSettings:
     """``settings`` with ``bootstrap_servers`` set to ``bootstrap``."""
-    return settings.model_copy(update={"bootstrap_servers": bootstrap})
+    return settings.replace(bootstrap_servers=bootstrap)
 
 
 def kafka_settings() -> KafkaSettings:

@@ -210,9 +210,7 @@ async def _kafka(stack: PipelineStack, say: Say) -> None:
     if stack.kafka.bootstrap_servers:
         say(f"kafka: {stack.kafka.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)")
     else:
-        broker = LocalBroker.from_settings(
-            load(StackSettings).model_copy(update={"state_dir": stack.state_dir})
-        )
+        broker = LocalBroker.from_settings(load(StackSettings).replace(state_dir=stack.state_dir))
         running = broker.status()
         if running.running and running.bootstrap:
             stack.kafka = with_bootstrap(stack.kafka, running.bootstrap)

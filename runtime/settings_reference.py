@@ -2,9 +2,10 @@
 
 ``python -m runtime.settings_reference`` prints the reference as Markdown; ``--write`` puts
 it into README.md between the markers; ``--check`` exits 1 when the README is stale.
-Names, defaults and allowed values come from the pydantic fields of every settings class in
-:mod:`runtime.settings`; the meaning from the field's attribute docstring, else from
-:data:`NOTES` (settings documented only in the README before this module existed).
+Names, defaults and allowed values come from the fields (types, ``msgspec.Meta`` bounds,
+defaults) of every settings class in :mod:`runtime.settings`; the meaning from the field's
+attribute docstring, else from :data:`NOTES` (settings documented only in the README before
+this module existed).
 """
 
 from __future__ import annotations
@@ -21,13 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import annotated_types
-from pydantic import SecretStr
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
-from pydantic_settings import BaseSettings
+import msgspec
 
 from runtime import settings as settings_module
+from runtime.settings import SecretStr, Settings
 
 __all__ = [
     "BEGIN_MARKER",
@@ -109,23 +107,16 @@ class SettingDoc:
     meaning: str
 
 
-def settings_classes() -> list[type[BaseSettings]]:
+def settings_classes() -> list[type[Settings]]:
     """Every settings class defined in :mod:`runtime.settings`, in source order."""
     return [
         value
         for value in vars(settings_module).values()
         if isinstance(value, type)
-        and issubclass(value, BaseSettings)
+        and issubclass(value, Settings)
+        and value is not Settings
         and value.__module__ == settings_module.__name__
     ]
-
-
-def _env_name(kind: type[BaseSettings], name: str, field: FieldInfo) -> str:
-    alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
-    if alias:
-        return alias.upper()
-    prefix = str(kind.model_config.get("env_prefix", ""))
-    return f"{prefix}{name}".upper()
 
 
 def _attribute_docs(kind: type) -> dict[str, str]:
@@ -145,12 +136,12 @@ def _attribute_docs(kind: type) -> dict[str, str]:
     return docs
 
 
-def _format_default(field: FieldInfo) -> str:
-    if field.default_factory is not None:
-        value: Any = field.default_factory()  # type: ignore[call-arg]
+def _format_default(field: msgspec.structs.FieldInfo) -> str:
+    if field.default_factory is not msgspec.NODEFAULT:
+        value: Any = field.default_factory()
     else:
         value = field.default
-    if value is PydanticUndefined:
+    if value is msgspec.NODEFAULT:
         return "(required)"
     if value is None:
         return "unset"
@@ -162,21 +153,24 @@ def _format_default(field: FieldInfo) -> str:
     return f"`{text}`" if text else "empty"
 
 
-def _bounds(field: FieldInfo) -> str:
+def _bounds(annotation: Any) -> str:
     parts = []
-    for item in field.metadata:
+    for item in getattr(annotation, "__metadata__", ()):
+        if not isinstance(item, msgspec.Meta):
+            continue
         for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
-            bound = getattr(item, attr, None)
-            if bound is not None and isinstance(item, annotated_types.BaseMetadata):
+            bound = getattr(item, attr)
+            if bound is not None:
                 parts.append(f"{sign} {bound}")
-        min_length = getattr(item, "min_length", None)
-        if min_length:
+        if item.min_length:
             parts.append("not empty")
     return ", ".join(parts)
 
 
 def _describe_type(annotation: Any) -> tuple[str, bool]:
     """A short description of the allowed values and whether ``None`` (unset) is allowed."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
     args = typing.get_args(annotation)
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -196,9 +190,9 @@ def _describe_type(annotation: Any) -> tuple[str, bool]:
     return names.get(annotation, getattr(annotation, "__name__", str(annotation))), False
 
 
-def _values(field: FieldInfo) -> str:
-    text, optional = _describe_type(field.annotation)
-    bounds = _bounds(field)
+def _values(annotation: Any) -> str:
+    text, optional = _describe_type(annotation)
+    bounds = _bounds(annotation)
     if bounds:
         text = f"{text} {bounds}"
     return f"{text} (or unset)" if optional else text
@@ -209,16 +203,16 @@ def setting_docs() -> list[SettingDoc]:
     rows = []
     for kind in settings_classes():
         docs = _attribute_docs(kind)
-        for name, field in kind.model_fields.items():
-            env = _env_name(kind, name, field)
-            description = field.description if field.description != env else None
-            meaning = docs.get(name) or NOTES.get(env) or description or ""
+        hints = typing.get_type_hints(kind, include_extras=True)
+        for field in msgspec.structs.fields(kind):
+            env = kind.env_name(field.name)
+            meaning = docs.get(field.name) or NOTES.get(env) or ""
             rows.append(
                 SettingDoc(
                     group=kind.__name__,
                     env=env,
                     default=_format_default(field),
-                    values=_values(field),
+                    values=_values(hints[field.name]),
                     meaning=meaning,
                 )
             )

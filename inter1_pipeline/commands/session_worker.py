@@ -40,7 +40,7 @@ def session_worker(http_port: int | None, group_id: str | None) -> None:
     if group_id is not None:
         updates["group_id"] = group_id
     if updates:
-        worker = worker.model_copy(update=updates)
+        worker = worker.replace(**updates)
     topics = WorkerTopics(
         chunks=topic_name("chunks"),
         events=topic_name("events"),

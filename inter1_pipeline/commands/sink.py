@@ -38,5 +38,5 @@ def sink(
         )
         if value is not None
     }
-    settings = load(SinkSettings).model_copy(update=overrides)
+    settings = load(SinkSettings).replace(**overrides)
     asyncio.run(run_sink(settings=settings, apply_migrations=not no_migrate))

@@ -5,18 +5,15 @@ Shared by the tests in ``tests/deploy/`` (registered by name in their conftest.p
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from dockerfile_parse import DockerfileParser
-from pydantic_settings import BaseSettings
 
 from runtime.settings import (
     ClickHouseSettings,
@@ -26,6 +23,7 @@ from runtime.settings import (
     LogSettings,
     SchemaSettings,
     SessionWorkerSettings,
+    Settings,
     SinkSettings,
     StackSettings,
 )
@@ -41,12 +39,13 @@ PIPELINE_UID = 10001
 # The settings groups each subcommand works with (read from the code: the command module and
 # what it calls). Every command also validates all groups at start (cli.validate_all), so a
 # variable of another group would be read, validated and ignored: the tests call that unknown.
-COMMAND_SETTINGS: dict[tuple[str, ...], tuple[type[BaseSettings], ...]] = {
+COMMAND_SETTINGS: dict[tuple[str, ...], tuple[type[Settings], ...]] = {
     ("session-worker",): (
         KafkaSettings,
         SchemaSettings,
         Inter1Settings,
         SessionWorkerSettings,
+        Settings,
         LogSettings,
     ),
     ("sink",): (
@@ -84,10 +83,9 @@ REQUIRED: dict[tuple[str, ...], frozenset[str]] = {
 }
 
 
-def env_names(kind: type[BaseSettings]) -> dict[str, str]:
+def env_names(kind: type[Settings]) -> dict[str, str]:
     """``{ENV_NAME: field}`` of one settings class."""
-    prefix = str(kind.model_config.get("env_prefix", ""))
-    return {f"{prefix}{name}".upper(): name for name in kind.model_fields}
+    return {kind.env_name(name): name for name in kind.__struct_fields__}
 
 
 ALL_ENV_NAMES = frozenset(name for kind in settings_classes() for name in env_names(kind))
@@ -107,27 +105,10 @@ def known_names(command: tuple[str, ...]) -> frozenset[str]:
     return frozenset(name for kind in COMMAND_SETTINGS[command] for name in env_names(kind))
 
 
-@contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Exactly ``values`` for the settings variables (others of the test process removed)."""
-    saved = {name: os.environ.get(name) for name in ALL_ENV_NAMES | set(values)}
-    try:
-        for name in ALL_ENV_NAMES:
-            os.environ.pop(name, None)
-        os.environ.update(values)
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def read_settings(command: tuple[str, ...], values: Mapping[str, str]) -> dict[type, Any]:
-    """Build every settings group of ``command`` from ``values`` (pydantic validates them)."""
-    with environment(values):
-        return {kind: kind(_env_file=None) for kind in COMMAND_SETTINGS[command]}  # type: ignore[call-arg]
+    """Build every settings group of ``command`` from exactly ``values`` (validated as at
+    start: a bad value raises ConfigError naming it)."""
+    return {kind: kind.from_env(dict(values)) for kind in COMMAND_SETTINGS[command]}
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:

@@ -89,7 +89,7 @@ def test_invalid_setting_fails_at_start_naming_the_variable(tmp_path: Path) -> N
     result = _run("topics", "list", env=env)
     assert result.returncode == 78
     assert result.stderr.splitlines()[-1] == (
-        "error: invalid setting(s): INTER1_API_VERSION: Input should be 'v1' or 'v2'"
+        "error: invalid setting(s): INTER1_API_VERSION: 'v9' is not one of 'v1', 'v2'"
     )
 
 
@@ -124,7 +124,7 @@ def test_dry_run_produce_loads_no_kafka_or_registry_client(tmp_path: Path) -> No
 
     clip = write_media(tmp_path / "clip.mp4", MediaSpec(duration_s=1))
     loaded = _loaded("produce", "--dry-run", "--no-progress", str(clip))
-    assert loaded == ["pydantic", "structlog", "av", "fastavro"]
+    assert loaded == ["structlog", "av", "fastavro"]
 
 
 def test_produce_checks_only_the_settings_it_reads(tmp_path: Path) -> None:
@@ -142,6 +142,5 @@ def test_produce_checks_only_the_settings_it_reads(tmp_path: Path) -> None:
     own = _run(*args, env={**base, "KAFKA_MAX_RECORD_BYTES": "lots"})
     assert own.returncode == 78
     assert own.stderr.splitlines()[-1] == (
-        "error: invalid setting(s): KAFKA_MAX_RECORD_BYTES: "
-        "Input should be a valid integer, unable to parse string as an integer"
+        "error: invalid setting(s): KAFKA_MAX_RECORD_BYTES: expected an integer (got 'lots')"
     )

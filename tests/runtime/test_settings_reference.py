@@ -27,7 +27,7 @@ def test_readme_reference_is_up_to_date() -> None:
 
 def test_every_field_of_every_settings_class_has_one_documented_row() -> None:
     docs = ref.setting_docs()
-    fields = sum(len(kind.model_fields) for kind in ref.settings_classes())
+    fields = sum(len(kind.__struct_fields__) for kind in ref.settings_classes())
     assert len(docs) == fields
     assert len({doc.env for doc in docs}) == fields
     undocumented = [doc.env for doc in docs if not doc.meaning]
@@ -42,7 +42,7 @@ def test_rows_carry_the_defaults_values_and_meanings_of_the_code() -> None:
     assert rows["PIPELINE_WORKER_HTTP_PORT"] == ref.SettingDoc(
         group="SessionWorkerSettings",
         env="PIPELINE_WORKER_HTTP_PORT",
-        default=f"`{SessionWorkerSettings.model_fields['http_port'].default}`",
+        default=f"`{SessionWorkerSettings().http_port}`",
         values="integer ≥ 0, ≤ 65535",
         meaning="Port of `/metrics`, `/healthz` and `/readyz` (0: a free port).".replace("`", "``"),
     )
@@ -61,9 +61,7 @@ def test_rows_carry_the_defaults_values_and_meanings_of_the_code() -> None:
 
 def test_notes_only_fill_in_for_fields_without_a_docstring() -> None:
     documented = {
-        f"{kind.model_config.get('env_prefix', '')}{name}".upper()
-        for kind in ref.settings_classes()
-        for name in ref._attribute_docs(kind)
+        kind.env_name(name) for kind in ref.settings_classes() for name in ref._attribute_docs(kind)
     }
     every = {doc.env for doc in ref.setting_docs()}
     assert sorted(set(ref.NOTES) - every) == [], "notes for settings that do not exist"

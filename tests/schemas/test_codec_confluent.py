@@ -8,9 +8,8 @@ from typing import Any
 
 import fastavro
 import pytest
-from pydantic import SecretStr
 
-from runtime.settings import SchemaSettings
+from runtime.settings import SchemaSettings, SecretStr
 from schemas.catalog import RECORD_TOPICS, SchemaCatalog
 from schemas.codec import Codec, Decoded, codec_from_settings, get_codec, subject
 from schemas.examples import example_chunk, example_records

@@ -22,7 +22,7 @@ from chunks import SessionEnded, SessionStarted, VideoChunk, top_level_boxes
 from chunks.ebml import CLUSTER_ID, element_header
 from runtime.consume_loop import LoopStats
 from runtime.kafka import make_consumer, make_producer
-from runtime.settings import Inter1Settings, SessionWorkerSettings
+from runtime.settings import Inter1Settings, SecretStr, SessionWorkerSettings
 from schemas.codec import get_codec
 from workers.session.app import WorkerRuntime, run_worker
 from workers.session.outbox import WorkerTopics
@@ -271,7 +271,7 @@ async def start_worker(
     """Start a worker task and wait until it runs."""
     started = asyncio.Event()
     out: list[WorkerRuntime] = []
-    inter1 = Inter1Settings(api_key=api_key, base_url=base_url, api_version=api_version)
+    inter1 = Inter1Settings(api_key=SecretStr(api_key), base_url=base_url, api_version=api_version)
     task = asyncio.create_task(
         run_worker(
             topics,

@@ -153,5 +153,5 @@ def test_an_unknown_event_loop_is_a_config_error(monkeypatch: pytest.MonkeyPatch
     finally:
         load.cache_clear()
     assert str(caught.value) == (
-        "invalid setting(s): PIPELINE_WORKER_EVENT_LOOP: Input should be 'uvloop' or 'asyncio'"
+        "invalid setting(s): PIPELINE_WORKER_EVENT_LOOP: 'trio' is not one of 'uvloop', 'asyncio'"
     )
