@@ -91,8 +91,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """Build the group from ``environ`` (default: the process environment over
         ``.env``), validated; a bad value raises :class:`ConfigError` naming its variable."""
         source = _environment() if environ is None else {k.upper(): v for k, v in environ.items()}
+        trimmed = _trimmed_fields(cls)
         values = {
-            name: source[key]
+            name: source[key].strip() if name in trimmed else source[key]
             for name in cls.__struct_fields__
             if (key := cls.env_name(name)) in source
         }
@@ -116,6 +117,19 @@ def _environment() -> dict[str, str]:
         values = {k.upper(): v for k, v in dotenv_values(ENV_FILE).items() if v is not None}
     values.update((k.upper(), v) for k, v in os.environ.items())
     return values
+
+
+@cache
+def _trimmed_fields(kind: type[Settings]) -> frozenset[str]:
+    """Fields whose values are read without surrounding blanks (numbers and choices; text,
+    paths and secrets are taken as given)."""
+    trimmed = set()
+    for name, hint in typing.get_type_hints(kind).items():
+        options = typing.get_args(hint) if typing.get_origin(hint) is not Literal else ()
+        for option in (hint, *options):
+            if option in (int, float) or typing.get_origin(option) is Literal:
+                trimmed.add(name)
+    return frozenset(trimmed)
 
 
 def _decode(kind: type, value: Any) -> Any:

@@ -110,8 +110,11 @@ def test_variable_names_match_in_any_case(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_types_and_bounds_are_converted_and_checked() -> None:
-    stack = StackSettings.from_env({"PIPELINE_KAFKA_HEAP_MB": "1024", "PIPELINE_STATE_DIR": "/s"})
+    stack = StackSettings.from_env(
+        {"PIPELINE_KAFKA_HEAP_MB": " 1024\n", "PIPELINE_STATE_DIR": "/s"}
+    )
     assert (stack.kafka_heap_mb, stack.state_dir) == (1024, Path("/s"))
+    assert LogSettings.from_env({"LOG_LEVEL": "DEBUG "}).level == "DEBUG"
     with pytest.raises(ConfigError) as info:
         StackSettings.from_env({"PIPELINE_KAFKA_HEAP_MB": "64"})
     assert str(info.value) == (
