@@ -58,7 +58,7 @@ class ChunkRef:
     offset: int
     media_start_s: float
     media_end_s: float
-    payload: bytes
+    payload: bytes | memoryview
     produced_at: datetime
     keyframe_start: bool = True
     consumed_at: float = 0.0
