@@ -247,3 +247,12 @@ def test_a_newer_writer_with_an_extra_field_is_read_and_the_field_skipped() -> N
     got = VideoChunkReader({header: newer}).read(header + body.getvalue())
     assert got is not None
     assert (got.seq, got.media_start_s, bytes(got.payload)) == (300, 6.25, PAYLOAD)
+
+
+def test_a_timestamp_out_of_range() -> None:
+    value = _patched("produced_at", b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01")  # 2**63 - 1
+    with pytest.raises(ChunkWireError) as info:
+        reader().read(value)
+    assert str(info.value) == (
+        "VideoChunk field 'produced_at' (9223372036854775807 µs) is out of range"
+    )
