@@ -4,7 +4,7 @@ and WebM elements.
 Producers build records with it, session workers read them with it, the simulator and
 the demo sniff and continue container streams with it. Import what you need from here
 or from the submodules (``chunks.records``, ``chunks.assembler``, ``chunks.boxes``,
-``chunks.containers``, ``chunks.ebml``, ``chunks.exceptions``).
+``chunks.containers``, ``chunks.ebml``, ``chunks.exceptions``, ``chunks.wire``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from chunks.exceptions import (
     ChunkError,
     ChunkPartError,
     ChunkRecordError,
+    ChunkWireError,
     DuplicatePartError,
     InconsistentPartError,
     MalformedBoxError,
@@ -39,6 +40,7 @@ from chunks.records import (
     chunk_topic_record,
     video_chunk_parts,
 )
+from chunks.wire import VideoChunkReader
 
 __all__ = [
     "INIT_BOXES",
@@ -48,6 +50,7 @@ __all__ = [
     "ChunkPartError",
     "ChunkRecordError",
     "ChunkTopicRecord",
+    "ChunkWireError",
     "Container",
     "DuplicatePartError",
     "InconsistentPartError",
@@ -59,6 +62,7 @@ __all__ = [
     "UnknownChunkError",
     "UnknownContainerError",
     "VideoChunk",
+    "VideoChunkReader",
     "chunk_topic_record",
     "clusters_only",
     "continuation",

@@ -35,7 +35,7 @@ class AssembledChunk:
     media_start_s: float
     media_duration_s: float
     keyframe_start: bool
-    payload: bytes
+    payload: bytes | memoryview
     produced_at: datetime
     part_count: int
 
@@ -48,7 +48,7 @@ class AssembledChunk:
 @dataclass
 class _Partial:
     first: VideoChunk
-    payloads: list[bytes] = field(default_factory=list)
+    payloads: list[bytes | memoryview] = field(default_factory=list)
 
     @property
     def next_index(self) -> int:

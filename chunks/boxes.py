@@ -16,7 +16,7 @@ INIT_BOXES = frozenset({b"ftyp", b"moov", b"free", b"skip", b"uuid"})
 """Top-level box types that make up (or may sit in) a fragmented MP4's init header."""
 
 
-def top_level_boxes(data: bytes) -> list[tuple[bytes, int, int]]:
+def top_level_boxes(data: bytes | memoryview) -> list[tuple[bytes, int, int]]:
     """``(type, offset, size)`` of each top-level ISO-BMFF box in ``data``.
 
     Trailing bytes too short for a box header (under 8) are ignored; a box that declares
@@ -61,7 +61,7 @@ def fragments_only(chunk: bytes) -> bytes:
     return chunk[fragments_start(chunk) :]
 
 
-def fragments_start(chunk: bytes) -> int:
+def fragments_start(chunk: bytes | memoryview) -> int:
     """Offset of the chunk's first box after its init header (its length if none)."""
     boxes = top_level_boxes(chunk)
     return next((offset for kind, offset, _ in boxes if kind not in INIT_BOXES), len(chunk))

@@ -18,20 +18,20 @@ _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 _MP4_BOXES = (b"ftyp", b"styp", b"moov")
 
 
-def sniff_container(first_bytes: bytes) -> Container | None:
+def sniff_container(first_bytes: bytes | memoryview) -> Container | None:
     """PyAV format of a stream starting with ``first_bytes``; None without an init header."""
-    if first_bytes.startswith(_EBML_MAGIC):
+    if bytes(first_bytes[:4]) == _EBML_MAGIC:
         return "matroska"
-    if len(first_bytes) >= 8 and first_bytes[4:8] in _MP4_BOXES:
+    if len(first_bytes) >= 8 and bytes(first_bytes[4:8]) in _MP4_BOXES:
         return "mp4"
     return None
 
 
-def require_container(first_bytes: bytes) -> Container:
+def require_container(first_bytes: bytes | memoryview) -> Container:
     """Like :func:`sniff_container`, but raises :class:`UnknownContainerError` for no match."""
     container = sniff_container(first_bytes)
     if container is None:
-        head = first_bytes[:8].hex(" ")
+        head = bytes(first_bytes[:8]).hex(" ")
         raise UnknownContainerError(
             f"not a WebM or fragmented-MP4 stream: the first bytes ({head or 'none'}) "
             "carry no init header"
@@ -39,7 +39,7 @@ def require_container(first_bytes: bytes) -> Container:
     return container
 
 
-def stream_head(chunk: bytes) -> tuple[Container, bytes]:
+def stream_head(chunk: bytes | memoryview) -> tuple[Container, bytes | memoryview]:
     """The container of the first chunk of a stream and the bytes that open the stream: the
     chunk whole (a WebM Segment opened to unknown size, so later clusters stay inside it).
 
@@ -48,10 +48,10 @@ def stream_head(chunk: bytes) -> tuple[Container, bytes]:
         MalformedBoxError: the init header does not parse.
     """
     container = require_container(chunk)
-    return container, open_segment(chunk) if container == "matroska" else chunk
+    return container, open_segment(bytes(chunk)) if container == "matroska" else chunk
 
 
-def continuation(chunk: bytes, container: Container) -> memoryview:
+def continuation(chunk: bytes | memoryview, container: Container) -> memoryview:
     """A later chunk of a stream in ``container``: its media only (MP4 fragments, WebM
     clusters), without its init header; a view of ``chunk``, not a copy.
 

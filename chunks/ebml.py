@@ -30,7 +30,7 @@ UNKNOWN_SIZE = -1
 _UNKNOWN_SIZE_FIELD = b"\x01\xff\xff\xff\xff\xff\xff\xff"
 
 
-def read_vint(buf: bytes | bytearray, at: int, *, marker: bool) -> tuple[int, int]:
+def read_vint(buf: bytes | bytearray | memoryview, at: int, *, marker: bool) -> tuple[int, int]:
     """(value, length) of the EBML variable-length integer at ``at``.
 
     ``marker=True`` keeps the length marker bit (element IDs); otherwise the value is a size
@@ -55,7 +55,7 @@ def read_vint(buf: bytes | bytearray, at: int, *, marker: bool) -> tuple[int, in
     return (UNKNOWN_SIZE if value == (1 << (7 * length)) - 1 else value), length
 
 
-def element_header(buf: bytes | bytearray, at: int) -> tuple[int, int, int]:
+def element_header(buf: bytes | bytearray | memoryview, at: int) -> tuple[int, int, int]:
     """(element id, header length, payload size or :data:`UNKNOWN_SIZE`) of the element at
     ``at``."""
     ident, id_length = read_vint(buf, at, marker=True)
@@ -63,7 +63,7 @@ def element_header(buf: bytes | bytearray, at: int) -> tuple[int, int, int]:
     return ident, id_length + size_length, size
 
 
-def _segment(chunk: bytes) -> tuple[int, int, int]:
+def _segment(chunk: bytes | memoryview) -> tuple[int, int, int]:
     """(offset of the Segment's size field, offset of its first child, its end)."""
     ident, header, size = element_header(chunk, 0)
     if ident != EBML_ID or size == UNKNOWN_SIZE:
@@ -80,7 +80,7 @@ def _segment(chunk: bytes) -> tuple[int, int, int]:
     return size_at, at + header, end
 
 
-def media_start(chunk: bytes) -> int:
+def media_start(chunk: bytes | memoryview) -> int:
     """Offset of the first Cluster in the chunk's Segment (the chunk's length if none)."""
     _, child, end = _segment(chunk)
     while child < end:

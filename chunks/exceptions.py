@@ -12,6 +12,7 @@ __all__ = [
     "ChunkError",
     "ChunkPartError",
     "ChunkRecordError",
+    "ChunkWireError",
     "DuplicatePartError",
     "InconsistentPartError",
     "MalformedBoxError",
@@ -38,6 +39,11 @@ class UnknownContainerError(ChunkError):
 
 class ChunkRecordError(ChunkError):
     """A datum does not have the shape of the chunk topic's record it claims to be."""
+
+
+class ChunkWireError(ChunkRecordError):
+    """A framed ``VideoChunk`` value does not parse: cut off inside a field, an invalid
+    field value, bytes left over, or a ``byte_size`` that is not the payload's length."""
 
 
 class ChunkPartError(ChunkError):

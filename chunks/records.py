@@ -131,7 +131,8 @@ class VideoChunk:
     """One record of a chunk: the whole chunk, or part ``part_index`` of ``part_count``.
 
     ``media_start_s`` / ``media_duration_s`` describe the whole chunk on every part;
-    ``byte_size`` is this record's payload size.
+    ``byte_size`` is this record's payload size. ``payload`` is a ``memoryview`` of the
+    Kafka value when :class:`chunks.wire.VideoChunkReader` read the record (not copied).
     """
 
     AVRO_NAME: ClassVar[str] = "VideoChunk"
@@ -141,7 +142,7 @@ class VideoChunk:
     media_start_s: float
     media_duration_s: float
     keyframe_start: bool
-    payload: bytes
+    payload: bytes | memoryview
     produced_at: datetime
     part_index: int = 0
     part_count: int = 1

@@ -209,6 +209,13 @@ class Codec:
             return plan, CONFLUENT_HEADER_SIZE
         raise wrong_magic(data, registry=self._registry is not None)
 
+    def known_writers(self, record_name: str) -> dict[bytes, dict[str, Any]]:
+        """Framing header -> parsed writer schema of every version of ``record_name`` this
+        codec reads without I/O now: the kept versions' single-object headers and the
+        Confluent headers of registry ids resolved so far."""
+        plans = (*self._by_header.items(), *self._by_confluent.items())
+        return {header: plan.writer for header, plan in plans if plan.name == record_name}
+
     def prepare(self, record_topics: dict[str, str]) -> None:
         """Resolve every ``record -> topic`` writer now (registers subjects with a registry),
         so the first ``encode`` of each does no I/O."""

@@ -9,6 +9,7 @@ from typing import Any
 import fastavro
 import pytest
 
+from chunks.wire import VideoChunkReader
 from runtime.settings import SchemaSettings, SecretStr
 from schemas.catalog import RECORD_TOPICS, SchemaCatalog
 from schemas.codec import Codec, Decoded, codec_from_settings, get_codec, subject
@@ -217,3 +218,20 @@ def test_newer_incompatible_writer(
     assert str(info.value).endswith(
         "; run `inter1-pipeline schemas check` and deploy the newer schemas/avsc version"
     )
+
+
+def test_known_writers_include_registry_ids_once_resolved(
+    registry_server: Any, confluent_codec: Codec, catalog: SchemaCatalog
+) -> None:
+    data = confluent_codec.encode("VideoChunk", example_chunk(4, 16), topic="c")
+    with RegistryClient(registry_server.url) as other:
+        reader_codec = Codec(catalog, registry=other)
+        kept = {b"\xc3\x01" + v.fingerprint for v in catalog.versions("VideoChunk")}
+        assert set(reader_codec.known_writers("VideoChunk")) == kept  # no id resolved yet
+        assert VideoChunkReader(reader_codec.known_writers("VideoChunk")).read(data) is None
+        reader_codec.decode(data)
+        writers = reader_codec.known_writers("VideoChunk")
+    assert set(writers) == kept | {data[:5]}
+    chunk = VideoChunkReader(writers).read(data)
+    assert chunk is not None
+    assert (chunk.seq, bytes(chunk.payload)) == (4, example_chunk(4, 16)["payload"])

@@ -22,6 +22,7 @@ forgotten once a checkpoint has committed past that offset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -31,10 +32,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from chunks import (
     ChunkAssembler,
     ChunkError,
+    ChunkTopicRecord,
     MissingPartError,
     SessionEnded,
     SessionStarted,
     VideoChunk,
+    VideoChunkReader,
     chunk_topic_record,
 )
 from runtime.batch_handler import Backpressure, BatchHandler, Record
@@ -80,6 +83,7 @@ class SessionHandler(BatchHandler):
         self._releasable: set[str] = set()  # committed past by the last checkpoint
         self._routed: dict[int, int] = {}  # partition -> highest offset routed
         self._assembler = ChunkAssembler()
+        self._wire = VideoChunkReader(codec.known_writers(VideoChunk.AVRO_NAME))
         self._part0: dict[str, tuple[VideoChunk, int]] = {}  # session -> part 0 and its offset
         self._accepted_seq: dict[str, int] = {}
         self._replay_until: dict[TopicPartition, int] = {}
@@ -327,8 +331,7 @@ class SessionHandler(BatchHandler):
         if until is not None and not replaying:
             del self._replay_until[tp]
         try:
-            decoded = self._codec.decode(record.value or b"", topic=record.topic)
-            item = chunk_topic_record(decoded.name, decoded.datum)
+            item = self._read(record)
         except (CodecError, ChunkError) as exc:
             if not replaying:
                 self._dead_letter(record, exc, None)
@@ -354,6 +357,27 @@ class SessionHandler(BatchHandler):
             except MissingPartError as exc:
                 self._poison_partial(session, record, exc)
             session.end(End("ended", item.media_seconds, consumed_at=consumed))
+
+    def _read(self, record: Record) -> ChunkTopicRecord:
+        """The record's typed value.
+
+        Chunk records are read by the wire reader (payload not copied); everything else,
+        and any value the wire reader does not know or cannot parse, by the codec, so a
+        damaged record raises (and is dead-lettered with) the codec's error, as before.
+
+        Raises:
+            CodecError, ChunkError: the value does not decode to a chunk-topic record.
+        """
+        value = record.value or b""
+        with contextlib.suppress(ChunkError):
+            chunk = self._wire.read(value)
+            if chunk is not None:
+                return chunk
+        decoded = self._codec.decode(value, topic=record.topic)
+        item = chunk_topic_record(decoded.name, decoded.datum)
+        if decoded.name == VideoChunk.AVRO_NAME:  # e.g. a registry id resolved just now
+            self._wire.learn(self._codec.known_writers(VideoChunk.AVRO_NAME))
+        return item
 
     def _chunk(
         self, session: VideoSession, part: VideoChunk, record: Record, consumed: float

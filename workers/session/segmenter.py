@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from chunks import ChunkError, Container, continuation, stream_head
@@ -58,7 +59,7 @@ class ChunkRef:
     offset: int
     media_start_s: float
     media_end_s: float
-    payload: bytes
+    payload: bytes | memoryview
     produced_at: datetime
     keyframe_start: bool = True
     consumed_at: float = 0.0
@@ -67,10 +68,21 @@ class ChunkRef:
 
 @dataclass(frozen=True)
 class Segment:
-    """One binary frame: bytes and the chunks (and media range) it carries."""
+    """One binary frame: its pieces (views of the chunks' payloads, joined once, when the
+    frame is sent) and the chunks (and media range) it carries."""
 
-    data: bytes
+    parts: tuple[bytes | memoryview, ...]
     chunks: tuple[ChunkRef, ...]
+
+    @cached_property
+    def data(self) -> bytes:
+        """The frame's bytes (one copy of its pieces)."""
+        return b"".join(self.parts)
+
+    @cached_property
+    def size(self) -> int:
+        """Length of the frame in bytes."""
+        return sum(len(part) for part in self.parts)
 
     @property
     def first_seq(self) -> int:
@@ -149,11 +161,11 @@ class Segmenter:
             return [s for s in (held, tail) if s is not None]
         short = tail.media_end_s - tail.media_start_s < self.limits.min_duration_s
         max_duration = self.limits.max_duration_s
-        fits = len(held.data) + len(tail.data) <= self.limits.max_bytes and (
+        fits = held.size + tail.size <= self.limits.max_bytes and (
             max_duration is None or tail.media_end_s - held.media_start_s <= max_duration
         )
         if short and fits:
-            return [Segment(held.data + tail.data, held.chunks + tail.chunks)]
+            return [Segment(held.parts + tail.parts, held.chunks + tail.chunks)]
         return [held, tail]
 
     @property
@@ -194,6 +206,6 @@ class Segmenter:
         )
 
     def _take(self) -> Segment:
-        segment = Segment(b"".join(self._parts), tuple(self._chunks))
+        segment = Segment(tuple(self._parts), tuple(self._chunks))
         self._parts, self._chunks, self._bytes = [], [], 0
         return segment

@@ -325,10 +325,11 @@ class VideoSession:
         state: _Round,
         reader: asyncio.Task[None],
     ) -> None:
-        age_s = (datetime.now(UTC) - chunk.produced_at).total_seconds()
-        if self.progress.live and age_s > self._options.live_max_lag_s:
-            self._shed(chunk, age_s)
-            return
+        if self.progress.live:  # recorded media is paced, never shed for its age
+            age_s = (datetime.now(UTC) - chunk.produced_at).total_seconds()
+            if age_s > self._options.live_max_lag_s:
+                self._shed(chunk, age_s)
+                return
         try:
             frames = segmenter.add(chunk)
         except PoisonChunkError as exc:
@@ -429,7 +430,7 @@ class VideoSession:
             received_at=received,
         )
         self._outbox.event(self.session_id, datum)
-        metrics.EVENTS_PUBLISHED.labels(kind).inc()
+        metrics.events_published(kind).inc()
         if state.waiting_latency:
             produced, state.waiting_latency = state.waiting_latency, []
             self._outbox.after_publish(lambda: _observe_latency(produced))

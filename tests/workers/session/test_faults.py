@@ -27,6 +27,7 @@ from session_helpers import (
 from sim_helpers import CLIP_A, instant_config
 
 from chunks import VideoChunk
+from schemas.codec import get_codec
 from simulator.server import Simulator
 from workers.session.outbox import WorkerTopics
 
@@ -204,6 +205,8 @@ async def test_poison_chunk_goes_to_dead_letter_and_other_sessions_go_on(
         await publisher.send(started_record(healthy))
         await publisher.send(started_record(poisoned))
         await publisher.raw(poisoned, b"\xc3\x01not avro at all")
+        cut = _chunk_value(poisoned, CLIP.chunks[0].payload)[:-40]  # ends inside the payload
+        await publisher.raw(poisoned, cut)
         for chunk in CLIP.chunks:
             await publisher.chunk(healthy, chunk)
             if chunk.seq == 5:  # part 0 of 2, then the next chunk: part 1 never comes
@@ -232,7 +235,7 @@ async def test_poison_chunk_goes_to_dead_letter_and_other_sessions_go_on(
             what="session.ended of both sessions",
         )
         await letters.until(
-            lambda r: len(r.of(poisoned)) >= 2, within_s=30, what="two dead letters"
+            lambda r: len(r.of(poisoned)) >= 3, within_s=30, what="three dead letters"
         )
         await usage.until(
             lambda r: all(
@@ -246,10 +249,17 @@ async def test_poison_chunk_goes_to_dead_letter_and_other_sessions_go_on(
         for reader in (events, usage, letters):
             await reader.stop()
     kinds = sorted(d["error_type"] for d in letters.of(poisoned))
-    assert kinds == ["MissingPartError", "UnknownFingerprintError"]
-    undecodable = next(d for d in letters.of(poisoned) if d["error_type"] != "MissingPartError")
+    assert kinds == ["MissingPartError", "TruncatedRecordError", "UnknownFingerprintError"]
+    by_kind = {d["error_type"]: d for d in letters.of(poisoned)}
+    undecodable = by_kind["UnknownFingerprintError"]
     assert undecodable["value"] == b"\xc3\x01not avro at all"
     assert undecodable["source_topic"] == worker_topics.chunks
+    # the wire reader leaves a damaged chunk record to the codec: same error as before it
+    assert by_kind["TruncatedRecordError"]["value"] == cut
+    assert by_kind["TruncatedRecordError"]["error_message"] == (
+        f"VideoChunk record of {len(cut)} bytes ends before its body is complete; the value "
+        "was cut off or is not Avro"
+    )
     assert letters.of(healthy) == []
     healthy_tiles = usage_tiles(usage.of(healthy), CLIP.duration_s)
     assert {reason for _, _, reason in healthy_tiles} == {"analysed"}
@@ -257,6 +267,19 @@ async def test_poison_chunk_goes_to_dead_letter_and_other_sessions_go_on(
     lost = [(a, b) for a, b, reason in poisoned_tiles if reason == "poison_chunk"]
     five = CLIP.chunks[5]
     assert lost == [(five.media_start_s, round(five.media_start_s + five.media_duration_s, 3))]
+
+
+def _chunk_value(sid: str, payload: bytes) -> bytes:
+    record = VideoChunk(
+        session_id=sid,
+        seq=0,
+        media_start_s=0.0,
+        media_duration_s=1.0,
+        keyframe_start=True,
+        payload=payload,
+        produced_at=chunk_time(),
+    )
+    return get_codec().encode(record.AVRO_NAME, record.to_avro())
 
 
 def chunk_time() -> datetime:
