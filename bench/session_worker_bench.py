@@ -65,6 +65,7 @@ from session_helpers import (  # noqa: E402
     ChunkPublisher,
     ClipChunk,
     ClipChunks,
+    cut_clip,
     fixture_chunks,
     started_record,
 )
@@ -77,6 +78,7 @@ from runtime.kafka import make_consumer  # noqa: E402
 from runtime.logs import configure_logging  # noqa: E402
 from runtime.settings import Inter1Settings, SecretStr, SessionWorkerSettings, load  # noqa: E402
 from schemas.codec import Codec, get_codec  # noqa: E402
+from simulator.clips import make_clip  # noqa: E402
 from workers.session.app import WorkerRuntime, run_worker  # noqa: E402
 from workers.session.event_loop import LoopName, run_on  # noqa: E402
 from workers.session.outbox import WorkerTopics  # noqa: E402
@@ -217,9 +219,19 @@ async def _relay(
     return elapsed, used
 
 
-async def _publish_clip(sessions: int, kbit: float) -> tuple[WorkerTopics, ClipChunks]:
+def _clip(clip_s: float | None) -> ClipChunks:
+    """The committed 20 s fixture clip, or one of ``clip_s`` seconds encoded here (the same
+    spec, longer: sessions long enough that per-session set-up and close no longer dominate)."""
+    if clip_s is None:
+        return fixture_chunks(CLIP_RAMP)
+    return cut_clip(make_clip(replace(CLIP_RAMP, seconds=clip_s)))
+
+
+async def _publish_clip(
+    sessions: int, kbit: float, clip_s: float | None
+) -> tuple[WorkerTopics, ClipChunks]:
     topics = await create_prefixed_topics(f"bench{uuid.uuid4().hex[:8]}.")
-    clip = padded(fixture_chunks(CLIP_RAMP), kbit)
+    clip = padded(_clip(clip_s), kbit)
     async with ChunkPublisher(topics.chunks) as publisher:
         for index in range(sessions):
             await publisher.session(f"bench-{index}", clip)
@@ -245,7 +257,7 @@ def relay(args: argparse.Namespace) -> None:
     loops: list[LoopName] = ["asyncio", "uvloop"]
     port = _free_port()
     sim = _simulator(port, "none", args.sessions)
-    topics, clip = run_on("asyncio", _publish_clip(args.sessions, args.kbit))
+    topics, clip = run_on("asyncio", _publish_clip(args.sessions, args.kbit, args.clip_s))
     records = args.sessions * (len(clip.chunks) + 2)
     base_url = f"http://127.0.0.1:{port}"
     sink_port = _free_port()
@@ -635,6 +647,13 @@ def main() -> None:
     )
     parser.add_argument("--sessions", type=int, default=40, help="relay: sessions")
     parser.add_argument("--kbit", type=float, default=2000.0, help="media bitrate per session")
+    parser.add_argument(
+        "--clip-s",
+        type=float,
+        default=None,
+        help="relay: session length in media seconds (a clip encoded here; default: the "
+        "committed 20 s fixture)",
+    )
     parser.add_argument("--profile", help="relay: write a cProfile of the relay here")
     parser.add_argument("--repeat", type=int, default=3, help="relay: interleaved runs (median)")
     parser.add_argument("--steps", default="25,50,100", help="capacity: session counts")

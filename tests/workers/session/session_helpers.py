@@ -62,7 +62,11 @@ class ClipChunks:
 
 def fixture_chunks(spec: ClipSpec) -> ClipChunks:
     """Cut the committed fixture clip at each keyframe's fragment (init header + fragments)."""
-    data = clip_bytes(spec)
+    return cut_clip(clip_bytes(spec))
+
+
+def cut_clip(data: bytes) -> ClipChunks:
+    """Cut a fragmented MP4 at each keyframe's fragment (init header + fragments)."""
     boxes = top_level_boxes(data)
     moofs = [offset for kind, offset, _ in boxes if kind == b"moof"]
     end = next((offset for kind, offset, _ in boxes if kind == b"mfra"), len(data))
