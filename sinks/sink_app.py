@@ -354,53 +354,69 @@ class SinkHandler(BatchHandler):
         if self.stats.first_record_at is None:
             self.stats.first_record_at = started
             self.stats.first_record_cpu_s = time.process_time()
+        header, header_size = self._event_header, SINGLE_OBJECT_HEADER_SIZE
+        ready = self._ready
+        batcher: PartitionBatcher | None = None
         for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            batcher = self._batcher(tp, record.offset)
-            rows = None
-            ended = event_session = None
+            offset = record.offset
+            if batcher is None or (batcher.partition, batcher.topic) != (
+                record.partition,
+                record.topic,
+            ):  # the consume loop hands records grouped by partition: one lookup per run
+                batcher = self._batcher(TopicPartition(record.topic, record.partition), offset)
             value = record.value or b""
-            event = None
-            if value[:SINGLE_OBJECT_HEADER_SIZE] == self._event_header:
+            if value[:header_size] == header:
                 # current Inter1Event: ClickHouse decodes it (a body that does not start
                 # with two strings is decoded below, for the decoder's error)
-                event_session = session_id_of(value, SINGLE_OBJECT_HEADER_SIZE)
-                event = record if event_session is not None else None
-            try:
-                if event is None:
-                    name, datum = self._decoder.decode(value, topic=record.topic)
-                    if datum is not None:
-                        at = KafkaCoordinates(record.topic, record.partition, record.offset)
-                        rows = rows_for(name, datum, at)
-                        if name == "SessionEnded":
-                            ended = str(datum["session_id"])
-                        elif name in _EVENT_RECORDS:
-                            event_session = str(datum["session_id"])
-            except CodecError as exc:
-                if exc.retriable:
-                    raise
-                dead.append((record, exc))
-            before = batcher.skipped
-            self._ready.extend(
-                batcher.add(
-                    record.offset,
-                    rows,
-                    ended_session=ended,
-                    event_session=event_session,
-                    event_record=event,
-                )
-            )
-            if batcher.skipped != before:
-                self.stats.skipped_already_inserted += 1
-                # inserted before a crash, maybe not summarised yet: summarise (again)
-                if ended is not None:
-                    self._to_summarise.add(ended)
-                if event_session is not None:  # a late record of an ended session, too
-                    self._event_sessions.add(event_session)
-            self.stats.records += 1
+                session = session_id_of(value, header_size)
+                if session is not None:
+                    before = batcher.skipped
+                    ready.extend(batcher.add_event(offset, record, session))
+                    if batcher.skipped != before:
+                        self.stats.skipped_already_inserted += 1
+                        self._event_sessions.add(session)  # maybe not summarised yet
+                    continue
+            self._add_decoded(batcher, record, value, dead)
+        self.stats.records += len(records)
         self.stats.prepare_s += time.monotonic() - started
         self.stats.prepare_cpu_s += time.thread_time() - cpu_started
         return dead
+
+    def _add_decoded(
+        self,
+        batcher: PartitionBatcher,
+        record: Record,
+        value: bytes,
+        dead: list[tuple[Record, PipelineError]],
+    ) -> None:
+        """Decode a record in Python into its rows and batch them (any record but a
+        current ``Inter1Event``); an undecodable one is batched empty and added to ``dead``."""
+        rows = None
+        ended = event_session = None
+        try:
+            name, datum = self._decoder.decode(value, topic=record.topic)
+            if datum is not None:
+                at = KafkaCoordinates(record.topic, record.partition, record.offset)
+                rows = rows_for(name, datum, at)
+                if name == "SessionEnded":
+                    ended = str(datum["session_id"])
+                elif name in _EVENT_RECORDS:
+                    event_session = str(datum["session_id"])
+        except CodecError as exc:
+            if exc.retriable:
+                raise
+            dead.append((record, exc))
+        before = batcher.skipped
+        self._ready.extend(
+            batcher.add(record.offset, rows, ended_session=ended, event_session=event_session)
+        )
+        if batcher.skipped != before:
+            self.stats.skipped_already_inserted += 1
+            # inserted before a crash, maybe not summarised yet: summarise (again)
+            if ended is not None:
+                self._to_summarise.add(ended)
+            if event_session is not None:  # a late record of an ended session, too
+                self._event_sessions.add(event_session)
 
     async def _dead_letter_acknowledged(self, record: Record, error: PipelineError) -> None:
         await self._dead_letter(record, error)
