@@ -25,7 +25,7 @@ from sinks.event_container import (
     zigzag,
 )
 from sinks.exceptions import ClickHouseBadDataError
-from sinks.landing_ddl import landing_migration
+from sinks.landing_ddl import event_rows_query_migration, landing_migration
 from sinks.migrations import MIGRATIONS_DIR, migrate
 from sinks.sample_dataset import sample_records
 from sinks.store import Store
@@ -139,6 +139,11 @@ def test_committed_landing_migration_is_current() -> None:
     ) == landing_migration(), (
         "sinks/migrations/0006_event_landing.sql differs from its generator: a new schema "
         "version needs a new migration (never edit an applied one)"
+    )
+    assert (MIGRATIONS_DIR / "0007_event_rows_flat.sql").read_text(
+        encoding="utf-8"
+    ) == event_rows_query_migration(), (
+        "sinks/migrations/0007_event_rows_flat.sql differs from `python -m sinks.landing_ddl 0007`"
     )
 
 
