@@ -158,7 +158,7 @@ class SinkSettings(BaseSettings):
     container_min_events: int = Field(default=1000, ge=0)
     """Events per batch from which ClickHouse decodes them (one Avro container into
     ``event_landing``); smaller batches are decoded here. ClickHouse plans its views on every
-    insert (about 60 ms), which a few events do not repay (bench/sink_bench.py)."""
+    insert (about 30 ms of CPU), which a few events do not repay (bench/sink_bench.py)."""
     flush_interval_s: float = Field(default=1.0, gt=0)
     """Longest a consumed record waits before it is inserted and its offset committed."""
     retry_initial_s: float = Field(default=0.5, gt=0)

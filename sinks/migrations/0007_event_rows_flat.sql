@@ -5,8 +5,8 @@
 -- subqueries carrying the payload Variant plus one JSONExtract into a ten-field tuple cost
 -- about 4 ms of that per insert. Each derived field is now read by its own key from the
 -- payload JSON as the Variant writes it (keys <Branch>__<field>, sinks/event_container.py),
--- and the tuples only for the branches that have them; the six views of 0006 that write
--- the tables from event_rows are unchanged.
+-- only for the branches whose table reads it (the other rows' values are never read); the
+-- six views of 0006 that write the tables from event_rows are unchanged.
 -- A new view, then the old one dropped (not ALTER ... MODIFY QUERY: a container retried
 -- after a crash of the process that ran the ALTER was not deduplicated in the views'
 -- tables). Between the two statements both views write event_rows: apply it while no
@@ -23,11 +23,15 @@ SELECT
     source_topic, source_partition, source_offset, br AS branch,
     if(br IN ('SignalDetected', 'SignalUpdated', 'SignalEnded'),
         JSONExtractString(j, concat(br, '__signal_type')), '') AS signal_type,
-    JSONExtractString(j, concat(br, '__probability')) AS probability,
-    JSONExtractString(j, concat(br, '__rationale')) AS rationale,
-    JSONExtractFloat(j, concat(br, if(br = 'SignalEnded', '__end', '__start'))) AS signal_s,
+    if(br IN ('SignalDetected', 'SignalUpdated'),
+        JSONExtractString(j, concat(br, '__probability')), '') AS probability,
+    if(br IN ('SignalDetected', 'SignalUpdated'),
+        JSONExtractString(j, concat(br, '__rationale')), '') AS rationale,
+    if(br IN ('SignalDetected', 'SignalUpdated', 'SignalEnded'),
+        JSONExtractFloat(j, concat(br, if(br = 'SignalEnded', '__end', '__start'))), 0)
+        AS signal_s,
     if(br = 'EngagementUpdated', JSONExtractString(j, 'EngagementUpdated__state'), '') AS state,
-    JSONExtractFloat(j, concat(br, '__start')) AS start_s,
+    if(br = 'EngagementUpdated', JSONExtractFloat(j, 'EngagementUpdated__start'), 0) AS start_s,
     if(br = 'ConversationQualityUpdated',
         JSONExtract(j, 'ConversationQualityUpdated__overall', 'Nullable(Tuple(quality_index Float64, clarity Float64, authority Float64, energy Float64, rapport Float64, learning Float64))'),
         NULL) AS overall,

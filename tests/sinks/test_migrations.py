@@ -58,7 +58,7 @@ def test_project_migrations_apply_once(client: Client) -> None:
 
     (view,) = landing_views()
     assert view[0] == "event_rows_from_landing_flat"
-    assert "JSONExtractFloat(j, concat(br, '__start')) AS start_s" in view[1]
+    assert "JSONExtractFloat(j, 'EngagementUpdated__start'), 0) AS start_s" in view[1]
     for statement in discover(MIGRATIONS_DIR)[6].statements():
         client.command(statement)
     assert landing_views() == [view]
