@@ -291,16 +291,24 @@ class SinkHandler(BatchHandler):
         )
         self._backoff_s = min(self._settings.retry_max_s, self._backoff_s * 2)
 
-    def _batcher(self, tp: TopicPartition, first_offset: int) -> PartitionBatcher:
-        batcher = self._batchers.get(tp)
-        if batcher is None:
-            ledger = self._ledger(tp, first_offset)
-            inserted = [(int(a), int(b)) for a, b, n in ledger if n]
-            intended = [(int(a), int(b)) for a, b, n in ledger if not n]
-            batcher = PartitionBatcher(
+    def _new_batchers(self, records: Sequence[Record]) -> None:
+        """A batcher for every partition of ``records`` that has none (after start or a
+        rebalance), from one ledger read for all of them (worker thread)."""
+        firsts: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            if tp not in self._batchers:
+                firsts[tp] = min(record.offset, firsts.get(tp, record.offset))
+        if not firsts:
+            return
+        ledgers = self._ledgers(firsts)
+        for tp, first_offset in firsts.items():
+            ledger = ledgers.get(tp, [])
+            inserted = [(a, b) for a, b, n in ledger if n]
+            intended = [(a, b) for a, b, n in ledger if not n]
+            self._batchers[tp] = PartitionBatcher(
                 tp.topic, tp.partition, self._settings.batch_records, inserted, intended
             )
-            self._batchers[tp] = batcher
             if inserted or intended:
                 _log.info(
                     "replaying_ledgered_batches",
@@ -310,26 +318,37 @@ class SinkHandler(BatchHandler):
                     ranges=len(inserted),
                     intended=[f"{a}-{b}" for a, b in intended],
                 )
-        return batcher
 
-    def _ledger(self, tp: TopicPartition, first_offset: int) -> list[tuple[Any, ...]]:
-        """The partition's ledger rows from ``first_offset`` on (worker thread).
+    def _ledgers(
+        self, firsts: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, list[tuple[int, int, int]]]:
+        """Each partition's ledger rows ``(first, last, records)`` from its first offset on,
+        in one query (worker thread; each query cost about 8 ms on the embedded engine).
 
         ClickHouse unreachable: retried with the insert backoff for ``retry_timeout_s``
         (consumption waits meanwhile), then the error stops the sink, nothing committed.
         """
+        parameters: dict[str, Any] = {}
+        ranges = []
+        for i, (tp, first_offset) in enumerate(sorted(firsts.items())):
+            ranges.append(
+                f"(topic = {{t{i}:String}} AND partition = {{p{i}:UInt32}} "
+                f"AND last_offset >= {{o{i}:UInt64}})"
+            )
+            parameters |= {f"t{i}": tp.topic, f"p{i}": tp.partition, f"o{i}": first_offset}
+        # records = 0 marks an intent row (a partial batch announced before its rows)
+        sql = (
+            "SELECT topic, partition, first_offset, last_offset, max(records) FROM sink_batches "
+            f"WHERE {' OR '.join(ranges)} "
+            "GROUP BY topic, partition, first_offset, last_offset "
+            "ORDER BY topic, partition, first_offset"
+        )
         deadline = time.monotonic() + self._settings.retry_timeout_s
         backoff_s = self._settings.retry_initial_s
         while True:
             try:
-                # records = 0 marks an intent row (a partial batch announced before its rows)
-                return self._store.rows(
-                    "SELECT first_offset, last_offset, max(records) FROM sink_batches "
-                    "WHERE topic = {t:String} AND partition = {p:UInt32} "
-                    "AND last_offset >= {o:UInt64} "
-                    "GROUP BY first_offset, last_offset ORDER BY first_offset",
-                    {"t": tp.topic, "p": tp.partition, "o": first_offset},
-                )
+                rows = self._store.rows(sql, parameters)
+                break
             except PipelineError as exc:
                 if not exc.retriable or time.monotonic() >= deadline:
                     raise
@@ -339,12 +358,16 @@ class SinkHandler(BatchHandler):
                     error=str(exc),
                     error_type=type(exc).__name__,
                     retry_in_s=backoff_s,
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=first_offset,
+                    partitions=[f"{tp.topic}[{tp.partition}]@{o}" for tp, o in firsts.items()],
                 )
                 time.sleep(backoff_s)
                 backoff_s = min(self._settings.retry_max_s, backoff_s * 2)
+        out: dict[TopicPartition, list[tuple[int, int, int]]] = {}
+        for topic, partition, first, last, records in rows:
+            out.setdefault(TopicPartition(str(topic), int(partition)), []).append(
+                (int(first), int(last), int(records))
+            )
+        return out
 
     def _prepare(self, records: Sequence[Record]) -> list[tuple[Record, PipelineError]]:
         """Decode and batch (worker thread); returns the records to dead-letter."""
@@ -363,7 +386,10 @@ class SinkHandler(BatchHandler):
                 record.partition,
                 record.topic,
             ):  # the consume loop hands records grouped by partition: one lookup per run
-                batcher = self._batcher(TopicPartition(record.topic, record.partition), offset)
+                tp = TopicPartition(record.topic, record.partition)
+                if tp not in self._batchers:
+                    self._new_batchers(records)
+                batcher = self._batchers[tp]
             value = record.value or b""
             if value[:header_size] == header:
                 # current Inter1Event: ClickHouse decodes it (a body that does not start
