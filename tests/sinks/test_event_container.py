@@ -70,7 +70,9 @@ def _bodies(events: list[dict[str, Any]]) -> list[bytes]:
 
 
 def test_zigzag_is_avro_long_encoding() -> None:
-    for value in (0, -1, 1, 63, -64, 64, 300, 2**31, -(2**40), 2**63 - 1, -(2**63)):
+    # the ends of the one- to four-byte encodings (unrolled) and past them
+    edges = [v for b in (6, 13, 20, 27) for v in (2**b - 1, 2**b, -(2**b), -(2**b) - 1)]
+    for value in (0, -1, 1, 300, 2**31, -(2**40), 2**63 - 1, -(2**63), *edges):
         out = io.BytesIO()
         fastavro.schemaless_writer(out, "long", value)
         assert zigzag(value) == out.getvalue(), value
