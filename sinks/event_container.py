@@ -180,6 +180,13 @@ def session_id_of(value: bytes, start: int) -> str | None:
     after ``event_id``), read without decoding the rest; None when the bytes are not two
     Avro strings (the decoder then names what is wrong)."""
     try:
+        first = value[start]
+        if first < 0x80 and not first & 1:  # ids under 64 bytes: one-byte lengths
+            pos = start + 1 + (first >> 1)
+            second = value[pos]
+            end = pos + 1 + (second >> 1)
+            if second < 0x80 and not second & 1 and end <= len(value):
+                return value[pos + 1 : end].decode("utf-8")
         length, pos = _long_at(value, start)
         if length < 0:
             return None

@@ -133,6 +133,12 @@ def test_session_id_is_read_without_decoding() -> None:
     assert session_id_of(value, SINGLE_OBJECT_HEADER_SIZE) == _unicode_event()["session_id"]
     assert session_id_of(value[:14], SINGLE_OBJECT_HEADER_SIZE) is None  # cut inside a string
     assert session_id_of(b"\xc3\x01" + b"\x00" * 8 + b"\x03", SINGLE_OBJECT_HEADER_SIZE) is None
+    # ids of 64 bytes and more have two-byte lengths (the one-byte case is a fast path)
+    long_ids = {**_unicode_event(), "event_id": "e" * 70, "session_id": "s" * 64}
+    (body,) = _bodies([long_ids])
+    assert session_id_of(b"\xc3\x01" + b"\x00" * 8 + body, SINGLE_OBJECT_HEADER_SIZE) == "s" * 64
+    (body,) = _bodies([{**long_ids, "event_id": "e"}])
+    assert session_id_of(b"\xc3\x01" + b"\x00" * 8 + body, SINGLE_OBJECT_HEADER_SIZE) == "s" * 64
 
 
 def test_committed_landing_migration_is_current() -> None:
