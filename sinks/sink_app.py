@@ -46,6 +46,7 @@ from aiokafka import TopicPartition
 from runtime.batch_handler import Backpressure, BatchHandler, Record, run_blocking
 from runtime.consume_loop import ConsumeLoop, LoopOptions, LoopStats
 from runtime.errors import PipelineError
+from runtime.garbage_collection import tune_for_throughput
 from runtime.kafka import make_producer, start_client
 from runtime.logs import get_logger
 from runtime.ops_http import OpsServer, consumer_lag
@@ -825,5 +826,6 @@ async def run_sink(
 ) -> SinkStats:
     """Run the sink until SIGTERM/SIGINT; returns its stats."""
     async with SinkApp(url=url, settings=settings, apply_migrations=apply_migrations) as app:
+        tune_for_throughput()
         await app.run(handle_signals=True)
         return app.handler.stats
