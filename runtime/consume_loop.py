@@ -270,14 +270,15 @@ class ConsumeLoop:
                     self.consumer.seek(tp, records[0].offset)
             self.stats.stale_records += sum(len(rs) for rs in fetched.values())
             return
-        records = [r for tp in sorted(fetched) if tp in assigned for r in fetched[tp]]
+        partitions = [tp for tp in sorted(fetched) if tp in assigned and fetched[tp]]
+        records = [r for tp in partitions for r in fetched[tp]]
         if not records:
             return
         pressure = await self._handler.process(records)
         if self._first_uncommitted_at is None:
             self._first_uncommitted_at = asyncio.get_running_loop().time()
-        for record in records:
-            self._pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        for tp in partitions:  # offsets ascend within a partition: its last is the next - 1
+            self._pending[tp] = fetched[tp][-1].offset + 1
         self._uncommitted += len(records)
         self.stats.records += len(records)
         self.stats.batches += 1

@@ -302,7 +302,7 @@ class SinkSettings(Settings, frozen=True, kw_only=True):
     container_min_events: Annotated[int, Meta(ge=0)] = 1000
     """Events per batch from which ClickHouse decodes them (one Avro container into
     ``event_landing``); smaller batches are decoded here. ClickHouse plans its views on every
-    insert (about 60 ms), which a few events do not repay (bench/sink_bench.py)."""
+    insert (about 30 ms of CPU), which a few events do not repay (bench/sink_bench.py)."""
     flush_interval_s: Annotated[float, Meta(gt=0)] = 1.0
     """Longest a consumed record waits before it is inserted and its offset committed."""
     retry_initial_s: Annotated[float, Meta(gt=0)] = 0.5

@@ -139,6 +139,26 @@ class PartitionBatcher:
             self._open = batch
         return closed
 
+    def add_event(self, offset: int, record: Record, session_id: str) -> list[Batch]:
+        """:meth:`add` for an event record that goes into the event container: the same
+        cuts, less work per record (the sink's hot path)."""
+        batch = self._open
+        if (
+            batch is None
+            or batch.first_offset // self._size != offset // self._size
+            or self._inserted
+        ):
+            return self.add(offset, None, event_session=session_id, event_record=record)
+        batch.last_offset = offset
+        batch.records += 1
+        batch.events.append(record)
+        batch.event_sessions.add(session_id)
+        if (offset + 1) % self._size == 0 or offset in self._cut_after:
+            self._cut_after.discard(offset)
+            self._open = None
+            return [batch]
+        return []
+
     def cut(self) -> Batch | None:
         """Close the open batch where it stands (checkpoint); None when nothing is open."""
         batch, self._open = self._open, None

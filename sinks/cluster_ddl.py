@@ -15,7 +15,9 @@ Views (``CREATE VIEW IF NOT EXISTS`` and, for a later migration that redefines o
 ``CREATE OR REPLACE VIEW``) get ``ON CLUSTER`` and read the ``Distributed`` tables by their
 plain names. A ``Null`` table (``event_landing``, it stores nothing) is created on every
 node as it is, and each materialized view on it ``ON CLUSTER``, writing to the
-``Distributed`` table of its target (rows reach the shard of their session).
+``Distributed`` table of its target (rows reach the shard of their session). A later
+migration that replaces such a view (``DROP TABLE IF EXISTS name``) drops it ``ON
+CLUSTER``; only views are ever dropped this way (the tables hold the data).
 The output is committed as ``deploy/clickhouse/cluster.sql``; a test regenerates it and
 compares. It is not applied here (no cluster locally): run it with ``clickhouse-client
 --multiquery`` against one node of the cluster.
@@ -39,6 +41,7 @@ _VIEW = re.compile(
 _MATERIALIZED = re.compile(
     r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<name>\w+) (?P<to>TO \w+ AS)", re.MULTILINE
 )
+_DROP = re.compile(r"^DROP TABLE IF EXISTS (?P<name>\w+)$")
 _NULL_ENGINE = re.compile(r"^ENGINE = Null$", re.MULTILINE)
 _ENGINE = re.compile(
     r"^ENGINE = (?P<engine>\w*MergeTree)(?:\((?P<args>[^)]*)\))?\s*$", re.MULTILINE
@@ -80,6 +83,7 @@ def cluster_statements(directory: Path = MIGRATIONS_DIR) -> list[str]:
             table = _TABLE.match(statement)
             view = _VIEW.match(statement)
             materialized = _MATERIALIZED.match(statement)
+            drop = _DROP.match(statement)
             if table is not None and _NULL_ENGINE.search(statement):
                 out.append(
                     _TABLE.sub(
@@ -95,6 +99,8 @@ def cluster_statements(directory: Path = MIGRATIONS_DIR) -> list[str]:
                         count=1,
                     )
                 )
+            elif drop is not None:
+                out.append(f"DROP TABLE IF EXISTS {drop['name']} {_ON}")
             elif table is not None:
                 out.extend(_table(statement, table["name"]))
             elif view is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -48,8 +48,17 @@ _PAYLOAD = "payload"
 def zigzag(value: int) -> bytes:
     """Avro ``long`` encoding: zig-zag, then a little-endian base-128 varint."""
     n = (value << 1) ^ (value >> 63)
+    # up to four bytes unrolled (the sink writes two per event: Kafka offsets below 2**27)
     if n < 0x80:
         return bytes((n,))
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
+    if n < 0x10000000:
+        return bytes(
+            ((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, ((n >> 14) & 0x7F) | 0x80, n >> 21)
+        )
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -141,19 +150,12 @@ def ocf_container(
     """
     encoded = topic.encode()
     prefix = zigzag(len(encoded)) + encoded + zigzag(partition)
-    block = b"".join(_rows(prefix, rows))
-    return b"".join((header, zigzag(len(rows)), zigzag(len(block)), block, _SYNC))
-
-
-def _rows(
-    prefix: bytes, rows: Iterable[tuple[int, bytes | memoryview]]
-) -> Iterable[bytes | memoryview]:
+    parts: list[bytes | memoryview] = []
     for offset, body in rows:
         at = zigzag(offset)
-        yield prefix
-        yield at
-        yield body
-        yield at
+        parts += (prefix, at, body, at)
+    block = b"".join(parts)
+    return b"".join((header, zigzag(len(rows)), zigzag(len(block)), block, _SYNC))
 
 
 def _long_at(value: bytes, pos: int) -> tuple[int, int]:
@@ -178,6 +180,13 @@ def session_id_of(value: bytes, start: int) -> str | None:
     after ``event_id``), read without decoding the rest; None when the bytes are not two
     Avro strings (the decoder then names what is wrong)."""
     try:
+        first = value[start]
+        if first < 0x80 and not first & 1:  # ids under 64 bytes: one-byte lengths
+            pos = start + 1 + (first >> 1)
+            second = value[pos]
+            end = pos + 1 + (second >> 1)
+            if second < 0x80 and not second & 1 and end <= len(value):
+                return value[pos + 1 : end].decode("utf-8")
         length, pos = _long_at(value, start)
         if length < 0:
             return None

@@ -945,3 +945,40 @@ SELECT
 FROM event_rows
 ARRAY JOIN ranges AS range, arrayEnumerate(ranges) AS idx
 WHERE branch IN ('CoverageDropped', 'CoverageDegraded');
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS event_rows_from_landing_flat ON CLUSTER '{cluster}' TO event_rows AS
+WITH
+    substring(splitByString('__', toString(variantType(payload)))[1], 7) AS br,
+    assumeNotNull(toJSONString(payload)) AS j
+SELECT
+    event_id, session_id, api_version, event_type, timestamp AS ts, correlation_id,
+    incarnation, event_seq, media_offset_s, chunk_seq, received_at,
+    ifNull(tenant, '') AS tenant, ifNull(app, '') AS app,
+    concat('{"branch":"', br, '","data":', replaceRegexpAll(replaceRegexpAll(j, '"[A-Za-z]+__(\\w+)":', '"\\1":'), '\\{"__items__":(\\[(?:"(?:[^"\\\\]|\\\\.)*"|[^\\[\\]"])*\\])\\}', '\\1'), '}') AS payload_json,
+    source_topic, source_partition, source_offset, br AS branch,
+    if(br IN ('SignalDetected', 'SignalUpdated', 'SignalEnded'),
+        JSONExtractString(j, concat(br, '__signal_type')), '') AS signal_type,
+    if(br IN ('SignalDetected', 'SignalUpdated'),
+        JSONExtractString(j, concat(br, '__probability')), '') AS probability,
+    if(br IN ('SignalDetected', 'SignalUpdated'),
+        JSONExtractString(j, concat(br, '__rationale')), '') AS rationale,
+    if(br IN ('SignalDetected', 'SignalUpdated', 'SignalEnded'),
+        JSONExtractFloat(j, concat(br, if(br = 'SignalEnded', '__end', '__start'))), 0)
+        AS signal_s,
+    if(br = 'EngagementUpdated', JSONExtractString(j, 'EngagementUpdated__state'), '') AS state,
+    if(br = 'EngagementUpdated', JSONExtractFloat(j, 'EngagementUpdated__start'), 0) AS start_s,
+    if(br = 'ConversationQualityUpdated',
+        JSONExtract(j, 'ConversationQualityUpdated__overall', 'Nullable(Tuple(quality_index Float64, clarity Float64, authority Float64, energy Float64, rapport Float64, learning Float64))'),
+        NULL) AS overall,
+    if(br = 'ConversationQualityUpdated',
+        JSONExtract(j, 'ConversationQualityUpdated__timeline', '__items__',
+            'Array(Tuple(start Float64, end Float64, `values` Tuple(quality_index Float64, clarity Float64, authority Float64, energy Float64, rapport Float64, learning Float64)))'),
+        []) AS timeline,
+    if(br IN ('CoverageDropped', 'CoverageDegraded'),
+        JSONExtract(j, concat(br, '__ranges'), 'Array(Tuple(start Float64, end Float64))'),
+        []) AS ranges,
+    if(br = 'CoverageDegraded', JSONExtractString(j, 'CoverageDegraded__reason'), '') AS reason
+FROM event_landing
+SETTINGS output_format_json_escape_forward_slashes = 0, output_format_json_quote_64bit_integers = 0;
+
+DROP TABLE IF EXISTS event_rows_from_landing ON CLUSTER '{cluster}';

@@ -51,7 +51,7 @@ def test_demo_runs_the_pipeline_prints_the_summary_and_leaves_nothing_running(
     assert lines[0] == "kafka: starting the local broker (Apache Kafka 4.1, KRaft)..."
     assert re.fullmatch(r"kafka: 127\.0\.0\.1:\d+ \(local broker, pid \d+\)", lines[1])
     assert lines[2] == (
-        f"clickhouse: chdb://{stack_state_dir}/clickhouse: 6 migration(s) applied, "
+        f"clickhouse: chdb://{stack_state_dir}/clickhouse: 7 migration(s) applied, "
         "schema up to date"
     )
     assert lines[3] == "topics: 6 ensured (6 created)"

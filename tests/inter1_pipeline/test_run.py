@@ -103,7 +103,7 @@ def test_run_serves_queries_restarts_a_killed_worker_and_stops_on_ctrl_c(
         seen_pids |= {int(u["pid"]) for u in units.values()}
         assert stdout.read_text().splitlines()[:2] == [
             f"kafka: {kafka_bootstrap} (KAFKA_BOOTSTRAP_SERVERS)",
-            f"clickhouse: chdb://{state}/clickhouse: 6 migration(s) applied, schema up to date",
+            f"clickhouse: chdb://{state}/clickhouse: 7 migration(s) applied, schema up to date",
         ]
 
         # a session through the running pipeline, read back by `query` from another process

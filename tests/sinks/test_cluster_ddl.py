@@ -28,9 +28,18 @@ def test_every_table_is_replicated_and_distributed_every_view_on_cluster() -> No
     views = [m[1] for s in single if (m := re.match(r"CREATE VIEW IF NOT EXISTS (\w+)", s))]
     replaced = [m[1] for s in single if (m := re.match(r"CREATE OR REPLACE VIEW (\w+)", s))]
     statements = cluster_statements()
+    dropped = [m[1] for s in single if (m := re.match(r"DROP TABLE IF EXISTS (\w+)$", s))]
     assert len(statements) == (
-        2 * len(table_names) + len(null_tables) + len(materialized) + len(views) + len(replaced)
+        2 * len(table_names)
+        + len(null_tables)
+        + len(materialized)
+        + len(views)
+        + len(replaced)
+        + len(dropped)
     )
+    # migration 0007 replaces the view that fills event_rows, on every node
+    assert dropped == ["event_rows_from_landing"]
+    assert "DROP TABLE IF EXISTS event_rows_from_landing ON CLUSTER '{cluster}'" in statements
     # migration 0006: the Null landing tables on every node, the views writing to the
     # Distributed tables of their targets
     assert null_tables == ["event_landing", "event_rows"]
@@ -45,7 +54,7 @@ def test_every_table_is_replicated_and_distributed_every_view_on_cluster() -> No
             "quality_timeline",
             "coverage",
         )
-    ]
+    ] + [("event_rows_from_landing_flat", "event_rows")]
     landing = next(
         s for s in statements if s.startswith("CREATE TABLE IF NOT EXISTS event_landing")
     )

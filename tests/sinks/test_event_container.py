@@ -25,7 +25,7 @@ from sinks.event_container import (
     zigzag,
 )
 from sinks.exceptions import ClickHouseBadDataError
-from sinks.landing_ddl import landing_migration
+from sinks.landing_ddl import event_rows_query_migration, landing_migration
 from sinks.migrations import MIGRATIONS_DIR, migrate
 from sinks.sample_dataset import sample_records
 from sinks.store import Store
@@ -70,7 +70,9 @@ def _bodies(events: list[dict[str, Any]]) -> list[bytes]:
 
 
 def test_zigzag_is_avro_long_encoding() -> None:
-    for value in (0, -1, 1, 63, -64, 64, 300, 2**31, -(2**40), 2**63 - 1, -(2**63)):
+    # the ends of the one- to four-byte encodings (unrolled) and past them
+    edges = [v for b in (6, 13, 20, 27) for v in (2**b - 1, 2**b, -(2**b), -(2**b) - 1)]
+    for value in (0, -1, 1, 300, 2**31, -(2**40), 2**63 - 1, -(2**63), *edges):
         out = io.BytesIO()
         fastavro.schemaless_writer(out, "long", value)
         assert zigzag(value) == out.getvalue(), value
@@ -131,6 +133,12 @@ def test_session_id_is_read_without_decoding() -> None:
     assert session_id_of(value, SINGLE_OBJECT_HEADER_SIZE) == _unicode_event()["session_id"]
     assert session_id_of(value[:14], SINGLE_OBJECT_HEADER_SIZE) is None  # cut inside a string
     assert session_id_of(b"\xc3\x01" + b"\x00" * 8 + b"\x03", SINGLE_OBJECT_HEADER_SIZE) is None
+    # ids of 64 bytes and more have two-byte lengths (the one-byte case is a fast path)
+    long_ids = {**_unicode_event(), "event_id": "e" * 70, "session_id": "s" * 64}
+    (body,) = _bodies([long_ids])
+    assert session_id_of(b"\xc3\x01" + b"\x00" * 8 + body, SINGLE_OBJECT_HEADER_SIZE) == "s" * 64
+    (body,) = _bodies([{**long_ids, "event_id": "e"}])
+    assert session_id_of(b"\xc3\x01" + b"\x00" * 8 + body, SINGLE_OBJECT_HEADER_SIZE) == "s" * 64
 
 
 def test_committed_landing_migration_is_current() -> None:
@@ -139,6 +147,11 @@ def test_committed_landing_migration_is_current() -> None:
     ) == landing_migration(), (
         "sinks/migrations/0006_event_landing.sql differs from its generator: a new schema "
         "version needs a new migration (never edit an applied one)"
+    )
+    assert (MIGRATIONS_DIR / "0007_event_rows_flat.sql").read_text(
+        encoding="utf-8"
+    ) == event_rows_query_migration(), (
+        "sinks/migrations/0007_event_rows_flat.sql differs from `python -m sinks.landing_ddl 0007`"
     )
 
 

@@ -40,9 +40,28 @@ def test_project_migrations_apply_once(client: Client) -> None:
         (4, "signal_intervals_across_connections"),
         (5, "signal_intervals_first_window"),
         (6, "event_landing"),
+        (7, "event_rows_flat"),
     ]
     assert [m.version for m in first] == [m.version for m in discover(MIGRATIONS_DIR)]
     assert migrate(client) == []
+
+    # 0007 replaced the view 0006 created that fills event_rows; its statements run again
+    # (a migration interrupted before it was recorded) change nothing
+    def landing_views() -> list[tuple[str, str]]:
+        return [
+            (str(name), str(query))
+            for name, query in client.query(
+                "SELECT name, as_select FROM system.tables WHERE database = currentDatabase() "
+                "AND engine = 'MaterializedView' AND name LIKE 'event_rows_from%' ORDER BY name"
+            ).result_rows
+        ]
+
+    (view,) = landing_views()
+    assert view[0] == "event_rows_from_landing_flat"
+    assert "JSONExtractFloat(j, 'EngagementUpdated__start'), 0) AS start_s" in view[1]
+    for statement in discover(MIGRATIONS_DIR)[6].statements():
+        client.command(statement)
+    assert landing_views() == [view]
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert {"schema_migrations", "record_log", "events", "usage", "session_summaries"} <= tables
 

@@ -82,6 +82,48 @@ def test_an_intended_range_is_cut_at_its_end_again() -> None:
     assert (tail.token, tail.records) == ("t:0:6-11", 6)
 
 
+def test_event_records_are_cut_like_any_record() -> None:
+    """The sink's event path (``add_event``) cuts the same batches as ``add``: bucket ends,
+    ledgered ranges skipped, an intended range re-cut, rows of other records in between."""
+
+    def run(events_fast: bool) -> list[tuple[str, int, list[int], list[list[int]], set[str]]]:
+        batcher = PartitionBatcher("t", 0, 8, [(0, 2), (20, 21)], intended=[(3, 5)])
+        closed = []
+        for offset in range(30):
+            record = ConsumerRecord("t", 0, offset, 0, 0, None, b"", None, 0, 0, [])
+            if offset % 7 == 6:  # a record decoded in Python, with rows
+                closed += batcher.add(offset, {"usage": [[offset]]})
+            elif events_fast:
+                closed += batcher.add_event(offset, record, f"s{offset % 3}")
+            else:
+                closed += batcher.add(
+                    offset, None, event_session=f"s{offset % 3}", event_record=record
+                )
+        tail = batcher.cut()
+        assert tail is not None
+        assert batcher.skipped == 5
+        return [
+            (
+                b.token,
+                b.records,
+                [r.offset for r in b.events],
+                b.rows.get("usage", []),
+                b.event_sessions,
+            )
+            for b in [*closed, tail]
+        ]
+
+    assert run(events_fast=True) == run(events_fast=False)
+    assert run(events_fast=True) == [
+        ("t:0:3-5", 3, [3, 4, 5], [], {"s0", "s1", "s2"}),
+        ("t:0:6-7", 2, [7], [[6]], {"s1"}),
+        ("t:0:8-15", 8, [8, 9, 10, 11, 12, 14, 15], [[13]], {"s0", "s1", "s2"}),
+        ("t:0:16-19", 4, [16, 17, 18, 19], [], {"s0", "s1", "s2"}),
+        ("t:0:22-23", 2, [22, 23], [], {"s1", "s2"}),
+        ("t:0:24-29", 6, [24, 25, 26, 28, 29], [[27]], {"s0", "s1", "s2"}),
+    ]
+
+
 def test_crash_point_spec() -> None:
     assert parse_crash_at(None) is None
     point = parse_crash_at("after_rows@events:0:12")
