@@ -24,6 +24,7 @@ from typing import Any
 
 from chunks.exceptions import ChunkWireError
 from chunks.records import VideoChunk
+from schemas.avro_long import LongTooLongError, read_long
 
 __all__ = ["VideoChunkReader", "writer_layout"]
 
@@ -185,22 +186,13 @@ def _read_field(kind: str, name: str, view: memoryview, pos: int, end: int) -> t
 
 
 def _varint(view: memoryview, pos: int, end: int, name: str) -> tuple[int, int]:
-    """An Avro ``int``/``long`` (zigzag, base-128 little-endian) at ``pos``."""
-    if pos < end and view[pos] < 0x80:  # one byte: most fields
-        byte = view[pos]
-        return (byte >> 1) ^ -(byte & 1), pos + 1
-    shift = result = 0
-    while True:
-        if pos >= end:
-            raise _short(name, 1, 0, end)
-        byte = view[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-        if shift > 63:
-            raise ChunkWireError(f"VideoChunk field {name!r}: varint longer than 10 bytes")
+    """An Avro ``int``/``long`` at ``pos``, cut-off and over-long varints named."""
+    try:
+        return read_long(view, pos)
+    except IndexError:
+        raise _short(name, 1, 0, end) from None
+    except LongTooLongError:
+        raise ChunkWireError(f"VideoChunk field {name!r}: varint longer than 10 bytes") from None
 
 
 def _short(name: str, need: int, left: int, total: int) -> ChunkWireError:

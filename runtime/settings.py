@@ -120,16 +120,23 @@ def _environment() -> dict[str, str]:
 
 
 @cache
+def _options(kind: type[Settings]) -> dict[str, tuple[Any, ...]]:
+    """Per field, the types it accepts: its annotation and, for a union, each member."""
+    return {
+        name: (hint, *(typing.get_args(hint) if typing.get_origin(hint) is not Literal else ()))
+        for name, hint in typing.get_type_hints(kind).items()
+    }
+
+
+@cache
 def _trimmed_fields(kind: type[Settings]) -> frozenset[str]:
     """Fields whose values are read without surrounding blanks (numbers and choices; text,
     paths and secrets are taken as given)."""
-    trimmed = set()
-    for name, hint in typing.get_type_hints(kind).items():
-        options = typing.get_args(hint) if typing.get_origin(hint) is not Literal else ()
-        for option in (hint, *options):
-            if option in (int, float) or typing.get_origin(option) is Literal:
-                trimmed.add(name)
-    return frozenset(trimmed)
+    return frozenset(
+        name
+        for name, options in _options(kind).items()
+        if any(o in (int, float) or typing.get_origin(o) is Literal for o in options)
+    )
 
 
 def _decode(kind: type, value: Any) -> Any:
@@ -170,16 +177,14 @@ def _explain(kind: type[Settings], message: str, values: dict[str, str]) -> str:
 
 def _literal_values(kind: type[Settings], field: str) -> list[str]:
     """The allowed values of a ``Literal`` field (quoted), else an empty list."""
-    hint = typing.get_type_hints(kind).get(field)
-    for option in (hint, *typing.get_args(hint)):
+    for option in _options(kind).get(field, ()):
         if typing.get_origin(option) is Literal:
             return [repr(value) for value in typing.get_args(option)]
     return []
 
 
 def _is_secret(kind: type[Settings], field: str) -> bool:
-    annotation = kind.__annotations__.get(field, "")
-    return "SecretStr" in str(annotation)
+    return SecretStr in _options(kind).get(field, ())
 
 
 class StackSettings(Settings, frozen=True, kw_only=True):

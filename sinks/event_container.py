@@ -31,6 +31,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from schemas.avro_long import read_long
+
 __all__ = [
     "CONTAINER_MAGIC",
     "container_header",
@@ -158,23 +160,6 @@ def ocf_container(
     return b"".join((header, zigzag(len(rows)), zigzag(len(block)), block, _SYNC))
 
 
-def _long_at(value: bytes, pos: int) -> tuple[int, int]:
-    """The Avro ``long`` at ``pos`` and the position after it (IndexError: cut short)."""
-    byte = value[pos]
-    if byte < 0x80:  # one byte: every length under 64
-        return (byte >> 1) ^ -(byte & 1), pos + 1
-    shift = raw = 0
-    while True:
-        byte = value[pos]
-        pos += 1
-        raw |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (raw >> 1) ^ -(raw & 1), pos
-        shift += 7
-        if shift > 63:
-            raise IndexError("varint longer than 10 bytes")
-
-
 def session_id_of(value: bytes, start: int) -> str | None:
     """The ``session_id`` of an Inter1Event body at ``value[start:]`` (its second field,
     after ``event_id``), read without decoding the rest; None when the bytes are not two
@@ -187,13 +172,13 @@ def session_id_of(value: bytes, start: int) -> str | None:
             end = pos + 1 + (second >> 1)
             if second < 0x80 and not second & 1 and end <= len(value):
                 return value[pos + 1 : end].decode("utf-8")
-        length, pos = _long_at(value, start)
+        length, pos = read_long(value, start)
         if length < 0:
             return None
-        length, pos = _long_at(value, pos + length)
+        length, pos = read_long(value, pos + length)
         end = pos + length
         if length < 0 or end > len(value):
             return None
         return value[pos:end].decode("utf-8")
-    except (IndexError, UnicodeDecodeError):
+    except (IndexError, ValueError):  # cut short, over-long varint, not UTF-8
         return None
