@@ -96,15 +96,18 @@ class VideoChunkReader:
 
     def __init__(self, writers: Mapping[bytes, Mapping[str, Any]] | None = None) -> None:
         self._layouts: dict[bytes, Layout] = {}
+        self._seen: set[bytes] = set()
         self.learn(writers or {})
 
     def learn(self, writers: Mapping[bytes, Mapping[str, Any]]) -> None:
-        """Add writer schemas (headers already known keep their layout)."""
+        """Add writer schemas; a header seen before (read or not) is not looked at again."""
         for header, schema in writers.items():
-            if header not in self._layouts and len(header) in _HEADER_SIZES:
-                layout = writer_layout(schema)
-                if layout is not None:
-                    self._layouts[bytes(header)] = layout
+            if header in self._seen or len(header) not in _HEADER_SIZES:
+                continue
+            self._seen.add(bytes(header))
+            layout = writer_layout(schema)
+            if layout is not None:
+                self._layouts[bytes(header)] = layout
 
     @property
     def headers(self) -> frozenset[bytes]:

@@ -97,6 +97,14 @@ class PartitionBatcher:
             self._inserted.pop(0)
         return bool(self._inserted) and self._inserted[0][0] <= offset
 
+    def _ends_batch(self, offset: int) -> bool:
+        """Whether the batch closes after ``offset``: its bucket's last offset, or where an
+        intended (crashed) batch was cut before."""
+        if (offset + 1) % self._size == 0 or offset in self._cut_after:
+            self._cut_after.discard(offset)
+            return True
+        return False
+
     def add(
         self,
         offset: int,
@@ -131,8 +139,7 @@ class PartitionBatcher:
             batch.ended_sessions.add(ended_session)
         if event_session is not None:
             batch.event_sessions.add(event_session)
-        if (offset + 1) % self._size == 0 or offset in self._cut_after:
-            self._cut_after.discard(offset)
+        if self._ends_batch(offset):
             closed.append(batch)
             self._open = None
         else:
@@ -153,8 +160,7 @@ class PartitionBatcher:
         batch.records += 1
         batch.events.append(record)
         batch.event_sessions.add(session_id)
-        if (offset + 1) % self._size == 0 or offset in self._cut_after:
-            self._cut_after.discard(offset)
+        if self._ends_batch(offset):
             self._open = None
             return [batch]
         return []
