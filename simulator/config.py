@@ -106,7 +106,8 @@ class LoadConfig:
 
     Attributes:
         processing_ratio: simulated model seconds per media second analysed (0 = instant).
-        queue_windows: windows that may wait for the model; a window beyond that is shed.
+        queue_windows: media, in whole windows (``window_ms`` each), that may wait for the
+            model; a window that would queue more is shed (``backpressure``).
         max_lag_s: a window whose analysis would start more than this long after its
             media arrived is shed (the service does not queue behind live media).
         capacity: concurrent sessions; the next one gets ``ih1003`` and close 1013.

@@ -98,6 +98,7 @@ class StreamSession:
             emit=self._emit_window,
             drop=self._drop_window,
             reserve=reserve,
+            window_ms=config.analysis.window_ms,
         )
         self._media: MediaStream | BoxMediaStream | PcmStream | None = None
         self._progress: asyncio.Queue[MediaProgress] = asyncio.Queue()

@@ -155,10 +155,17 @@ class AnalysisQueue:
     """The simulated model: each window costs ``ratio x owned seconds`` of model time.
 
     A window is shed (``drop(window, reason)``) instead of queued when its media was not
-    decoded (``lag``: decode shedding), when ``queue_windows`` windows already wait for
-    the model (``backpressure``) or when its analysis would start more than ``max_lag_s``
-    after its media arrived (``lag``). Analysed windows are passed
-    to ``emit`` in order, each once its simulated model time has elapsed.
+    decoded (``lag``: decode shedding), when waiting for the model would put more than
+    ``queue_windows`` full windows of media (``window_ms`` each) in the queue
+    (``backpressure``) or when its analysis would start more than ``max_lag_s`` after its
+    media arrived (``lag``). Analysed windows are passed to ``emit`` in order, each once
+    its simulated model time has elapsed.
+
+    The queue is bounded by the media its waiting windows own, not by their count: a
+    window's model cost is proportional to its owned slice (one hop after the first), and
+    one long frame (or the demuxer's read-ahead releasing a frame's windows together at
+    the close) readies several hop windows at once. Counted as whole windows, that burst
+    was shed on an idle model; it is not congestion.
     """
 
     def __init__(
@@ -170,10 +177,11 @@ class AnalysisQueue:
         emit: Emit,
         drop: Drop,
         reserve: Reserve | None = None,
+        window_ms: int = 8000,
     ) -> None:
         self._reserve = reserve
+        self._backlog_limit_ms = queue_windows * window_ms
         self._ratio = ratio
-        self._queue_windows = queue_windows
         self._max_lag_s = max_lag_s
         self._emit = emit
         self._drop = drop
@@ -206,8 +214,8 @@ class AnalysisQueue:
             self._wakeup.set()
             return
         start = max(now, self._busy_until)
-        waiting = sum(1 for s, _, _ in self._pending if s > now)
-        if start > now and waiting >= self._queue_windows:
+        waiting_ms = sum(w.owned_ms for s, _, w in self._pending if s > now)
+        if start > now and waiting_ms + window.owned_ms > self._backlog_limit_ms:
             await self._drop(window, "backpressure")
             return
         if self._reserve is not None:  # one backend for all sessions (simulator/backend.py)

@@ -48,7 +48,8 @@ __all__ = ["simulate"]
     default=2,
     show_default=True,
     type=click.IntRange(min=0),
-    help="Windows that may wait for the model before new ones are shed.",
+    help="Media, in whole windows (8 s each), that may wait for the model; a window that "
+    "would queue more is shed.",
 )
 @click.option(
     "--max-lag",

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from sim_helpers import CLIP_A, Driver, SimulatorFactory, compact, frames_of, without_closing
+from sim_helpers import (
+    CLIP_A,
+    CLIP_RAMP,
+    Driver,
+    SimulatorFactory,
+    compact,
+    frames_of,
+    without_closing,
+)
 
 from simulator.config import LoadConfig, SimulatorConfig
 from simulator.exceptions import FaultSpecError
@@ -47,13 +55,21 @@ async def test_stall_fault_delays_but_loses_nothing(driver: Driver) -> None:
     assert (usage["faults"], usage["analysed_ms"]) == ("stall=1@0", 14200)
 
 
-async def test_slow_fault_makes_the_session_shed(driver: Driver) -> None:
-    run = await driver.run(frames_of(CLIP_A), key="sim-fault:slow=0.3")
+async def test_slow_fault_makes_the_session_shed(start_simulator: SimulatorFactory) -> None:
+    # an instant model with a queue of one window's media: only the fault's ratio makes the
+    # first window keep the model 2.4 s while the next four wait (20 s sent at once)
+    driver = await start_simulator(
+        load=LoadConfig(processing_ratio=0.0, queue_windows=1, max_lag_s=3600.0)
+    )
+    run = await driver.run(frames_of(CLIP_RAMP), key="sim-fault:slow=0.3")
+    unfaulted = await driver.run(frames_of(CLIP_RAMP))
 
     usage = await driver.usage(run.session_id)
-    assert "coverage.dropped" in run.types
-    assert usage["dropped_ms"] > 0
-    assert usage["analysed_ms"] + usage["dropped_ms"] == usage["media_received_ms"] == 14200
+    dropped = [(r["start"], r["end"]) for d in run.data("coverage.dropped") for r in d["ranges"]]
+    assert dropped == [(14.0, 17.0), (17.0, 20.0)]
+    assert {r["reason"] for r in usage["dropped_ranges"]} == {"backpressure"}
+    assert usage["analysed_ms"] + usage["dropped_ms"] == usage["media_received_ms"] == 20000
+    assert unfaulted.data("coverage.dropped") == []
 
 
 async def test_unknown_event_and_error_envelope_faults(driver: Driver) -> None:

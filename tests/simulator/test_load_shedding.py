@@ -5,7 +5,15 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from sim_helpers import CLIP_A, CLIP_RAMP, Driver, SimulatorFactory, frames_of
+from sim_helpers import (
+    CLIP_A,
+    CLIP_RAMP,
+    Driver,
+    SimulatorFactory,
+    clip_bytes,
+    frames_of,
+    segments,
+)
 
 from simulator.config import LoadConfig
 
@@ -29,7 +37,9 @@ async def test_slow_model_sheds_windows_and_accounts_every_second(
         (r["start"], r["end"]) for d in run.data("coverage.dropped") for r in d["ranges"]
     ]
     dropped_usage = [(r["start"], r["end"]) for r in usage["dropped_ranges"]]
-    assert dropped_events  # the 2.4 s first window lets the next ones pile up
+    # the 2.4 s first window lets the next ones pile up: [8, 11) and [11, 14) wait (6 s of
+    # media, within the one window's 8 s the queue holds), [14, 17) and [17, 20) are shed
+    assert dropped_events == [(14.0, 17.0), (17.0, 20.0)]
     assert dropped_events == dropped_usage
     assert {r["reason"] for r in usage["dropped_ranges"]} == {"backpressure"}
     # Analysed and dropped slices tile the media exactly, with no overlap and no hole.
@@ -41,6 +51,26 @@ async def test_slow_model_sheds_windows_and_accounts_every_second(
     assert usage["windows_analysed"] + usage["windows_dropped"] == 5
     assert usage["pending_ms"] == 0
     assert run.close.code == 1000
+
+
+async def test_a_long_frame_on_an_idle_model_is_analysed_whole(
+    start_simulator: SimulatorFactory,
+) -> None:
+    # The default model (0.05 s per media second, a queue of two windows' media): one 20 s
+    # frame readies five windows at once, 8 + 4 x 3 s of media, 0.85 s of model time. That
+    # burst is not congestion: counted as five whole windows it used to shed [14, 20).
+    driver = await start_simulator(load=LoadConfig(max_lag_s=3600.0))
+    frames = segments(clip_bytes(CLIP_RAMP), 20.0)
+    run = await driver.run(frames)
+
+    usage = await driver.usage(run.session_id)
+    assert len(frames) == 1
+    assert run.data("coverage.dropped") == []
+    assert usage["analysed_ranges"] == [
+        {"start": 0.0, "end": 8.0}, {"start": 8.0, "end": 11.0}, {"start": 11.0, "end": 14.0},
+        {"start": 14.0, "end": 17.0}, {"start": 17.0, "end": 20.0},
+    ]  # fmt: skip
+    assert (usage["windows_analysed"], usage["windows_dropped"], usage["dropped_ms"]) == (5, 0, 0)
 
 
 async def test_windows_behind_live_media_are_shed_as_lag(

@@ -12,6 +12,7 @@ from sim_helpers import (
     CLIP_B_PACKET_EVENTS,
     CLIP_GAP,
     CLIP_NO_VIDEO,
+    CLIP_RAMP,
     CLIP_WEBM,
     Driver,
     SimulatorFactory,
@@ -128,13 +129,15 @@ async def test_backpressure_still_sheds_without_decoding(start_simulator: Simula
         analysis=AnalysisConfig(decode="none"),
         load=LoadConfig(processing_ratio=0.3, queue_windows=1, max_lag_s=3600.0),
     )
-    run = await driver.run(frames_of(CLIP_A))
+    run = await driver.run(frames_of(CLIP_RAMP))  # 20 s at once: 5 windows
 
     usage = await driver.usage(run.session_id)
     dropped = [(r["start"], r["end"]) for d in run.data("coverage.dropped") for r in d["ranges"]]
     assert dropped == [(r["start"], r["end"]) for r in usage["dropped_ranges"]]
-    assert dropped
-    assert usage["analysed_ms"] + usage["dropped_ms"] == usage["media_received_ms"] == 14200
+    # the first window (8 s) keeps the model 2.4 s; [8, 11) and [11, 14) wait (6 s of
+    # media, within the one window's 8 s the queue holds); [14, 17) and [17, 20) are shed
+    assert dropped == [(14.0, 17.0), (17.0, 20.0)]
+    assert usage["analysed_ms"] + usage["dropped_ms"] == usage["media_received_ms"] == 20000
 
 
 def test_packet_level_proxy_follows_bit_rate_in_whole_centibels() -> None:

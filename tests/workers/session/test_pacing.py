@@ -20,7 +20,7 @@ from session_helpers import (
 )
 from sim_helpers import CLIP_RAMP, instant_config
 
-from simulator.config import LoadConfig
+from simulator.config import AnalysisConfig, LoadConfig
 from simulator.server import Simulator
 from workers.session.outbox import WorkerTopics
 
@@ -29,9 +29,13 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture
 async def shedding_simulator() -> AsyncIterator[Simulator]:
-    """The default model load (0.05 s per media second a window owns, two windows may
-    wait, more are shed), no lag limit."""
-    sim = Simulator(instant_config(load=LoadConfig(max_lag_s=3600.0)))
+    """A slow model (0.1 s per media second a window owns: the first window keeps it
+    0.8 s) whose queue holds one window's media (8 s; more is shed), no lag limit. Media
+    read box by box (``decode="boxes"``): each frame's windows are ready once it arrived
+    (PyAV's demuxer holds a frame's last fragment until the next frame comes, so paced
+    windows would reach the model in bursts)."""
+    load = LoadConfig(processing_ratio=0.1, queue_windows=1, max_lag_s=3600.0)
+    sim = Simulator(instant_config(load=load, analysis=AnalysisConfig(decode="boxes")))
     await sim.start()
     yield sim
     await sim.stop()
