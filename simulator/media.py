@@ -189,6 +189,9 @@ class MediaStream:
             self._prepare(run, video_stream, streams)
             run.origin = self._origin(streams)
             last_report = 0.0
+            # Reports are throttled to one per 50 ms of packets; a frame's packets come in
+            # one burst, so without this its last ones would wait for the next frame.
+            self._pipe.on_wait = lambda: self._emit(run, final=False, error=None)
             for packet in container.demux(streams):
                 timing = self._timing(run, packet)
                 if self._decode != "none" and self._shed(run, packet, timing, streams):

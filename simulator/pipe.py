@@ -6,6 +6,7 @@ import bisect
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["BytePipe"]
@@ -24,6 +25,9 @@ class BytePipe:
     arrivals: list[float] = field(default_factory=list)
     received: int = 0
     consumed: int = 0
+    on_wait: Callable[[], None] | None = None
+    """Called (demux thread, outside the lock) when a read is about to block for the next
+    frame: the reader reports what it has, rather than holding it until more bytes come."""
 
     def put(self, data: bytes) -> None:
         """Append one frame (event loop side), noting when it arrived."""
@@ -44,6 +48,11 @@ class BytePipe:
 
     def read(self, size: int) -> bytes:
         """Up to ``size`` bytes, blocking until some arrive (demux thread side); b"" at EOF."""
+        if self.on_wait is not None:
+            with self.cond:
+                starved = not len(self.head) and not self.chunks and not self.eof
+            if starved:
+                self.on_wait()
         with self.cond:
             while not len(self.head) and not self.chunks and not self.eof:
                 self.cond.wait()

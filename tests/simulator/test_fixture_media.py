@@ -14,10 +14,12 @@ import threading
 import pytest
 from sim_helpers import (
     CLIP_B,
+    CLIP_RAMP,
     FIXTURE_CLIPS,
     FIXTURE_DIR,
     clip_bytes,
     fixture_checksums,
+    segments,
 )
 
 from chunks.containers import sniff_container
@@ -103,3 +105,35 @@ def test_feature_bins_of_a_fixture_are_exact_integers(
     expected = [a + v for a, v in zip(AUDIO_FIRST_SECONDS, video, strict=True)]
     assert [_fields(cell) for cell in bins[:3]] == expected
     assert sum(cell.subframes for cell in bins) == 220  # AAC packets: 1024 samples at 16 kHz
+
+
+@pytest.mark.parametrize("decode", ["all", "none"])
+def test_a_frame_is_reported_once_it_arrived_not_with_the_next(decode: DecodeDepth) -> None:
+    # The demux thread throttles its reports; a frame's packets come in one burst, and its
+    # last ones were reported only when the next frame's bytes came (a frame late: on a
+    # live stream every window waited for the following frame).
+    frames = segments(clip_bytes(CLIP_RAMP), 5.0)
+    reports: list[MediaProgress] = []
+    seen = threading.Condition()
+
+    def report(progress: MediaProgress) -> None:
+        with seen:
+            reports.append(progress)
+            seen.notify_all()
+
+    stream = MediaStream(
+        "mp4", report, require_video=True, video_sample_fps=4.0, video_gap_ms=1000,
+        decode=decode,
+    )  # fmt: skip
+    try:
+        stream.feed(frames[0])
+        stream.feed(frames[1])  # media up to 10.5 s; frames[2] is never sent
+        with seen:
+            arrived = seen.wait_for(lambda: sum(len(r.bins) for r in reports) >= 10, 30)
+        assert arrived, f"frame 1 not reported: {[(r.media_ms, len(r.bins)) for r in reports]}"
+        with seen:
+            assert [cell.index for r in reports for cell in r.bins] == list(range(10))
+            assert max(r.media_ms for r in reports) == 10500
+            assert not any(r.finished for r in reports)
+    finally:
+        stream.finish(abort=True)
