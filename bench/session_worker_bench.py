@@ -6,7 +6,9 @@ prefixed topics, then measures this process's CPU time (a) reading every chunk r
 plain aiokafka consumer and (b) running the session worker over the same records until every
 session ended, relaying them to the simulator (a subprocess, ``--decode none``, instant model,
 so its CPU is not counted), and (floor) the raw consume plus a ``websockets`` send of every
-value. Each is measured on a fresh asyncio loop and a fresh uvloop loop, the loops taking
+value. The worker paces the recorded sessions as configured (``--pace``, default the
+setting's 3x real time: ~7 s of wall time at 40 sessions; 0 sends every frame once
+complete). Each is measured on a fresh asyncio loop and a fresh uvloop loop, the loops taking
 turns first (``--repeat`` runs, medians). ``--profile FILE`` writes a cProfile of (b).
 
 ``capacity``: the worker and ``simulate --decode boxes`` run as subprocesses; for each
@@ -180,7 +182,7 @@ async def _floor(topic: str, count: int, port: int) -> tuple[float, float]:
 
 
 async def _relay(
-    topics: WorkerTopics, base_url: str, sessions: int, profile: str | None
+    topics: WorkerTopics, base_url: str, sessions: int, profile: str | None, pace: float
 ) -> tuple[float, float]:
     out: list[WorkerRuntime] = []
     started = asyncio.Event()
@@ -191,6 +193,7 @@ async def _relay(
         publish_interval_s=0.2,
         session_queue_chunks=64,
         max_sessions=max(500, sessions),
+        recorded_pace=pace,
     )
     inter1 = Inter1Settings(api_key=SecretStr("sim-key"), base_url=base_url)
     task = asyncio.create_task(
@@ -239,12 +242,12 @@ async def _publish_clip(
 
 
 async def _fresh_relay(
-    chunks: str, base_url: str, sessions: int, profile: str | None
+    chunks: str, base_url: str, sessions: int, profile: str | None, pace: float
 ) -> tuple[float, float]:
     # fresh output and state topics: the last run's closed sessions are not restored
     out = await create_prefixed_topics(f"bench{uuid.uuid4().hex[:8]}.")
     try:
-        return await _relay(replace(out, chunks=chunks), base_url, sessions, profile)
+        return await _relay(replace(out, chunks=chunks), base_url, sessions, profile, pace)
     finally:
         await delete_topics(out)
 
@@ -271,7 +274,8 @@ def relay(args: argparse.Namespace) -> None:
                 _w, raw_cpu, size = run_on(loop, _raw_consume(topics.chunks, records))
                 _w, floor_cpu = run_on(loop, _floor(topics.chunks, records, sink_port))
                 _w, relay_cpu = run_on(
-                    loop, _fresh_relay(topics.chunks, base_url, args.sessions, args.profile)
+                    loop,
+                    _fresh_relay(topics.chunks, base_url, args.sessions, args.profile, args.pace),
                 )
                 for kind, used in zip(_KINDS, (raw_cpu, floor_cpu, relay_cpu), strict=True):
                     cpu.setdefault((kind, loop), []).append(used)
@@ -290,7 +294,8 @@ def relay(args: argparse.Namespace) -> None:
     bitrate = size * 8 / media_s
     print(
         f"{args.sessions} sessions x {clip.duration_s:g} s ({len(clip.chunks)} chunks, "
-        f"{bitrate / 1000:.0f} kbit/s), {records} records, {size / 1e6:.1f} MB"
+        f"{bitrate / 1000:.0f} kbit/s), {records} records, {size / 1e6:.1f} MB, "
+        f"recorded pace {args.pace:g}"
     )
     print(f"medians of {args.repeat} interleaved runs, ms CPU:  asyncio | uvloop")
     for kind, label in zip(
@@ -655,6 +660,13 @@ def main() -> None:
         "committed 20 s fixture)",
     )
     parser.add_argument("--profile", help="relay: write a cProfile of the relay here")
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=SessionWorkerSettings().recorded_pace,
+        help="relay: the worker's PIPELINE_WORKER_RECORDED_PACE (default: the setting's "
+        "default; 0: unpaced, each frame sent once complete)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="relay: interleaved runs (median)")
     parser.add_argument("--steps", default="25,50,100", help="capacity: session counts")
     parser.add_argument("--loop", default="uvloop", help="capacity: the worker's event loop")
