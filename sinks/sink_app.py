@@ -381,25 +381,27 @@ class SinkHandler(BatchHandler):
             self.stats.first_record_cpu_s = time.process_time()
         header, header_size = self._event_header, SINGLE_OBJECT_HEADER_SIZE
         ready = self._ready
-        batcher: PartitionBatcher | None = None
+        batcher: PartitionBatcher  # set by the first record (no partition is -1)
+        partition, topic = -1, ""
         for record in records:
-            offset = record.offset
-            if batcher is None or (batcher.partition, batcher.topic) != (
-                record.partition,
-                record.topic,
-            ):  # the consume loop hands records grouped by partition: one lookup per run
-                tp = TopicPartition(record.topic, record.partition)
+            if record.partition != partition or record.topic != topic:
+                # the consume loop hands records grouped by partition: one lookup per run
+                partition, topic = record.partition, record.topic
+                tp = TopicPartition(topic, partition)
                 if tp not in self._batchers:
                     self._new_batchers(records)
                 batcher = self._batchers[tp]
+                add_event = batcher.add_event
             value = record.value or b""
-            if value[:header_size] == header:
+            if value.startswith(header):
                 # current Inter1Event: ClickHouse decodes it (a body that does not start
                 # with two strings is decoded below, for the decoder's error)
                 session = session_id_of(value, header_size)
                 if session is not None:
                     before = batcher.skipped
-                    ready.extend(batcher.add_event(offset, record, session))
+                    closed = add_event(record.offset, record, session)
+                    if closed:
+                        ready.extend(closed)
                     if batcher.skipped != before:
                         self.stats.skipped_already_inserted += 1
                         self._event_sessions.add(session)  # maybe not summarised yet
