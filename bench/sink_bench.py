@@ -279,9 +279,7 @@ def per_change(app: SinkApp, events: list[dict[str, Any]], rounds: int = 3) -> d
         "event path, Python side: session id + Avro container",
         lambda: (
             [session_id_of(v, start) for v in values],
-            ocf_container(
-                header, "t", 0, [(i, memoryview(v)[start:]) for i, v in enumerate(values)]
-            ),
+            ocf_container(header, "t", 0, [(i, v[start:]) for i, v in enumerate(values)]),
         ),
     )
     with_dt = [rows_for("Inter1Event", e, KafkaCoordinates("t", 0, i)) or {} for i, e in

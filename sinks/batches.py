@@ -90,6 +90,8 @@ class PartitionBatcher:
         self._inserted = sorted(inserted)
         self._cut_after = {last for _, last in intended or ()}
         self._open: Batch | None = None
+        # the open batch's first offset and its bucket's end (add_event's fast path)
+        self._open_first = self._open_end = 0
         self.skipped = 0
 
     def _already_inserted(self, offset: int) -> bool:
@@ -129,6 +131,7 @@ class PartitionBatcher:
             batch = None
         if batch is None:
             batch = Batch(self.topic, self.partition, offset, offset)
+            self._open_first, self._open_end = offset, (offset // self._size + 1) * self._size
         batch.last_offset = offset
         batch.records += 1
         for table, table_rows in (rows or {}).items():
@@ -150,17 +153,13 @@ class PartitionBatcher:
         """:meth:`add` for an event record that goes into the event container: the same
         cuts, less work per record (the sink's hot path)."""
         batch = self._open
-        if (
-            batch is None
-            or batch.first_offset // self._size != offset // self._size
-            or self._inserted
-        ):
+        if batch is None or not self._open_first <= offset < self._open_end or self._inserted:
             return self.add(offset, None, event_session=session_id, event_record=record)
         batch.last_offset = offset
         batch.records += 1
         batch.events.append(record)
         batch.event_sessions.add(session_id)
-        if self._ends_batch(offset):
+        if (self._cut_after and self._ends_batch(offset)) or offset + 1 == self._open_end:
             self._open = None
             return [batch]
         return []

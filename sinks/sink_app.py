@@ -189,6 +189,7 @@ class SinkHandler(BatchHandler):
         self._event_sessions: set[str] = set()
         self._retry_at = 0.0
         self._backoff_s = settings.retry_initial_s
+        self._cpu_mark = 0.0  # time.thread_time() of the inserting thread, last counted
         self.stats = SinkStats()
 
     async def start(self) -> None:
@@ -380,25 +381,27 @@ class SinkHandler(BatchHandler):
             self.stats.first_record_cpu_s = time.process_time()
         header, header_size = self._event_header, SINGLE_OBJECT_HEADER_SIZE
         ready = self._ready
-        batcher: PartitionBatcher | None = None
+        batcher: PartitionBatcher  # set by the first record (no partition is -1)
+        partition, topic = -1, ""
         for record in records:
-            offset = record.offset
-            if batcher is None or (batcher.partition, batcher.topic) != (
-                record.partition,
-                record.topic,
-            ):  # the consume loop hands records grouped by partition: one lookup per run
-                tp = TopicPartition(record.topic, record.partition)
+            if record.partition != partition or record.topic != topic:
+                # the consume loop hands records grouped by partition: one lookup per run
+                partition, topic = record.partition, record.topic
+                tp = TopicPartition(topic, partition)
                 if tp not in self._batchers:
                     self._new_batchers(records)
                 batcher = self._batchers[tp]
+                add_event = batcher.add_event
             value = record.value or b""
-            if value[:header_size] == header:
+            if value.startswith(header):
                 # current Inter1Event: ClickHouse decodes it (a body that does not start
                 # with two strings is decoded below, for the decoder's error)
                 session = session_id_of(value, header_size)
                 if session is not None:
                     before = batcher.skipped
-                    ready.extend(batcher.add_event(offset, record, session))
+                    closed = add_event(record.offset, record, session)
+                    if closed:
+                        ready.extend(closed)
                     if batcher.skipped != before:
                         self.stats.skipped_already_inserted += 1
                         self._event_sessions.add(session)  # maybe not summarised yet
@@ -488,49 +491,65 @@ class SinkHandler(BatchHandler):
         )
 
     def _insert_batches(self, batches: list[Batch]) -> None:
-        """Insert batches in order (worker thread), removing each from ``batches`` once
-        acknowledged: on a failure, ``batches`` holds what is left."""
-        cpu_started = time.thread_time()
+        """Insert batches in order (worker thread), emptying ``batches`` once all are
+        acknowledged: on a failure, ``batches`` holds them all (retried whole)."""
+        self._cpu_mark = time.thread_time()
         try:
             self._insert_all(batches)
         finally:
-            self.stats.insert_cpu_s += time.thread_time() - cpu_started
+            self._count_insert_cpu()
+
+    def _count_insert_cpu(self) -> None:
+        """Add the inserting thread's CPU since the last mark (before the row counts that
+        tell a reader the rows are in, so a reader of both sees the CPU that wrote them)."""
+        now = time.thread_time()
+        self.stats.insert_cpu_s += now - self._cpu_mark
+        self._cpu_mark = now
 
     def _insert_all(self, batches: list[Batch]) -> None:
+        """Every batch's rows in order, then one ledger insert for all of them.
+
+        The ledger rows still follow their batches' rows (a crash in between leaves rows
+        without a ledger row: the restart re-cuts those batches at the same offsets, their
+        tokens drop the re-insert). One ledger insert per call rather than per batch: a
+        small insert costs about 5 ms of CPU on the embedded engine, and a checkpoint cuts
+        one batch per partition. Nothing leaves ``batches`` before its ledger row is
+        acknowledged, so a failure retries the whole call (the rows already in are dropped
+        by their tokens).
+        """
         self._announce(batches)
-        while batches:
-            batch = batches[0]
-            started = time.monotonic()
-            if batch.has_data:
-                if batch.events:
-                    self._insert_events(batch)
-                for table, rows in sorted(batch.rows.items()):
-                    self._store.insert(table, rows, COLUMNS[table], token=batch.token)
-                self._crash_check("after_rows", batch)
-                self._store.insert(
-                    "sink_batches",
-                    [
-                        [
-                            batch.topic,
-                            batch.partition,
-                            batch.first_offset,
-                            batch.last_offset,
-                            batch.records,
-                        ]
-                    ],
-                    _LEDGER_COLUMNS,
-                    token=batch.token,
-                )
-                counts = self.stats.rows_per_table
+        started = time.monotonic()
+        inserted = [batch for batch in batches if batch.has_data]
+        for batch in inserted:
+            if batch.events:
+                self._insert_events(batch)
+            for table, rows in sorted(batch.rows.items()):
+                self._store.insert(table, rows, COLUMNS[table], token=batch.token)
+            self._crash_check("after_rows", batch)
+        if inserted:
+            self._store.insert(
+                "sink_batches",
+                [
+                    [b.topic, b.partition, b.first_offset, b.last_offset, b.records]
+                    for b in inserted
+                ],
+                _LEDGER_COLUMNS,
+                token=inserted[0].token
+                if len(inserted) == 1
+                else "ledger:" + ",".join(b.token for b in inserted),
+            )
+            # times before counts: a reader that sees the rows counted sees their times
+            self.stats.last_insert_at = time.monotonic()
+            self.stats.last_insert_cpu_s = time.process_time()
+            self.stats.insert_s += self.stats.last_insert_at - started
+            self._count_insert_cpu()
+            counts = self.stats.rows_per_table
+            for batch in inserted:
                 for table, rows in batch.rows.items():
                     counts[table] = counts.get(table, 0) + len(rows)
                 if batch.events:
                     counts["events"] = counts.get("events", 0) + len(batch.events)
                 self.stats.rows_inserted += batch.row_count
-                self.stats.batches_inserted += 1
-                self.stats.last_insert_at = time.monotonic()
-                self.stats.last_insert_cpu_s = time.process_time()
-                self.stats.insert_s += self.stats.last_insert_at - started
                 _log.debug(
                     "batch_inserted",
                     topic=batch.topic,
@@ -539,9 +558,11 @@ class SinkHandler(BatchHandler):
                     last_offset=batch.last_offset,
                     rows=batch.row_count,
                 )
+            self.stats.batches_inserted += len(inserted)
+        for batch in batches:
             self._to_summarise |= batch.ended_sessions
             self._event_sessions |= batch.event_sessions
-            batches.pop(0)
+        batches.clear()
         self._backoff_s = self._settings.retry_initial_s
 
     def _insert_events(self, batch: Batch) -> None:
@@ -561,7 +582,9 @@ class SinkHandler(BatchHandler):
                 self._container_header,
                 batch.topic,
                 batch.partition,
-                [(r.offset, memoryview(r.value or b"")[start:]) for r in batch.events],
+                # bytes slices (copies): joined faster than memoryviews (0.55 vs 0.89 µs per
+                # event with the rest of the container, 20,000 events)
+                [(r.offset, (r.value or b"")[start:]) for r in batch.events],
             )
             try:
                 self._store.insert_avro(_LANDING, container, token=batch.token)

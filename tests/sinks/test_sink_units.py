@@ -240,6 +240,63 @@ def test_summary_on_session_end_and_rewritten_by_a_late_event(store: Store) -> N
     assert handler.stats.summaries == 2
 
 
+def test_one_ledger_insert_per_call_after_every_batch_and_a_failed_call_retried_whole(
+    store: Store,
+) -> None:
+    """The batches of one insert call (a checkpoint: one per topic-partition) get their
+    ledger rows in one insert, after all their rows. ClickHouse refusing the usage rows
+    (a guard view throws) fails the call with no ledger row written, every batch kept; the
+    retry stores each row once (raw counts equal FINAL counts: the rows already in are
+    dropped by their tokens) and ledgers each batch once, in one part."""
+    codec = get_codec()
+    offsets: dict[str, int] = {}
+
+    def record(key: str, name: str, datum: dict[str, Any]) -> Record:
+        topic = f"inter1.{key}"
+        offset = offsets.get(topic, 0)
+        offsets[topic] = offset + 1
+        value = codec.encode(name, datum)
+        sid = datum["session_id"].encode()
+        return ConsumerRecord(topic, 0, offset, 0, 0, sid, value, None, len(sid), len(value), [])
+
+    settings = SinkSettings(batch_records=1000, retry_initial_s=0.01, retry_timeout_s=0.01)
+    handler = SinkHandler(store, codec, "inter1.dead-letter", settings)
+    records = [record(k, n, d) for k, n, d in sample_records()]
+    store.command("SYSTEM STOP MERGES sink_batches")
+    store.command("CREATE TABLE guard (fail UInt8) ENGINE = Memory")
+    store.command("INSERT INTO guard VALUES (1)")
+    store.command(
+        "CREATE MATERIALIZED VIEW usage_guard ENGINE = Null AS SELECT "
+        "throwIf((SELECT max(fail) FROM guard) = 1, 'injected insert failure') AS x FROM usage"
+    )
+    ledger = (
+        "SELECT topic, first_offset, last_offset, records, uniqExact(_part) OVER () "
+        "FROM sink_batches WHERE records > 0 ORDER BY topic"
+    )
+    counts = "SELECT (SELECT count() FROM {t}), (SELECT count() FROM {t} FINAL)"
+
+    async def scenario() -> None:
+        await handler.process(records)
+        with pytest.raises(ClickHouseBusyError, match="injected insert failure"):
+            await handler.flush()
+        assert store.rows(ledger) == []
+        assert store.rows(counts.format(t="events")) == [(17, 17)]  # in before usage failed
+        store.command("TRUNCATE TABLE guard")
+        await handler.flush()
+
+    asyncio.run(scenario())
+    assert store.rows(ledger) == [
+        ("inter1.chunks", 0, offsets["inter1.chunks"] - 1, offsets["inter1.chunks"], 1),
+        ("inter1.cues", 0, 0, 1, 1),
+        ("inter1.events", 0, 16, 17, 1),
+        ("inter1.usage", 0, 5, 6, 1),
+    ]
+    for table in ("events", "usage", "cues", "sessions_started", "sessions_ended"):
+        raw, final = store.rows(counts.format(t=table))[0]
+        assert raw == final > 0, table
+    assert handler.stats.batches_inserted == 4
+
+
 @pytest.mark.clickhouse
 def test_chunk_rows_latency_view_and_a_never_engaged_session(store: Store) -> None:
     """Chunk records land in ``chunks`` (metadata, no bytes); ``chunk_latency`` pairs each
