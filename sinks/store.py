@@ -16,12 +16,18 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks.exceptions import SchemaMismatchError, classify
 
-__all__ = ["FORMAT_SETTINGS", "READ_SETTINGS", "Store"]
+__all__ = ["FORMAT_SETTINGS", "INSERT_SETTINGS", "READ_SETTINGS", "Store"]
 
 FORMAT_SETTINGS: Mapping[str, Any] = {"output_format_json_quote_64bit_integers": 0}
 """Settings of every formatted read: JSON numbers as numbers."""
 READ_SETTINGS: Mapping[str, Any] = {"readonly": 1, **FORMAT_SETTINGS}
 """Settings of reads for others (the sink's endpoint): read-only as well."""
+INSERT_SETTINGS: Mapping[str, Any] = {"async_insert": 0}
+"""Settings of every insert. Synchronous whatever the server's profile says: an asynchronous
+insert is acknowledged from a buffer and not deduplicated by its token (only replicated
+tables with ``async_insert_deduplicate`` are), and the sink commits offsets on the
+acknowledgement and relies on the token when it retries. (chDB reports ``async_insert=1``
+but writes in-process inserts at once; a server would not.)"""
 
 
 class Store:
@@ -53,7 +59,9 @@ class Store:
         """
         if not rows:
             return
-        settings = {"insert_deduplication_token": token} if token else {}
+        settings = dict(INSERT_SETTINGS)
+        if token:
+            settings["insert_deduplication_token"] = token
         try:
             with self._lock:
                 self._client.insert(table, rows, column_names=list(columns), settings=settings)
@@ -74,6 +82,7 @@ class Store:
         cannot read.
         """
         settings = {
+            **INSERT_SETTINGS,
             "insert_deduplication_token": token,
             "deduplicate_blocks_in_dependent_materialized_views": 1,
         }
@@ -89,7 +98,9 @@ class Store:
         """Insert ``JSONEachRow`` rows (values in ClickHouse's JSON text forms)."""
         try:
             with self._lock:
-                self._client.raw_insert(table, insert_block=body, fmt="JSONEachRow")
+                self._client.raw_insert(
+                    table, insert_block=body, fmt="JSONEachRow", settings=dict(INSERT_SETTINGS)
+                )
         except (ClickHouseError, OSError) as exc:
             raise classify(exc, f"insert into {table}") from exc
 
