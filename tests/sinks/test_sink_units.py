@@ -17,7 +17,7 @@ from runtime.batch_handler import Record
 from runtime.errors import ConfigError, ExitCode
 from runtime.settings import SinkSettings
 from runtime.topics import topic_name
-from schemas.codec import get_codec
+from schemas.codec import Codec, get_codec
 from schemas.examples import example_records
 from schemas.exceptions import CodecError, UnknownFingerprintError
 from schemas.framing import single_object_header
@@ -205,21 +205,30 @@ def test_unreachable_server_is_retriable_unavailable() -> None:
     assert info.value.retriable is True
 
 
+class _RecordMaker:
+    """Records of the sample topics as the consume loop hands them over (no broker), each
+    topic's offsets counted from 0."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.offsets: dict[str, int] = {}
+
+    def __call__(self, key: str, name: str, datum: dict[str, Any]) -> Record:
+        topic = f"inter1.{key}"
+        offset = self.offsets.get(topic, 0)
+        self.offsets[topic] = offset + 1
+        value = self.codec.encode(name, datum)
+        sid = datum["session_id"].encode()
+        return ConsumerRecord(topic, 0, offset, 0, 0, sid, value, None, len(sid), len(value), [])
+
+
 @pytest.mark.clickhouse
 def test_summary_on_session_end_and_rewritten_by_a_late_event(store: Store) -> None:
     """The handler alone (records as the consume loop hands them over, no broker): the
     summary row appears at the checkpoint holding the SessionEnded; an event arriving after
     the end rewrites it with a higher version."""
     codec = get_codec()
-    offsets: dict[str, int] = {}
-
-    def record(key: str, name: str, datum: dict[str, Any]) -> Record:
-        topic = f"inter1.{key}"
-        offset = offsets.get(topic, 0)
-        offsets[topic] = offset + 1
-        value = codec.encode(name, datum)
-        sid = datum["session_id"].encode()
-        return ConsumerRecord(topic, 0, offset, 0, 0, sid, value, None, len(sid), len(value), [])
+    record = _RecordMaker(codec)
 
     handler = SinkHandler(store, codec, "inter1.dead-letter", SinkSettings(batch_records=1000))
     first = [record(k, n, d) for k, n, d in sample_records() if d["session_id"] == SESSION_A]
@@ -249,15 +258,8 @@ def test_one_ledger_insert_per_call_after_every_batch_and_a_failed_call_retried_
     retry stores each row once (raw counts equal FINAL counts: the rows already in are
     dropped by their tokens) and ledgers each batch once, in one part."""
     codec = get_codec()
-    offsets: dict[str, int] = {}
-
-    def record(key: str, name: str, datum: dict[str, Any]) -> Record:
-        topic = f"inter1.{key}"
-        offset = offsets.get(topic, 0)
-        offsets[topic] = offset + 1
-        value = codec.encode(name, datum)
-        sid = datum["session_id"].encode()
-        return ConsumerRecord(topic, 0, offset, 0, 0, sid, value, None, len(sid), len(value), [])
+    record = _RecordMaker(codec)
+    offsets = record.offsets
 
     settings = SinkSettings(batch_records=1000, retry_initial_s=0.01, retry_timeout_s=0.01)
     handler = SinkHandler(store, codec, "inter1.dead-letter", settings)
@@ -303,15 +305,7 @@ def test_chunk_rows_latency_view_and_a_never_engaged_session(store: Store) -> No
     chunk with the first analysis event after it; a session never "engaged" is summarised
     with engaged_share 0 (it was NULL and stopped the sink)."""
     codec = get_codec()
-    offsets: dict[str, int] = {}
-
-    def record(key: str, name: str, datum: dict[str, Any]) -> Record:
-        topic = f"inter1.{key}"
-        offset = offsets.get(topic, 0)
-        offsets[topic] = offset + 1
-        value = codec.encode(name, datum)
-        sid = datum["session_id"].encode()
-        return ConsumerRecord(topic, 0, offset, 0, 0, sid, value, None, len(sid), len(value), [])
+    record = _RecordMaker(codec)
 
     def never_engaged(name: str, datum: dict[str, Any]) -> dict[str, Any]:
         if name == "Inter1Event" and datum["event_type"] == "engagement.updated":
