@@ -31,9 +31,8 @@ pytestmark = pytest.mark.kafka
 async def shedding_simulator() -> AsyncIterator[Simulator]:
     """A slow model (0.1 s per media second a window owns: the first window keeps it
     0.8 s) whose queue holds one window's media (8 s; more is shed), no lag limit. Media
-    read box by box (``decode="boxes"``): each frame's windows are ready once it arrived
-    (PyAV's demuxer holds a frame's last fragment until the next frame comes, so paced
-    windows would reach the model in bursts)."""
+    read box by box (``decode="boxes"``): nothing is decoded, so when each frame's windows
+    are ready does not depend on how fast this machine decodes."""
     load = LoadConfig(processing_ratio=0.1, queue_windows=1, max_lag_s=3600.0)
     sim = Simulator(instant_config(load=load, analysis=AnalysisConfig(decode="boxes")))
     await sim.start()
