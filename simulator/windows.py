@@ -164,8 +164,8 @@ class AnalysisQueue:
     The queue is bounded by the media its waiting windows own, not by their count: a
     window's model cost is proportional to its owned slice (one hop after the first), and
     one long frame (and the close, which completes the last second) readies several hop
-    windows at once. Counted as whole windows, that burst
-    was shed on an idle model; it is not congestion.
+    windows at once. Counted as whole windows, that burst was shed on an idle model; it is
+    not congestion.
     """
 
     def __init__(
