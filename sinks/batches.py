@@ -90,7 +90,7 @@ class PartitionBatcher:
         self._inserted = sorted(inserted)
         self._cut_after = {last for _, last in intended or ()}
         self._open: Batch | None = None
-        # the open batch's first offset and its bucket's end (add_event's fast path)
+        # the open batch's first offset and its bucket's end: where it closes
         self._open_first = self._open_end = 0
         self.skipped = 0
 
@@ -100,12 +100,12 @@ class PartitionBatcher:
         return bool(self._inserted) and self._inserted[0][0] <= offset
 
     def _ends_batch(self, offset: int) -> bool:
-        """Whether the batch closes after ``offset``: its bucket's last offset, or where an
-        intended (crashed) batch was cut before."""
-        if (offset + 1) % self._size == 0 or offset in self._cut_after:
+        """Whether the open batch (``offset``'s bucket) closes after ``offset``: the
+        bucket's last offset, or where an intended (crashed) batch was cut before."""
+        if self._cut_after and offset in self._cut_after:
             self._cut_after.discard(offset)
             return True
-        return False
+        return offset + 1 == self._open_end
 
     def add(
         self,
@@ -126,7 +126,7 @@ class PartitionBatcher:
                 self._open = None
             return closed
         batch = self._open
-        if batch is not None and batch.first_offset // self._size != offset // self._size:
+        if batch is not None and offset >= self._open_end:  # offsets only grow
             closed.append(batch)
             batch = None
         if batch is None:
@@ -159,7 +159,7 @@ class PartitionBatcher:
         batch.records += 1
         batch.events.append(record)
         batch.event_sessions.add(session_id)
-        if (self._cut_after and self._ends_batch(offset)) or offset + 1 == self._open_end:
+        if self._ends_batch(offset):
             self._open = None
             return [batch]
         return []
