@@ -38,6 +38,9 @@ class Store:
         self._reader = reader
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
+        # (table, columns) -> their ClickHouse types: given to the insert, clickhouse-connect
+        # skips its DESCRIBE TABLE (about 1 ms of a 5 ms small insert on the embedded engine)
+        self._column_types: dict[tuple[str, tuple[str, ...]], Sequence[Any]] = {}
 
     @property
     def client(self) -> Client:
@@ -64,13 +67,47 @@ class Store:
             settings["insert_deduplication_token"] = token
         try:
             with self._lock:
-                self._client.insert(table, rows, column_names=list(columns), settings=settings)
+                self._insert_rows(table, rows, columns, settings)
         except (ClickHouseError, OSError) as exc:
             raise classify(exc, f"insert into {table} (token {token})") from exc
         except (ValueError, TypeError) as exc:
             # clickhouse-connect serialises rows client-side: a value that does not fit its
             # column type fails here, before anything is sent. Find the column.
             raise self._value_mismatch(table, rows, columns, exc) from exc
+
+    def _insert_rows(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        settings: dict[str, Any],
+    ) -> None:
+        """Insert with the columns' types known since the first insert (lock held). Given
+        the types, clickhouse-connect skips its ``DESCRIBE TABLE``: about 1 ms of a 5 ms
+        small insert on the embedded engine. An insert that fails on known types is tried
+        again as the first one was, described anew (the table may have been migrated), so
+        every failure is the one an undescribed insert would meet."""
+        key = (table, tuple(columns))
+        known = self._column_types.pop(key, None)
+        if known is not None:
+            try:
+                self._client.insert(
+                    table, rows, column_names=list(columns), column_types=known, settings=settings
+                )
+            except (ClickHouseError, ValueError, TypeError):
+                pass  # described anew below
+            else:
+                self._column_types[key] = known
+                return
+        context = self._client.create_insert_context(table, list(columns))
+        self._client.insert(
+            table,
+            rows,
+            column_names=list(columns),
+            column_types=context.column_types,
+            settings=settings,
+        )
+        self._column_types[key] = context.column_types
 
     def insert_avro(self, table: str, container: bytes, *, token: str) -> None:
         """Insert an Avro Object Container File (``FORMAT Avro``, decoded by ClickHouse).
