@@ -84,9 +84,10 @@ class Store:
     ) -> None:
         """Insert with the columns' types known since the first insert (lock held). Given
         the types, clickhouse-connect skips its ``DESCRIBE TABLE``: about 1 ms of a 5 ms
-        small insert on the embedded engine. An insert that fails on known types is tried
-        again as the first one was, described anew (the table may have been migrated), so
-        every failure is the one an undescribed insert would meet."""
+        small insert on the embedded engine. An insert refused on known types is tried again
+        as the first one was, described anew (the table may have been migrated), so every
+        refusal is the one an undescribed insert would meet; a busy or unreachable
+        ClickHouse is raised at once (the caller's backoff retries it)."""
         key = (table, tuple(columns))
         known = self._column_types.pop(key, None)
         if known is not None:
@@ -94,7 +95,10 @@ class Store:
                 self._client.insert(
                     table, rows, column_names=list(columns), column_types=known, settings=settings
                 )
-            except (ClickHouseError, ValueError, TypeError):
+            except ClickHouseError as exc:
+                if classify(exc, table).retriable:  # busy or unreachable: not the types
+                    raise
+            except (ValueError, TypeError):
                 pass  # described anew below
             else:
                 self._column_types[key] = known
