@@ -1,6 +1,6 @@
 """Prometheus metrics of the sink (``GET /metrics`` on ``PIPELINE_SINK_HTTP_PORT``).
 
-The counters are read from the handler's :class:`~sinks.sink_app.SinkStats` at scrape time
+The counters are read from the handler's :class:`~sinks.handler.SinkStats` at scrape time
 (a custom collector), so the insert path carries no metric calls of its own.
 """
 
@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from sinks.sink_app import SinkStats
+    from sinks.handler import SinkStats
 
 __all__ = ["CONSUMER_LAG", "SinkCollector"]
 

@@ -17,8 +17,8 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from runtime.settings import CuesSettings
 from sinks import metrics as sink_metrics
+from sinks.handler import SinkStats
 from sinks.metrics import SinkCollector
-from sinks.sink_app import SinkStats
 from workers.cues import metrics as cues_metrics
 from workers.session import metrics
 

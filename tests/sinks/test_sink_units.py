@@ -32,9 +32,9 @@ from sinks.exceptions import (
     SchemaMismatchError,
 )
 from sinks.faults import parse_crash_at
+from sinks.handler import SinkHandler, check_schema
 from sinks.migrations import migrate
 from sinks.sample_dataset import SESSION_A, sample_records
-from sinks.sink_app import SinkHandler, check_schema
 from sinks.store import Store
 from sinks.tables import COLUMNS
 
