@@ -188,6 +188,8 @@ async def run_worker(
             settings=kafka,
             session_timeout_ms=int(worker.session_timeout_s * 1000),
             heartbeat_interval_ms=min(3000, int(worker.session_timeout_s * 1000) // 3),
+            fetch_max_wait_ms=worker.fetch_max_wait_ms,
+            fetch_min_bytes=worker.fetch_min_bytes,
         )
         runtime = WorkerRuntime(loop, handler, outbox)
         ops = OpsServer(

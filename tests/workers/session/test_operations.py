@@ -312,3 +312,31 @@ async def test_a_full_session_queue_pauses_its_partition_until_it_drains(
     assert moves[-1][0] == "partition_resumed"  # resumed once the queue drained
     assert {p for _event, p in moves} == {moves[0][1]}  # only the session's partition
     assert_windows_once(windows(events.of(sid)), clip.duration_s)
+
+
+async def test_fetches_that_gather_chunks_still_relay_every_session(
+    worker_topics: WorkerTopics, simulator: Simulator, workers: WorkerFactory
+) -> None:
+    """The live tuning (``fetch_max_wait_ms`` 50, ``fetch_min_bytes`` 2 MiB) reaches the
+    consumer, and a live session whose chunks never fill a fetch is relayed whole."""
+    settings = worker_settings(fetch_max_wait_ms=50, fetch_min_bytes=2 * 1024 * 1024)
+    worker = await workers(worker_topics, simulator.http_url, settings=settings)
+    fetcher = worker.runtime.loop.consumer._fetcher
+    assert (fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes) == (50, 2 * 1024 * 1024)
+    clip = fixture_chunks(CLIP_A)
+    assert sum(len(c.payload) for c in clip.chunks) < 2 * 1024 * 1024
+    sid = f"fetch-{uuid.uuid4().hex[:6]}"
+    events = await TopicReader(worker_topics.events).start()
+    usage = await TopicReader(worker_topics.usage).start()
+    async with ChunkPublisher(worker_topics.chunks) as publisher:
+        await publisher.send(started_record(sid, live=True))
+        for chunk in clip.chunks:
+            await publisher.chunk(sid, chunk)
+        await publisher.end(sid, clip)
+    try:
+        await session_done(events, usage, sid, clip.duration_s)
+    finally:
+        await events.stop()
+        await usage.stop()
+    assert_windows_once(windows(events.of(sid)), clip.duration_s)
+    assert {reason for _, _, reason in usage_tiles(usage.of(sid), clip.duration_s)} == {"analysed"}
