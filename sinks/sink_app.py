@@ -131,6 +131,8 @@ class SinkApp:
                 ),
                 session_timeout_ms=int(settings.session_timeout_s * 1000),
                 heartbeat_interval_ms=1000,
+                fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                fetch_min_bytes=settings.fetch_min_bytes,
             )
             await loop.start()
             stack.push_async_callback(loop.stop)

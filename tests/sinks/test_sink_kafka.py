@@ -322,6 +322,9 @@ def test_batch_retried_after_insert_failure_appears_once(
         app = SinkApp(url=f"chdb://{tmp_path / 'clickhouse'}", settings=settings)
         await app.start()
         try:
+            assert app._loop is not None  # fetches gather live records (the defaults)
+            fetcher = app._loop.consumer._fetcher
+            assert (fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes) == (250, 1024 * 1024)
             store = app.store
             store.command("CREATE TABLE guard (fail UInt8) ENGINE = Memory")
             store.command("INSERT INTO guard VALUES (1)")
