@@ -7,6 +7,7 @@ through this one object; a lock keeps their calls from interleaving on the clien
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -89,12 +90,13 @@ class Store:
         refusal is the one an undescribed insert would meet; a busy or unreachable
         ClickHouse is raised at once (the caller's backoff retries it)."""
         key = (table, tuple(columns))
+        insert = functools.partial(
+            self._client.insert, table, rows, column_names=list(columns), settings=settings
+        )
         known = self._column_types.pop(key, None)
         if known is not None:
             try:
-                self._client.insert(
-                    table, rows, column_names=list(columns), column_types=known, settings=settings
-                )
+                insert(column_types=known)
             except ClickHouseError as exc:
                 if classify(exc, table).retriable:  # busy or unreachable: not the types
                     raise
@@ -103,15 +105,9 @@ class Store:
             else:
                 self._column_types[key] = known
                 return
-        context = self._client.create_insert_context(table, list(columns))
-        self._client.insert(
-            table,
-            rows,
-            column_names=list(columns),
-            column_types=context.column_types,
-            settings=settings,
-        )
-        self._column_types[key] = context.column_types
+        described = self._client.create_insert_context(table, list(columns)).column_types
+        insert(column_types=described)
+        self._column_types[key] = described
 
     def insert_avro(self, table: str, container: bytes, *, token: str) -> None:
         """Insert an Avro Object Container File (``FORMAT Avro``, decoded by ClickHouse).

@@ -329,10 +329,7 @@ async def test_fetches_that_gather_chunks_still_relay_every_session(
     events = await TopicReader(worker_topics.events).start()
     usage = await TopicReader(worker_topics.usage).start()
     async with ChunkPublisher(worker_topics.chunks) as publisher:
-        await publisher.send(started_record(sid, live=True))
-        for chunk in clip.chunks:
-            await publisher.chunk(sid, chunk)
-        await publisher.end(sid, clip)
+        await publisher.session(sid, clip, live=True)
     try:
         await session_done(events, usage, sid, clip.duration_s)
     finally:
