@@ -63,6 +63,7 @@ sys.path[:0] = [
 ]
 
 import httpx  # noqa: E402
+from proc_stats import cpu_s, rss_mb  # noqa: E402
 from session_helpers import (  # noqa: E402
     ChunkPublisher,
     ClipChunk,
@@ -326,18 +327,6 @@ def relay(args: argparse.Namespace) -> None:
 # -- capacity -------------------------------------------------------------------------------
 
 
-def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _proc_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _histogram(text: str, name: str) -> dict[float, float]:
     """Cumulative bucket counts of a histogram from the /metrics text."""
     buckets: dict[float, float] = {}
@@ -500,11 +489,11 @@ async def _capacity_step(
     sim_pid: int,
 ) -> None:
     """One step: ``count`` live sessions through the worker; prints CPU, RSS, each leg."""
-    idle_rss = _proc_rss_mb(pid)
+    idle_rss = rss_mb(pid)
     text = (await http.get("/metrics")).text
     before = {name: _histogram(text, name) for _label, name in _LEGS}
-    cpu0, load0 = _proc_cpu_s(pid), os.getloadavg()[0]
-    sim0, wall0 = _proc_cpu_s(sim_pid), time.monotonic()
+    cpu0, load0 = cpu_s(pid), os.getloadavg()[0]
+    sim0, wall0 = cpu_s(sim_pid), time.monotonic()
     own0, kids0 = (
         resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     )
@@ -526,7 +515,7 @@ async def _capacity_step(
     )
     out_task = asyncio.create_task(sender.communicate())
     while not out_task.done():
-        peak = max(peak, _proc_rss_mb(pid))
+        peak = max(peak, rss_mb(pid))
         await asyncio.sleep(0.5)
     lag = json.loads(out_task.result()[0].decode().splitlines()[-1])["lag_s"]
     while True:  # every session drained
@@ -534,13 +523,13 @@ async def _capacity_step(
         active = [
             line for line in text.splitlines() if line.startswith("inter1_worker_active_sessions ")
         ]
-        peak = max(peak, _proc_rss_mb(pid))
+        peak = max(peak, rss_mb(pid))
         if active and float(active[0].split()[-1]) == 0:
             break
         await asyncio.sleep(0.5)
-    used = _proc_cpu_s(pid) - cpu0
+    used = cpu_s(pid) - cpu0
     wall = time.monotonic() - wall0
-    sim_used = _proc_cpu_s(sim_pid) - sim0
+    sim_used = cpu_s(sim_pid) - sim0
     own1, kids1 = (
         resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     )

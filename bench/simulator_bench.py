@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 import av
 import httpx
 from interhumanai import InterhumanClient
+from proc_stats import cpu_s
 from websockets.asyncio.client import connect
 
 from simulator.box_media import BoxMediaStream
 from simulator.clips import ClipSpec, make_clip
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _BUDGET_S = {"all": 80.0, "keyframes": 60.0, "none": 80.0, "boxes": 110.0}
 """Wall-time budget of each depth's ramp (all four plus the overload step: < 8 min)."""
 _FIRST_STEP = {"all": 8, "keyframes": 32, "none": 64, "boxes": 256}
@@ -93,12 +93,6 @@ def boxes_baseline(clip: bytes, seconds: float) -> float:
         media.finish()
         rounds += 1
     return (time.process_time() - cpu_start) / (rounds * seconds)
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 def decode_baseline(clip: bytes, seconds: float) -> float:
@@ -182,7 +176,7 @@ async def run_step(
 ) -> Step:
     async with httpx.AsyncClient(base_url=url, timeout=60.0) as http:
         before = (await http.get("/usage")).json()["totals"]
-        cpu_before, wall_before = _cpu_seconds(pid), time.monotonic()
+        cpu_before, wall_before = cpu_s(pid), time.monotonic()
         client_before = time.process_time()
         delays: list[float] = []
         lateness: list[float] = []
@@ -198,7 +192,7 @@ async def run_step(
             return_exceptions=True,
         )
         wall = time.monotonic() - wall_before
-        cpu = (_cpu_seconds(pid) - cpu_before) / wall
+        cpu = (cpu_s(pid) - cpu_before) / wall
         client_cpu = (time.process_time() - client_before) / wall
         await asyncio.sleep(0.2)
         summary = (await http.get("/usage")).json()

@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proc_stats import cpu_s
 from sink_bench import ROOT, create_topics, ensure_broker, event, publish
 
 from deploy.kafka_broker import LocalBroker
@@ -36,11 +37,6 @@ from runtime.settings import SinkSettings, load
 from runtime.topics import load_topic_specs
 
 _BASELINE = {"PIPELINE_SINK_FETCH_MAX_WAIT_MS": "500", "PIPELINE_SINK_FETCH_MIN_BYTES": "1"}
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _run(fetch: dict[str, str], rate: float, seconds: float) -> tuple[float, float]:
@@ -67,9 +63,9 @@ async def _run(fetch: dict[str, str], rate: float, seconds: float) -> tuple[floa
         await publish(topic, [event(0, 900000 + i, "warm") for i in range(20)], None, 20)
         await asyncio.sleep(10)
         live = [event(i % 50, 100000 + i, "live") for i in range(int(rate * seconds))]
-        cpu, wall = _cpu_s(sink.pid), time.monotonic()
+        cpu, wall = cpu_s(sink.pid), time.monotonic()
         await publish(topic, live, None, rate)
-        cpu, wall = _cpu_s(sink.pid) - cpu, time.monotonic() - wall
+        cpu, wall = cpu_s(sink.pid) - cpu, time.monotonic() - wall
         if sink.returncode is not None:
             raise SystemExit(f"the sink exited with {sink.returncode} during the run")
         return cpu / wall, len(live) / wall
